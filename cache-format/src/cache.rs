@@ -1,0 +1,104 @@
+//! An activation cache opened for reading: the manifest, shard lookup with cross-checks, the held-out split.
+
+use crate::error::{CacheError, Result};
+use crate::loader::{BatchStream, LoaderConfig};
+use crate::manifest::{Manifest, MANIFEST_FILE};
+use crate::shard::Shard;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub struct Cache {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl Cache {
+    /// Opens a finished cache; an interrupted extraction is refused with a hint to resume it.
+    pub fn open(dir: &Path) -> Result<Cache> {
+        let cache = Cache::open_any(dir)?;
+        if !cache.manifest.complete {
+            return Err(CacheError::invalid(
+                &dir.join(MANIFEST_FILE),
+                "the extraction that writes this cache did not finish; run the same extract command again to resume it",
+            ));
+        }
+        Ok(cache)
+    }
+
+    /// Opens a cache whether or not its extraction finished (for `inspect` and `validate`). Checks that every
+    /// listed shard file exists with the recorded size.
+    pub fn open_any(dir: &Path) -> Result<Cache> {
+        let manifest = Manifest::load(dir)?;
+        for entry in &manifest.shards {
+            let path = dir.join(&entry.file);
+            let meta = std::fs::metadata(&path).map_err(|e| {
+                CacheError::invalid(&path, format!("shard listed in {MANIFEST_FILE} cannot be read: {e}"))
+            })?;
+            if meta.len() != entry.bytes {
+                return Err(CacheError::mismatch(&path, "file size (bytes, from the manifest)", entry.bytes, meta.len()));
+            }
+        }
+        Ok(Cache { dir: dir.to_path_buf(), manifest })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    pub fn num_shards(&self) -> usize {
+        self.manifest.shards.len()
+    }
+    pub fn d_in(&self) -> usize {
+        self.manifest.spec.d_in as usize
+    }
+    pub fn d_out(&self) -> usize {
+        self.manifest.spec.d_out as usize
+    }
+
+    pub fn shard_path(&self, index: usize) -> PathBuf {
+        self.dir.join(&self.manifest.shards[index].file)
+    }
+
+    /// Opens shard `index` and checks its header against the manifest.
+    pub fn open_shard(&self, index: usize) -> Result<Shard> {
+        let path = self.shard_path(index);
+        let shard = Shard::open(&path)?;
+        let spec = &self.manifest.spec;
+        let entry = &self.manifest.shards[index];
+        let h = shard.header();
+        let checks: [(&str, String, String); 4] = [
+            ("rows", entry.rows.to_string(), h.rows.to_string()),
+            ("d_in", spec.d_in.to_string(), h.d_in.to_string()),
+            ("d_out", spec.d_out.to_string(), h.d_out.to_string()),
+            ("dtype", spec.dtype.to_string(), h.dtype.to_string()),
+        ];
+        for (field, want, got) in checks {
+            if want != got {
+                return Err(CacheError::mismatch(&path, format!("{field} (manifest vs shard header)"), want, got));
+            }
+        }
+        Ok(shard)
+    }
+
+    /// Splits shard indices into (training, held-out): the last `holdout_shards` shards are held out, so the
+    /// split is the same for every run on this cache and training never reads evaluation data.
+    pub fn split(&self, holdout_shards: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+        let n = self.num_shards();
+        if holdout_shards >= n && n > 0 {
+            return Err(CacheError::invalid(
+                &self.dir,
+                format!("cannot hold out {holdout_shards} of {n} shards: no training shard would remain"),
+            ));
+        }
+        let cut = n.saturating_sub(holdout_shards);
+        Ok(((0..cut).collect(), (cut..n).collect()))
+    }
+
+    /// A shuffled stream of f32 batches over `shards` for one epoch (see [`LoaderConfig`]).
+    pub fn batches(&self, shards: &[usize], epoch: u64, config: &LoaderConfig) -> BatchStream {
+        BatchStream::start(Arc::new(self.clone()), shards.to_vec(), epoch, config.clone())
+    }
+}

@@ -1,0 +1,41 @@
+//! Atomic file replacement: write a temp file beside the target, fsync it, rename it over the target, fsync the
+//! directory. A reader sees either the old file or the complete new one, never a partial write.
+
+use crate::error::{CacheError, Result};
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Suffix of files being written; `CacheWriter` removes leftovers of a crash.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+pub fn temp_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().expect("target has a file name").to_os_string();
+    name.push(TEMP_SUFFIX);
+    target.with_file_name(name)
+}
+
+/// Writes `target` atomically; `fill` receives a buffered writer over the temp file.
+pub fn write_atomic(target: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let tmp = temp_path(target);
+    let result = (|| {
+        let file = File::create(&tmp)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        fill(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, target)?;
+        sync_dir(target.parent().unwrap_or(Path::new(".")))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| CacheError::io(target, e))
+}
+
+/// Makes a rename durable: fsync on the directory holding it.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    File::open(dir)?.sync_all()
+}

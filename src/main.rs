@@ -1,0 +1,56 @@
+//! `sparsecoder`: the command line. Each subcommand lives in its own module and only wires the crates together.
+
+mod cache_cmds;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "sparsecoder", version, about = "Sparse coders (TopK SAEs, transcoders, skip transcoders) on language-model MLPs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print what an activation cache holds: its manifest and per-shard statistics.
+    Inspect {
+        /// Cache directory (the one holding manifest.json).
+        dir: PathBuf,
+    },
+    /// Check every byte of a cache: headers, section and file checksums, manifest agreement, NaN/Inf rows.
+    /// Exits non-zero naming each damaged shard and section. Never modifies anything.
+    Validate {
+        dir: PathBuf,
+    },
+    /// Compress every shard to the zstd archival form (shard-NNNNNN.bin.zst); readers decompress on open.
+    Compress {
+        dir: PathBuf,
+        /// zstd level (1-22).
+        #[arg(long, default_value_t = 3)]
+        level: i32,
+    },
+    /// Turn zstd-archived shards back into plain, memory-mappable shards.
+    Decompress {
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect { dir } => cache_cmds::inspect(&dir),
+        Command::Validate { dir } => cache_cmds::validate(&dir),
+        Command::Compress { dir, level } => cache_cmds::archive(&dir, true, level),
+        Command::Decompress { dir } => cache_cmds::archive(&dir, false, 0),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
