@@ -20,13 +20,26 @@ pub fn inspect(dir: &Path) -> Result<ExitCode> {
     let m = cache.manifest();
     let spec = &m.spec;
     let bytes: u64 = m.shards.iter().map(|s| s.bytes).sum();
-    let state = if m.complete { "complete" } else { "INCOMPLETE (extraction interrupted or still running)" };
+    let state = if m.complete {
+        "complete"
+    } else {
+        "INCOMPLETE (extraction interrupted or still running)"
+    };
     println!("cache        {}", dir.display());
     println!("format       {} v{}, {state}", m.format, m.format_version);
-    println!("model        {} ({}; sha256 {})", spec.model.name, spec.model.file, spec.model.sha256);
+    println!(
+        "model        {} ({}; sha256 {})",
+        spec.model.name, spec.model.file, spec.model.sha256
+    );
     println!("layer        {}", spec.layer);
-    println!("hookpoints   mlp_in = {}, mlp_out = {}", spec.hookpoints.mlp_in, spec.hookpoints.mlp_out);
-    println!("widths       d_in {}, d_out {}, stored as {}", spec.d_in, spec.d_out, spec.dtype);
+    println!(
+        "hookpoints   mlp_in = {}, mlp_out = {}",
+        spec.hookpoints.mlp_in, spec.hookpoints.mlp_out
+    );
+    println!(
+        "widths       d_in {}, d_out {}, stored as {}",
+        spec.d_in, spec.d_out, spec.dtype
+    );
     println!("context      {} tokens per sequence", spec.ctx_len);
     println!(
         "tokenizer    {} ({} tokens, hash {})",
@@ -66,7 +79,11 @@ pub fn validate(dir: &Path) -> Result<ExitCode> {
     let report = validate_cache(dir)?;
     for shard in &report.shards {
         if shard.problems.is_empty() {
-            println!("ok     {} ({} rows)", shard.file, shard.stats.map_or(0, |s| s.rows));
+            println!(
+                "ok     {} ({} rows)",
+                shard.file,
+                shard.stats.map_or(0, |s| s.rows)
+            );
         }
         for p in &shard.problems {
             println!("error  {p}");
@@ -75,12 +92,27 @@ pub fn validate(dir: &Path) -> Result<ExitCode> {
     let m = report.cache.manifest();
     let problems = report.problems().count();
     if problems == 0 {
-        let state = if m.complete { "" } else { " (incomplete: extraction has not finished)" };
-        println!("valid: {} shards, {} rows{state}", m.shards.len(), m.total_rows);
+        let state = if m.complete {
+            ""
+        } else {
+            " (incomplete: extraction has not finished)"
+        };
+        println!(
+            "valid: {} shards, {} rows{state}",
+            m.shards.len(),
+            m.total_rows
+        );
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("error: {} has {problems} problem(s) in {} shard(s)", dir.display(),
-            report.shards.iter().filter(|s| !s.problems.is_empty()).count());
+        eprintln!(
+            "error: {} has {problems} problem(s) in {} shard(s)",
+            dir.display(),
+            report
+                .shards
+                .iter()
+                .filter(|s| !s.problems.is_empty())
+                .count()
+        );
         Ok(ExitCode::FAILURE)
     }
 }
@@ -88,11 +120,18 @@ pub fn validate(dir: &Path) -> Result<ExitCode> {
 pub fn archive(dir: &Path, compress: bool, level: i32) -> Result<ExitCode> {
     let s = cache_format::archive::convert(dir, compress, level)?;
     if s.shards_changed == 0 {
-        println!("nothing to do: every shard is already {}", if compress { "compressed" } else { "plain" });
+        println!(
+            "nothing to do: every shard is already {}",
+            if compress { "compressed" } else { "plain" }
+        );
     } else {
         println!(
             "{} {} shards: {:.1} MiB -> {:.1} MiB (ratio {:.3})",
-            if compress { "compressed" } else { "decompressed" },
+            if compress {
+                "compressed"
+            } else {
+                "decompressed"
+            },
             s.shards_changed,
             mib(s.bytes_before),
             mib(s.bytes_after),

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "sparsecoder", version, about = "Sparse coders (TopK SAEs, transcoders, skip transcoders) on language-model MLPs")]
+#[command(
+    name = "sparsecoder",
+    version,
+    about = "Sparse coders (TopK SAEs, transcoders, skip transcoders) on language-model MLPs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,9 +26,7 @@ enum Command {
     },
     /// Check every byte of a cache: headers, section and file checksums, manifest agreement, NaN/Inf rows.
     /// Exits non-zero naming each damaged shard and section. Never modifies anything.
-    Validate {
-        dir: PathBuf,
-    },
+    Validate { dir: PathBuf },
     /// Compress every shard to the zstd archival form (shard-NNNNNN.bin.zst); readers decompress on open.
     Compress {
         dir: PathBuf,
@@ -33,9 +35,7 @@ enum Command {
         level: i32,
     },
     /// Turn zstd-archived shards back into plain, memory-mappable shards.
-    Decompress {
-        dir: PathBuf,
-    },
+    Decompress { dir: PathBuf },
 }
 
 fn main() -> ExitCode {

@@ -40,7 +40,11 @@ pub fn convert(dir: &Path, compress: bool, level: i32) -> Result<ArchiveSummary>
         drop(shard);
         let mut written = (0u64, 0u64);
         write_atomic(&new_path, |out| {
-            let mut w = HashingWriter { inner: out, hasher: Xxh3::new(), bytes: 0 };
+            let mut w = HashingWriter {
+                inner: out,
+                hasher: Xxh3::new(),
+                bytes: 0,
+            };
             let mut src = BufReader::new(File::open(&old_path)?);
             if compress {
                 let mut enc = zstd::stream::write::Encoder::new(&mut w, level)?;

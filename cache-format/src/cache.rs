@@ -33,13 +33,24 @@ impl Cache {
         for entry in &manifest.shards {
             let path = dir.join(&entry.file);
             let meta = std::fs::metadata(&path).map_err(|e| {
-                CacheError::invalid(&path, format!("shard listed in {MANIFEST_FILE} cannot be read: {e}"))
+                CacheError::invalid(
+                    &path,
+                    format!("shard listed in {MANIFEST_FILE} cannot be read: {e}"),
+                )
             })?;
             if meta.len() != entry.bytes {
-                return Err(CacheError::mismatch(&path, "file size (bytes, from the manifest)", entry.bytes, meta.len()));
+                return Err(CacheError::mismatch(
+                    &path,
+                    "file size (bytes, from the manifest)",
+                    entry.bytes,
+                    meta.len(),
+                ));
             }
         }
-        Ok(Cache { dir: dir.to_path_buf(), manifest })
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -77,7 +88,12 @@ impl Cache {
         ];
         for (field, want, got) in checks {
             if want != got {
-                return Err(CacheError::mismatch(&path, format!("{field} (manifest vs shard header)"), want, got));
+                return Err(CacheError::mismatch(
+                    &path,
+                    format!("{field} (manifest vs shard header)"),
+                    want,
+                    got,
+                ));
             }
         }
         Ok(shard)
@@ -99,6 +115,11 @@ impl Cache {
 
     /// A shuffled stream of f32 batches over `shards` for one epoch (see [`LoaderConfig`]).
     pub fn batches(&self, shards: &[usize], epoch: u64, config: &LoaderConfig) -> BatchStream {
-        BatchStream::start(Arc::new(self.clone()), shards.to_vec(), epoch, config.clone())
+        BatchStream::start(
+            Arc::new(self.clone()),
+            shards.to_vec(),
+            epoch,
+            config.clone(),
+        )
     }
 }

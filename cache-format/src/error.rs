@@ -8,7 +8,10 @@ pub type Result<T, E = CacheError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// The file exists but its content is not what the format says it must be.
     #[error("{path}: {what}")]
@@ -16,11 +19,21 @@ pub enum CacheError {
 
     /// A checksum over a named part of a file does not match.
     #[error("{path}: checksum mismatch in {part}: expected {expected:016x}, found {found:016x}")]
-    Checksum { path: PathBuf, part: String, expected: u64, found: u64 },
+    Checksum {
+        path: PathBuf,
+        part: String,
+        expected: u64,
+        found: u64,
+    },
 
     /// The manifest and a shard (or the caller and the manifest) disagree about a field.
     #[error("{path}: {field} expected {expected}, found {found}")]
-    Mismatch { path: PathBuf, field: String, expected: String, found: String },
+    Mismatch {
+        path: PathBuf,
+        field: String,
+        expected: String,
+        found: String,
+    },
 
     #[error("{path}: {what}")]
     Invalid { path: PathBuf, what: String },
@@ -28,11 +41,17 @@ pub enum CacheError {
 
 impl CacheError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        CacheError::Io { path: path.to_path_buf(), source }
+        CacheError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     pub fn corrupt(path: &Path, what: impl Into<String>) -> Self {
-        CacheError::Corrupt { path: path.to_path_buf(), what: what.into() }
+        CacheError::Corrupt {
+            path: path.to_path_buf(),
+            what: what.into(),
+        }
     }
 
     pub fn mismatch(
@@ -50,6 +69,9 @@ impl CacheError {
     }
 
     pub fn invalid(path: &Path, what: impl Into<String>) -> Self {
-        CacheError::Invalid { path: path.to_path_buf(), what: what.into() }
+        CacheError::Invalid {
+            path: path.to_path_buf(),
+            what: what.into(),
+        }
     }
 }

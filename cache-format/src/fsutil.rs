@@ -10,13 +10,19 @@ use std::path::{Path, PathBuf};
 pub const TEMP_SUFFIX: &str = ".tmp";
 
 pub fn temp_path(target: &Path) -> PathBuf {
-    let mut name = target.file_name().expect("target has a file name").to_os_string();
+    let mut name = target
+        .file_name()
+        .expect("target has a file name")
+        .to_os_string();
     name.push(TEMP_SUFFIX);
     target.with_file_name(name)
 }
 
 /// Writes `target` atomically; `fill` receives a buffered writer over the temp file.
-pub fn write_atomic(target: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+pub fn write_atomic(
+    target: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let tmp = temp_path(target);
     let result = (|| {
         let file = File::create(&tmp)?;
@@ -36,6 +42,10 @@ pub fn write_atomic(target: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io:
 
 /// Makes a rename durable: fsync on the directory holding it.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     File::open(dir)?.sync_all()
 }

@@ -66,7 +66,11 @@ pub struct Batch {
 type RowRef = (u32, u32);
 
 enum Job {
-    Work { index: u64, shards: Vec<Arc<Shard>>, rows: Vec<RowRef> },
+    Work {
+        index: u64,
+        shards: Vec<Arc<Shard>>,
+        rows: Vec<RowRef>,
+    },
     Fail(crate::error::CacheError),
 }
 
@@ -90,9 +94,17 @@ pub fn batches_per_epoch(rows: u64, config: &LoaderConfig) -> u64 {
 }
 
 impl BatchStream {
-    pub(crate) fn start(cache: Arc<Cache>, shards: Vec<usize>, epoch: u64, config: LoaderConfig) -> BatchStream {
+    pub(crate) fn start(
+        cache: Arc<Cache>,
+        shards: Vec<usize>,
+        epoch: u64,
+        config: LoaderConfig,
+    ) -> BatchStream {
         assert!(config.batch_rows > 0 && config.window_shards > 0 && config.threads > 0);
-        let rows: u64 = shards.iter().map(|&i| cache.manifest().shards[i].rows).sum();
+        let rows: u64 = shards
+            .iter()
+            .map(|&i| cache.manifest().shards[i].rows)
+            .sum();
         let total = batches_per_epoch(rows, &config);
         let to_receive = total.saturating_sub(config.skip_batches);
         let workers = config.threads;
@@ -108,7 +120,11 @@ impl BatchStream {
             threads.push(std::thread::spawn(move || {
                 for job in job_rx {
                     let result = match job {
-                        Job::Work { index, shards, rows } => {
+                        Job::Work {
+                            index,
+                            shards,
+                            rows,
+                        } => {
                             let mut batch = recycle_rx.try_recv().unwrap_or_default();
                             fill_batch(&mut batch, index, &shards, &rows);
                             Ok(batch)
@@ -123,8 +139,17 @@ impl BatchStream {
             job_txs.push(job_tx);
             outputs.push(out_rx);
         }
-        threads.push(std::thread::spawn(move || plan_epoch(&cache, &shards, epoch, &config, total, &job_txs)));
-        BatchStream { outputs, recycle: recycle_tx, threads, received: 0, to_receive, failed: false }
+        threads.push(std::thread::spawn(move || {
+            plan_epoch(&cache, &shards, epoch, &config, total, &job_txs)
+        }));
+        BatchStream {
+            outputs,
+            recycle: recycle_tx,
+            threads,
+            received: 0,
+            to_receive,
+            failed: false,
+        }
     }
 
     /// Batches this stream will still deliver.
@@ -146,7 +171,9 @@ impl Iterator for BatchStream {
             return None;
         }
         let worker = (self.received % self.outputs.len() as u64) as usize;
-        let item = self.outputs[worker].recv().expect("loader worker ended before its batches were delivered");
+        let item = self.outputs[worker]
+            .recv()
+            .expect("loader worker ended before its batches were delivered");
         self.received += 1;
         self.failed = item.is_err();
         Some(item)
@@ -164,7 +191,14 @@ impl Drop for BatchStream {
 }
 
 /// The planner: decides which rows go into which batch and hands the batches out round-robin.
-fn plan_epoch(cache: &Cache, shards: &[usize], epoch: u64, config: &LoaderConfig, total: u64, jobs: &[Sender<Job>]) {
+fn plan_epoch(
+    cache: &Cache,
+    shards: &[usize],
+    epoch: u64,
+    config: &LoaderConfig,
+    total: u64,
+    jobs: &[Sender<Job>],
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     rng.set_stream(epoch);
     let mut order = shards.to_vec();
@@ -180,7 +214,11 @@ fn plan_epoch(cache: &Cache, shards: &[usize], epoch: u64, config: &LoaderConfig
         if this >= total || this < config.skip_batches {
             return true;
         }
-        dispatch.send(Job::Work { index: this, shards: live.clone(), rows })
+        dispatch.send(Job::Work {
+            index: this,
+            shards: live.clone(),
+            rows,
+        })
     };
 
     for window in order.chunks(config.window_shards) {
@@ -259,8 +297,16 @@ fn fill_batch(batch: &mut Batch, index: u64, shards: &[Arc<Shard>], rows: &[RowR
     for (i, &(slot, row)) in rows.iter().enumerate() {
         let shard = &shards[slot as usize];
         let row = row as usize;
-        shard.read_rows_f32(Section::MlpIn, row, &mut batch.mlp_in[i * d_in..(i + 1) * d_in]);
-        shard.read_rows_f32(Section::MlpOut, row, &mut batch.mlp_out[i * d_out..(i + 1) * d_out]);
+        shard.read_rows_f32(
+            Section::MlpIn,
+            row,
+            &mut batch.mlp_in[i * d_in..(i + 1) * d_in],
+        );
+        shard.read_rows_f32(
+            Section::MlpOut,
+            row,
+            &mut batch.mlp_out[i * d_out..(i + 1) * d_out],
+        );
         batch.token_ids.push(shard.token_ids()[row]);
         batch.seq_ids.push(shard.seq_ids()[row]);
         batch.positions.push(shard.positions()[row]);

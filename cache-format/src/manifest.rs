@@ -108,22 +108,43 @@ impl Manifest {
             return Err(CacheError::mismatch(path, "format", FORMAT_NAME, &m.format));
         }
         if m.format_version != FORMAT_VERSION {
-            return Err(CacheError::mismatch(path, "format_version", FORMAT_VERSION, m.format_version));
+            return Err(CacheError::mismatch(
+                path,
+                "format_version",
+                FORMAT_VERSION,
+                m.format_version,
+            ));
         }
         if m.spec.d_in == 0 || m.spec.d_out == 0 || m.spec.shard_rows == 0 {
-            return Err(CacheError::invalid(path, "d_in, d_out and shard_rows must be positive"));
+            return Err(CacheError::invalid(
+                path,
+                "d_in, d_out and shard_rows must be positive",
+            ));
         }
         let sum: u64 = m.shards.iter().map(|s| s.rows).sum();
         if sum != m.total_rows {
-            return Err(CacheError::mismatch(path, "total_rows (sum of shard rows)", sum, m.total_rows));
+            return Err(CacheError::mismatch(
+                path,
+                "total_rows (sum of shard rows)",
+                sum,
+                m.total_rows,
+            ));
         }
         for (i, s) in m.shards.iter().enumerate() {
             let plain = shard_file_name(i);
             if s.file != plain && s.file != format!("{plain}.zst") {
-                return Err(CacheError::mismatch(path, format!("shards[{i}].file"), plain, &s.file));
+                return Err(CacheError::mismatch(
+                    path,
+                    format!("shards[{i}].file"),
+                    plain,
+                    &s.file,
+                ));
             }
             if s.xxh3.len() != 16 || u64::from_str_radix(&s.xxh3, 16).is_err() {
-                return Err(CacheError::invalid(path, format!("shards[{i}].xxh3 {:?} is not 16 hex digits", s.xxh3)));
+                return Err(CacheError::invalid(
+                    path,
+                    format!("shards[{i}].xxh3 {:?} is not 16 hex digits", s.xxh3),
+                ));
             }
         }
         Ok(m)

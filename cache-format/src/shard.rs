@@ -34,8 +34,13 @@ pub enum Section {
 }
 
 impl Section {
-    pub const ALL: [Section; SECTION_COUNT] =
-        [Section::MlpIn, Section::MlpOut, Section::TokenIds, Section::SeqIds, Section::Positions];
+    pub const ALL: [Section; SECTION_COUNT] = [
+        Section::MlpIn,
+        Section::MlpOut,
+        Section::TokenIds,
+        Section::SeqIds,
+        Section::Positions,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -104,11 +109,22 @@ impl ShardHeader {
         let sections = Section::ALL.map(|s| {
             let (width, elem) = s.shape(d_in, d_out, dtype);
             let len = rows * width * elem.size() as u64;
-            let entry = SectionEntry { elem, offset, len, checksum: 0 };
+            let entry = SectionEntry {
+                elem,
+                offset,
+                len,
+                checksum: 0,
+            };
             offset = align_up(offset + len);
             entry
         });
-        ShardHeader { rows, d_in, d_out, dtype, sections }
+        ShardHeader {
+            rows,
+            d_in,
+            d_out,
+            dtype,
+            sections,
+        }
     }
 
     pub fn section(&self, s: Section) -> &SectionEntry {
@@ -117,7 +133,12 @@ impl ShardHeader {
 
     /// Size of the file: the end of the last section.
     pub fn file_len(&self) -> u64 {
-        self.sections.iter().map(|e| e.offset + e.len).max().unwrap_or(0).max(HEADER_LEN as u64)
+        self.sections
+            .iter()
+            .map(|e| e.offset + e.len)
+            .max()
+            .unwrap_or(0)
+            .max(HEADER_LEN as u64)
     }
 
     pub fn encode(&self) -> [u8; HEADER_LEN] {
@@ -161,7 +182,9 @@ impl ShardHeader {
         }
         let version = u32_at(bytes, 8);
         if version != VERSION {
-            return Err(bad(format!("unknown shard format version: expected {VERSION}, found {version}")));
+            return Err(bad(format!(
+                "unknown shard format version: expected {VERSION}, found {version}"
+            )));
         }
         let header_len = u32_at(bytes, 12) as usize;
         let count = u32_at(bytes, 36) as usize;
@@ -193,9 +216,15 @@ impl ShardHeader {
         let code = u32_at(bytes, 32);
         let dtype = ElemType::from_code(code)
             .and_then(ElemType::as_activation)
-            .ok_or_else(|| bad(format!("header: activation dtype code {code} is not 0 (f32), 1 (f16) or 2 (bf16)")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "header: activation dtype code {code} is not 0 (f32), 1 (f16) or 2 (bf16)"
+                ))
+            })?;
         if d_in == 0 || d_out == 0 {
-            return Err(bad(format!("header: widths must be positive, found d_in={d_in} d_out={d_out}")));
+            return Err(bad(format!(
+                "header: widths must be positive, found d_in={d_in} d_out={d_out}"
+            )));
         }
         let mut found: [Option<SectionEntry>; SECTION_COUNT] = [None; SECTION_COUNT];
         for i in 0..SECTION_COUNT {
@@ -203,8 +232,11 @@ impl ShardHeader {
             let raw = &bytes[at..at + NAME_LEN];
             let end = raw.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
             let name = std::str::from_utf8(&raw[..end]).unwrap_or("");
-            let section = Section::parse(name)
-                .ok_or_else(|| bad(format!("header: section table entry {i} has unknown name {name:?}")))?;
+            let section = Section::parse(name).ok_or_else(|| {
+                bad(format!(
+                    "header: section table entry {i} has unknown name {name:?}"
+                ))
+            })?;
             if found[section.index()].is_some() {
                 return Err(bad(format!("header: section {name} appears twice")));
             }
@@ -223,7 +255,11 @@ impl ShardHeader {
             let want_len = rows
                 .checked_mul(width)
                 .and_then(|n| n.checked_mul(want_elem.size() as u64))
-                .ok_or_else(|| bad(format!("header: {rows} rows overflow section {name}'s size")))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "header: {rows} rows overflow section {name}'s size"
+                    ))
+                })?;
             if len != want_len {
                 return Err(bad(format!(
                     "section {name}: length expected {want_len} bytes ({rows} rows × {width} × {}), found {len}",
@@ -235,21 +271,37 @@ impl ShardHeader {
                     "section {name}: offset {offset} is not a multiple of {ALIGN} past the header"
                 )));
             }
-            let end = offset.checked_add(len).ok_or_else(|| bad(format!("section {name}: offset overflows")))?;
+            let end = offset
+                .checked_add(len)
+                .ok_or_else(|| bad(format!("section {name}: offset overflows")))?;
             if end > file_len {
                 return Err(bad(format!(
                     "truncated shard: section {name} ends at byte {end}, file has {file_len} bytes"
                 )));
             }
-            found[section.index()] = Some(SectionEntry { elem: want_elem, offset, len, checksum: u64_at(bytes, at + 40) });
+            found[section.index()] = Some(SectionEntry {
+                elem: want_elem,
+                offset,
+                len,
+                checksum: u64_at(bytes, at + 40),
+            });
         }
         let sections = found.map(|e| e.expect("all five sections found once"));
-        let mut spans: Vec<(u64, u64)> = sections.iter().map(|e| (e.offset, e.offset + e.len)).collect();
+        let mut spans: Vec<(u64, u64)> = sections
+            .iter()
+            .map(|e| (e.offset, e.offset + e.len))
+            .collect();
         spans.sort();
         if spans.windows(2).any(|w| w[0].1 > w[1].0) {
             return Err(bad("header: sections overlap".into()));
         }
-        Ok(ShardHeader { rows, d_in, d_out, dtype, sections })
+        Ok(ShardHeader {
+            rows,
+            d_in,
+            d_out,
+            dtype,
+            sections,
+        })
     }
 }
 
@@ -312,20 +364,35 @@ pub fn write_shard(path: &Path, content: &ShardContent) -> Result<WrittenFile> {
         let bytes = content.section_bytes(s);
         let entry = &mut header.sections[s.index()];
         if bytes.len() as u64 != entry.len {
-            return Err(CacheError::mismatch(path, format!("{} byte length", s.name()), entry.len, bytes.len()));
+            return Err(CacheError::mismatch(
+                path,
+                format!("{} byte length", s.name()),
+                entry.len,
+                bytes.len(),
+            ));
         }
         entry.checksum = xxh3_64(bytes);
     }
-    let mut info = WrittenFile { bytes: 0, checksum: 0 };
+    let mut info = WrittenFile {
+        bytes: 0,
+        checksum: 0,
+    };
     fsutil::write_atomic(path, |out| {
-        let mut w = HashingWriter { inner: out, hasher: Xxh3::new(), bytes: 0 };
+        let mut w = HashingWriter {
+            inner: out,
+            hasher: Xxh3::new(),
+            bytes: 0,
+        };
         w.write_all(&header.encode())?;
         for s in Section::ALL {
             let entry = header.section(s);
             pad_to(&mut w, entry.offset)?;
             w.write_all(content.section_bytes(s))?;
         }
-        info = WrittenFile { bytes: w.bytes, checksum: w.hasher.digest() };
+        info = WrittenFile {
+            bytes: w.bytes,
+            checksum: w.hasher.digest(),
+        };
         Ok(())
     })?;
     Ok(info)
@@ -373,7 +440,10 @@ impl Shard {
                 .map_err(|e| CacheError::corrupt(path, format!("zstd stream: {e}")))?;
             let mut words = vec![0u64; raw.len().div_ceil(8)];
             bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..raw.len()].copy_from_slice(&raw);
-            ShardBytes::Owned { words, len: raw.len() }
+            ShardBytes::Owned {
+                words,
+                len: raw.len(),
+            }
         } else {
             let len = file.metadata().map_err(|e| CacheError::io(path, e))?.len();
             if len == 0 {
@@ -384,7 +454,11 @@ impl Shard {
         };
         let data = bytes.as_slice();
         let header = ShardHeader::parse(data, data.len() as u64, path)?;
-        Ok(Shard { path: path.to_path_buf(), bytes, header })
+        Ok(Shard {
+            path: path.to_path_buf(),
+            bytes,
+            header,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -436,7 +510,8 @@ impl Shard {
         let size = self.dtype().size();
         let bytes = self.section_bytes(s);
         let start = first_row * width * size;
-        self.dtype().decode(&bytes[start..start + out.len() * size], out);
+        self.dtype()
+            .decode(&bytes[start..start + out.len() * size], out);
     }
 
     /// Recomputes every section checksum; the error names the shard and the section.

@@ -38,13 +38,21 @@ pub fn section_norms(shard: &Shard, s: Section) -> NormStats {
                 stats.first_bad_row.get_or_insert((first + r) as u64);
                 continue;
             }
-            let norm = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+            let norm = row
+                .iter()
+                .map(|&v| (v as f64) * (v as f64))
+                .sum::<f64>()
+                .sqrt();
             sum += norm;
             stats.max_l2 = stats.max_l2.max(norm);
         }
     }
     let finite_rows = rows as u64 - stats.first_bad_row.map_or(0, |_| count_bad_rows(shard, s));
-    stats.mean_l2 = if finite_rows > 0 { sum / finite_rows as f64 } else { 0.0 };
+    stats.mean_l2 = if finite_rows > 0 {
+        sum / finite_rows as f64
+    } else {
+        0.0
+    };
     stats
 }
 

@@ -11,14 +11,25 @@ use std::path::Path;
 
 pub fn spec(d_in: u32, d_out: u32, dtype: DType, ctx_len: u32, shard_rows: u64) -> CacheSpec {
     CacheSpec {
-        model: ModelIdentity { name: "synthetic".into(), file: "none".into(), sha256: "0".repeat(64) },
+        model: ModelIdentity {
+            name: "synthetic".into(),
+            file: "none".into(),
+            sha256: "0".repeat(64),
+        },
         layer: 0,
-        hookpoints: Hookpoints { mlp_in: "synthetic.mlp_in".into(), mlp_out: "synthetic.mlp_out".into() },
+        hookpoints: Hookpoints {
+            mlp_in: "synthetic.mlp_in".into(),
+            mlp_out: "synthetic.mlp_out".into(),
+        },
         d_in,
         d_out,
         dtype,
         ctx_len,
-        tokenizer: TokenizerIdentity { source: "none".into(), vocab_size: 49152, hash: "0".into() },
+        tokenizer: TokenizerIdentity {
+            source: "none".into(),
+            vocab_size: 49152,
+            hash: "0".into(),
+        },
         corpus: serde_json::json!({"description": "random rows (synthetic)"}),
         extraction_args: serde_json::json!({}),
         shard_rows,
@@ -37,7 +48,9 @@ pub struct SyntheticRows {
 pub fn rows(spec: &CacheSpec, rows: usize, seed: u64) -> SyntheticRows {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut gauss = |n: usize| -> Vec<f32> {
-        (0..n).map(|_| (rng.random::<f32>() - 0.5) * 4.0 + rng.random::<f32>() - 0.5).collect()
+        (0..n)
+            .map(|_| (rng.random::<f32>() - 0.5) * 4.0 + rng.random::<f32>() - 0.5)
+            .collect()
     };
     let mlp_in = gauss(rows * spec.d_in as usize);
     let mlp_out = gauss(rows * spec.d_out as usize);
@@ -46,14 +59,22 @@ pub fn rows(spec: &CacheSpec, rows: usize, seed: u64) -> SyntheticRows {
     SyntheticRows {
         mlp_in,
         mlp_out,
-        token_ids: (0..rows).map(|_| rng.random_range(0..spec.tokenizer.vocab_size)).collect(),
+        token_ids: (0..rows)
+            .map(|_| rng.random_range(0..spec.tokenizer.vocab_size))
+            .collect(),
         seq_ids: (0..rows).map(|r| (r / ctx) as u64).collect(),
         positions: (0..rows).map(|r| (r % ctx) as u32).collect(),
     }
 }
 
 /// Writes a complete synthetic cache into `dir`, pushing `chunk` rows at a time; returns its rows and manifest.
-pub fn write_cache(dir: &Path, spec: CacheSpec, n: usize, chunk: usize, seed: u64) -> Result<(SyntheticRows, Manifest)> {
+pub fn write_cache(
+    dir: &Path,
+    spec: CacheSpec,
+    n: usize,
+    chunk: usize,
+    seed: u64,
+) -> Result<(SyntheticRows, Manifest)> {
     let data = rows(&spec, n, seed);
     let (d_in, d_out) = (spec.d_in as usize, spec.d_out as usize);
     let (mut writer, _) = CacheWriter::open(dir, spec)?;

@@ -36,7 +36,11 @@ pub fn validate(dir: &Path) -> Result<ValidationReport> {
     let mut shards = Vec::new();
     for i in 0..cache.num_shards() {
         let entry = &cache.manifest().shards[i];
-        let mut report = ShardReport { file: entry.file.clone(), stats: None, problems: Vec::new() };
+        let mut report = ShardReport {
+            file: entry.file.clone(),
+            stats: None,
+            problems: Vec::new(),
+        };
         match check_shard(&cache, i) {
             Ok((stats, problems)) => {
                 report.stats = Some(stats);
@@ -56,22 +60,43 @@ fn check_shard(cache: &Cache, i: usize) -> Result<(ShardStats, Vec<CacheError>)>
     let entry = &cache.manifest().shards[i];
     let (_, sum) = Shard::file_checksum(&path)?;
     if format_checksum(sum) != entry.xxh3 {
-        return Err(CacheError::mismatch(&path, "whole-file xxh3 (manifest vs file)", &entry.xxh3, format_checksum(sum)));
+        return Err(CacheError::mismatch(
+            &path,
+            "whole-file xxh3 (manifest vs file)",
+            &entry.xxh3,
+            format_checksum(sum),
+        ));
     }
     let mut problems = Vec::new();
     let spec = &cache.manifest().spec;
     let last = i + 1 == cache.num_shards();
     if !last && shard.rows() != spec.shard_rows {
-        problems.push(CacheError::mismatch(&path, "rows (only the last shard may be short)", spec.shard_rows, shard.rows()));
+        problems.push(CacheError::mismatch(
+            &path,
+            "rows (only the last shard may be short)",
+            spec.shard_rows,
+            shard.rows(),
+        ));
     }
-    if let Some((r, &p)) = shard.positions().iter().enumerate().find(|(_, &p)| p >= spec.ctx_len) {
+    if let Some((r, &p)) = shard
+        .positions()
+        .iter()
+        .enumerate()
+        .find(|(_, &p)| p >= spec.ctx_len)
+    {
         problems.push(CacheError::invalid(
             &path,
-            format!("section positions: row {r} has position {p}, which is not below ctx_len {}", spec.ctx_len),
+            format!(
+                "section positions: row {r} has position {p}, which is not below ctx_len {}",
+                spec.ctx_len
+            ),
         ));
     }
     let stats = shard_stats(&shard);
-    for (s, n) in [(Section::MlpIn, &stats.mlp_in), (Section::MlpOut, &stats.mlp_out)] {
+    for (s, n) in [
+        (Section::MlpIn, &stats.mlp_in),
+        (Section::MlpOut, &stats.mlp_out),
+    ] {
         if n.non_finite > 0 {
             problems.push(CacheError::invalid(
                 &path,

@@ -6,7 +6,9 @@
 
 use crate::error::{CacheError, Result};
 use crate::fsutil::TEMP_SUFFIX;
-use crate::manifest::{format_checksum, shard_file_name, CacheSpec, Manifest, ShardEntry, MANIFEST_FILE};
+use crate::manifest::{
+    format_checksum, shard_file_name, CacheSpec, Manifest, ShardEntry, MANIFEST_FILE,
+};
 use crate::shard::{write_shard, ShardContent};
 use std::path::{Path, PathBuf};
 
@@ -35,7 +37,9 @@ pub struct CacheWriter {
 fn first_difference(cache: &CacheSpec, run: &CacheSpec) -> Option<(String, String, String)> {
     let a = serde_json::to_value(cache).expect("spec serialises");
     let b = serde_json::to_value(run).expect("spec serialises");
-    let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (a, b) else { unreachable!() };
+    let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (a, b) else {
+        unreachable!()
+    };
     for (key, va) in &a {
         let vb = b.get(key).cloned().unwrap_or(serde_json::Value::Null);
         if *va != vb {
@@ -62,9 +66,13 @@ impl CacheWriter {
                 ));
             }
             let state = if manifest.complete {
-                WriterState::Complete { rows: manifest.total_rows }
+                WriterState::Complete {
+                    rows: manifest.total_rows,
+                }
             } else {
-                WriterState::Resumed { rows_done: manifest.total_rows }
+                WriterState::Resumed {
+                    rows_done: manifest.total_rows,
+                }
             };
             (manifest, state)
         } else {
@@ -121,7 +129,12 @@ impl CacheWriter {
         positions: &[u32],
     ) -> Result<()> {
         let spec = &self.manifest.spec;
-        let (d_in, d_out, shard_rows, dtype) = (spec.d_in as usize, spec.d_out as usize, spec.shard_rows, spec.dtype);
+        let (d_in, d_out, shard_rows, dtype) = (
+            spec.d_in as usize,
+            spec.d_out as usize,
+            spec.shard_rows,
+            spec.dtype,
+        );
         let rows = token_ids.len();
         let here = self.dir.join(MANIFEST_FILE);
         for (field, want, got) in [
@@ -131,11 +144,19 @@ impl CacheWriter {
             ("positions length", rows, positions.len()),
         ] {
             if want != got {
-                return Err(CacheError::mismatch(&here, format!("pushed {field}"), want, got));
+                return Err(CacheError::mismatch(
+                    &here,
+                    format!("pushed {field}"),
+                    want,
+                    got,
+                ));
             }
         }
         if self.manifest.complete {
-            return Err(CacheError::invalid(&here, "cache is complete; no rows can be added"));
+            return Err(CacheError::invalid(
+                &here,
+                "cache is complete; no rows can be added",
+            ));
         }
         for (name, values, width) in [("mlp_in", mlp_in, d_in), ("mlp_out", mlp_out, d_out)] {
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
@@ -210,7 +231,10 @@ impl CacheWriter {
     pub fn finish(mut self) -> Result<Manifest> {
         self.flush_shard()?;
         if self.manifest.total_rows == 0 {
-            return Err(CacheError::invalid(&self.dir, "no rows were written: the cache would be empty"));
+            return Err(CacheError::invalid(
+                &self.dir,
+                "no rows were written: the cache would be empty",
+            ));
         }
         self.manifest.complete = true;
         self.manifest.save(&self.dir)?;
@@ -222,7 +246,11 @@ impl CacheWriter {
 fn remove_temp_files(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| CacheError::io(dir, e))? {
         let path = entry.map_err(|e| CacheError::io(dir, e))?.path();
-        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(TEMP_SUFFIX)) {
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(TEMP_SUFFIX))
+        {
             std::fs::remove_file(&path).map_err(|e| CacheError::io(&path, e))?;
         }
     }

@@ -5,7 +5,15 @@ use cache_format::shard::{Section, ShardHeader, HEADER_LEN};
 use cache_format::{synthetic, Cache, DType};
 use proptest::prelude::*;
 
-fn check_roundtrip(d_in: u32, d_out: u32, rows: usize, shard_rows: u64, chunk: usize, dtype: DType, seed: u64) {
+fn check_roundtrip(
+    d_in: u32,
+    d_out: u32,
+    rows: usize,
+    shard_rows: u64,
+    chunk: usize,
+    dtype: DType,
+    seed: u64,
+) {
     let dir = tempfile::tempdir().unwrap();
     let spec = synthetic::spec(d_in, d_out, dtype, 17, shard_rows);
     let (data, manifest) = synthetic::write_cache(dir.path(), spec, rows, chunk, seed).unwrap();
@@ -17,9 +25,10 @@ fn check_roundtrip(d_in: u32, d_out: u32, rows: usize, shard_rows: u64, chunk: u
         let shard = cache.open_shard(i).unwrap();
         shard.verify_sections().unwrap();
         let n = shard.rows() as usize;
-        for (s, width, source) in
-            [(Section::MlpIn, d_in as usize, &data.mlp_in), (Section::MlpOut, d_out as usize, &data.mlp_out)]
-        {
+        for (s, width, source) in [
+            (Section::MlpIn, d_in as usize, &data.mlp_in),
+            (Section::MlpOut, d_out as usize, &data.mlp_out),
+        ] {
             let mut got = vec![0f32; n * width];
             shard.read_rows_f32(s, 0, &mut got);
             for (j, g) in got.iter().enumerate() {
@@ -27,7 +36,11 @@ fn check_roundtrip(d_in: u32, d_out: u32, rows: usize, shard_rows: u64, chunk: u
                 assert_eq!(g.to_bits(), want.to_bits(), "{s:?} shard {i} element {j}");
                 // Storage error is bounded by the type's precision.
                 let v = source[global * width + j];
-                let tol = match dtype { DType::F32 => 0.0, DType::F16 => 1e-3, DType::Bf16 => 8e-3 };
+                let tol = match dtype {
+                    DType::F32 => 0.0,
+                    DType::F16 => 1e-3,
+                    DType::Bf16 => 8e-3,
+                };
                 assert!((g - v).abs() <= tol * v.abs().max(1e-2), "{g} vs {v}");
             }
         }
@@ -38,7 +51,11 @@ fn check_roundtrip(d_in: u32, d_out: u32, rows: usize, shard_rows: u64, chunk: u
     }
     assert_eq!(global, rows);
     let report = cache_format::validate::validate(dir.path()).unwrap();
-    assert!(report.is_ok(), "{:?}", report.problems().map(|p| p.to_string()).collect::<Vec<_>>());
+    assert!(
+        report.is_ok(),
+        "{:?}",
+        report.problems().map(|p| p.to_string()).collect::<Vec<_>>()
+    );
 }
 
 fn dtype_strategy() -> impl Strategy<Value = DType> {
@@ -81,8 +98,14 @@ fn zstd_archive_roundtrip_is_lossless() {
     let s = cache_format::archive::convert(dir.path(), true, 3).unwrap();
     assert_eq!(s.shards_changed, 4);
     let cache = Cache::open(dir.path()).unwrap();
-    assert!(cache.manifest().shards.iter().all(|e| e.file.ends_with(".bin.zst")));
-    assert!(cache_format::validate::validate(dir.path()).unwrap().is_ok());
+    assert!(cache
+        .manifest()
+        .shards
+        .iter()
+        .all(|e| e.file.ends_with(".bin.zst")));
+    assert!(cache_format::validate::validate(dir.path())
+        .unwrap()
+        .is_ok());
     // Reading the archived form gives the same rows as the plain form did.
     let plain_rows: Vec<u32> = before
         .iter()
@@ -90,14 +113,25 @@ fn zstd_archive_roundtrip_is_lossless() {
         .flat_map(|(n, b)| {
             let h = ShardHeader::parse(b, b.len() as u64, std::path::Path::new(n)).unwrap();
             let e = h.section(Section::TokenIds);
-            bytemuck::cast_slice::<u8, u32>(&b[e.offset as usize..(e.offset + e.len) as usize]).to_vec()
+            bytemuck::cast_slice::<u8, u32>(&b[e.offset as usize..(e.offset + e.len) as usize])
+                .to_vec()
         })
         .collect();
-    let zst_rows: Vec<u32> =
-        (0..cache.num_shards()).flat_map(|i| cache.open_shard(i).unwrap().token_ids().to_vec()).collect();
+    let zst_rows: Vec<u32> = (0..cache.num_shards())
+        .flat_map(|i| cache.open_shard(i).unwrap().token_ids().to_vec())
+        .collect();
     assert_eq!(plain_rows, zst_rows);
     cache_format::archive::convert(dir.path(), false, 0).unwrap();
     let after = common::snapshot(dir.path());
-    let shards = |v: &Vec<(String, Vec<u8>)>| v.iter().filter(|(n, _)| n.starts_with("shard-")).cloned().collect::<Vec<_>>();
-    assert_eq!(shards(&before), shards(&after), "decompressed shards are byte-identical to the originals");
+    let shards = |v: &Vec<(String, Vec<u8>)>| {
+        v.iter()
+            .filter(|(n, _)| n.starts_with("shard-"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        shards(&before),
+        shards(&after),
+        "decompressed shards are byte-identical to the originals"
+    );
 }

@@ -7,7 +7,11 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// Edits a shard's bytes with `edit`, then makes every checksum (sections, header, manifest) agree again,
 /// so that only the edited content itself can be what a check finds.
-pub fn rewrite_consistently(dir: &Path, shard_index: usize, edit: impl FnOnce(&ShardHeader, &mut Vec<u8>)) {
+pub fn rewrite_consistently(
+    dir: &Path,
+    shard_index: usize,
+    edit: impl FnOnce(&ShardHeader, &mut Vec<u8>),
+) {
     let mut manifest = Manifest::load(dir).unwrap();
     let path = dir.join(&manifest.shards[shard_index].file);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -15,7 +19,8 @@ pub fn rewrite_consistently(dir: &Path, shard_index: usize, edit: impl FnOnce(&S
     edit(&header, &mut bytes);
     for s in Section::ALL {
         let e = header.sections[s as usize];
-        header.sections[s as usize].checksum = xxh3_64(&bytes[e.offset as usize..(e.offset + e.len) as usize]);
+        header.sections[s as usize].checksum =
+            xxh3_64(&bytes[e.offset as usize..(e.offset + e.len) as usize]);
     }
     let encoded = header.encode();
     bytes[..encoded.len()].copy_from_slice(&encoded);
@@ -31,7 +36,12 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     files.sort();
     files

@@ -1,0 +1,284 @@
+//! Each kind of damage gives an error naming the file and what was expected and found, and nothing is modified.
+mod common;
+
+use cache_format::shard::{Section, Shard, ShardHeader, HEADER_LEN};
+use cache_format::validate::validate;
+use cache_format::writer::WriterState;
+use cache_format::{synthetic, Cache, CacheWriter, DType, Manifest};
+use std::path::Path;
+
+fn make(dtype: DType) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic::write_cache(
+        dir.path(),
+        synthetic::spec(16, 12, dtype, 40, 50),
+        130,
+        40,
+        1,
+    )
+    .unwrap();
+    dir
+}
+
+/// Validates and returns every problem as text; asserts the directory is unchanged by validation.
+fn problems(dir: &Path) -> Result<Vec<String>, String> {
+    let before = common::snapshot(dir);
+    let result = validate(dir)
+        .map(|r| r.problems().map(|p| p.to_string()).collect::<Vec<_>>())
+        .map_err(|e| e.to_string());
+    assert_eq!(
+        before,
+        common::snapshot(dir),
+        "validate must not modify anything"
+    );
+    result
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x10;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn clean_cache_validates() {
+    let dir = make(DType::Bf16);
+    assert_eq!(problems(dir.path()).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn flipped_byte_in_each_section_names_shard_and_section() {
+    for s in Section::ALL {
+        let dir = make(DType::F16);
+        let path = dir.path().join("shard-000001.bin");
+        let h = Shard::open(&path).unwrap().header().clone();
+        let e = h.section(s);
+        flip_byte(&path, e.offset + e.len / 2);
+        let found = problems(dir.path()).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("shard-000001.bin"), "{}", found[0]);
+        assert!(
+            found[0].contains(&format!("section {}", s.name())),
+            "{}",
+            found[0]
+        );
+    }
+}
+
+#[test]
+fn flipped_byte_in_header_is_caught() {
+    let dir = make(DType::Bf16);
+    let path = dir.path().join("shard-000000.bin");
+    flip_byte(&path, 20); // inside `rows`
+    let found = problems(dir.path()).unwrap();
+    assert!(
+        found[0].contains("shard-000000.bin") && found[0].contains("checksum mismatch in header"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn truncated_shard() {
+    let dir = make(DType::Bf16);
+    let path = dir.path().join("shard-000002.bin");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    let err = problems(dir.path()).unwrap_err();
+    assert!(
+        err.contains("shard-000002.bin") && err.contains("file size"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&bytes.len().to_string()) && err.contains(&(bytes.len() - 10).to_string()),
+        "{err}"
+    );
+    // The shard parser on its own reports where the data should have ended.
+    let err = Shard::open(&path).err().unwrap().to_string();
+    assert!(
+        err.contains("truncated shard") && err.contains("section positions"),
+        "{err}"
+    );
+    std::fs::write(&path, &bytes[..HEADER_LEN / 2]).unwrap();
+    let err = Shard::open(&path).err().unwrap().to_string();
+    assert!(err.contains("truncated shard"), "{err}");
+}
+
+#[test]
+fn missing_shard() {
+    let dir = make(DType::Bf16);
+    std::fs::remove_file(dir.path().join("shard-000001.bin")).unwrap();
+    let err = problems(dir.path()).unwrap_err();
+    assert!(
+        err.contains("shard-000001.bin") && err.contains("cannot be read"),
+        "{err}"
+    );
+    assert!(Cache::open(dir.path()).is_err());
+}
+
+#[test]
+fn wrong_magic_and_unknown_version() {
+    let dir = make(DType::Bf16);
+    let path = dir.path().join("shard-000000.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] = b'X';
+    std::fs::write(&path, bytes).unwrap();
+    let found = problems(dir.path()).unwrap();
+    assert!(
+        found[0].contains("shard-000000.bin") && found[0].contains("magic expected"),
+        "{found:?}"
+    );
+
+    let dir = make(DType::Bf16);
+    let path = dir.path().join("shard-000000.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let found = problems(dir.path()).unwrap();
+    assert!(
+        found[0].contains("unknown shard format version: expected 1, found 7"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn manifest_disagreeing_with_shard() {
+    let dir = make(DType::Bf16);
+    let mut m = Manifest::load(dir.path()).unwrap();
+    m.shards[0].rows += 1;
+    m.total_rows += 1;
+    m.save(dir.path()).unwrap();
+    let found = problems(dir.path()).unwrap();
+    assert!(
+        found[0].contains("shard-000000.bin")
+            && found[0].contains("rows (manifest vs shard header) expected 51, found 50"),
+        "{found:?}"
+    );
+
+    let dir = make(DType::Bf16);
+    let mut m = Manifest::load(dir.path()).unwrap();
+    m.spec.d_in = 17;
+    m.save(dir.path()).unwrap();
+    let found = problems(dir.path()).unwrap();
+    assert!(
+        found
+            .iter()
+            .all(|p| p.contains("d_in (manifest vs shard header) expected 17, found 16")),
+        "{found:?}"
+    );
+
+    let dir = make(DType::Bf16);
+    let mut m = Manifest::load(dir.path()).unwrap();
+    m.total_rows = 5;
+    m.save(dir.path()).unwrap();
+    let err = problems(dir.path()).unwrap_err();
+    assert!(
+        err.contains("manifest.json") && err.contains("total_rows"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nan_and_inf_rows_are_reported() {
+    let dir = make(DType::F32);
+    common::rewrite_consistently(dir.path(), 1, |h: &ShardHeader, b| {
+        let e = h.section(Section::MlpOut);
+        let at = e.offset as usize + (3 * 12 + 5) * 4; // row 3, column 5
+        b[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        let at = e.offset as usize + (9 * 12) * 4;
+        b[at..at + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    });
+    let found = problems(dir.path()).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("shard-000001.bin")
+            && found[0].contains("section mlp_out: 2 non-finite values"),
+        "{found:?}"
+    );
+    assert!(found[0].contains("first in row 3"), "{found:?}");
+}
+
+#[test]
+fn writer_refuses_non_finite_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, state) =
+        CacheWriter::open(dir.path(), synthetic::spec(2, 2, DType::Bf16, 8, 4)).unwrap();
+    assert_eq!(state, WriterState::Fresh);
+    let err = w
+        .push(&[1.0, f32::NAN], &[0.0, 0.0], &[5], &[3], &[2])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mlp_in of sequence 3 position 2") && err.contains("NaN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn writer_refuses_foreign_or_different_directories() {
+    let dir = make(DType::Bf16);
+    let before = common::snapshot(dir.path());
+    let mut other = synthetic::spec(16, 12, DType::Bf16, 40, 50);
+    other.layer = 4;
+    let err = CacheWriter::open(dir.path(), other)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("different arguments") && err.contains("layer: cache has 0, this run has 4"),
+        "{err}"
+    );
+    assert_eq!(
+        before,
+        common::snapshot(dir.path()),
+        "a refused run changes nothing"
+    );
+
+    let foreign = tempfile::tempdir().unwrap();
+    std::fs::write(foreign.path().join("notes.txt"), "mine").unwrap();
+    let err = CacheWriter::open(foreign.path(), synthetic::spec(2, 2, DType::Bf16, 8, 4))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(foreign.path().join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn interrupted_write_resumes_to_identical_bytes() {
+    let spec = synthetic::spec(16, 12, DType::Bf16, 40, 50);
+    let full = tempfile::tempdir().unwrap();
+    let (data, _) = synthetic::write_cache(full.path(), spec.clone(), 230, 40, 4).unwrap();
+
+    let part = tempfile::tempdir().unwrap();
+    let (mut w, _) = CacheWriter::open(part.path(), spec.clone()).unwrap();
+    w.push(
+        &data.mlp_in[..120 * 16],
+        &data.mlp_out[..120 * 12],
+        &data.token_ids[..120],
+        &data.seq_ids[..120],
+        &data.positions[..120],
+    )
+    .unwrap();
+    drop(w); // a crash: 2 shards on disk, 20 rows lost in memory
+    std::fs::write(part.path().join("shard-000002.bin.tmp"), b"half a shard").unwrap();
+    assert!(
+        Cache::open(part.path()).is_err(),
+        "an unfinished cache is refused for reading"
+    );
+
+    let (mut w, state) = CacheWriter::open(part.path(), spec).unwrap();
+    assert_eq!(state, WriterState::Resumed { rows_done: 100 });
+    w.push(
+        &data.mlp_in[100 * 16..],
+        &data.mlp_out[100 * 12..],
+        &data.token_ids[100..],
+        &data.seq_ids[100..],
+        &data.positions[100..],
+    )
+    .unwrap();
+    w.finish().unwrap();
+    assert_eq!(common::snapshot(full.path()), common::snapshot(part.path()));
+}
