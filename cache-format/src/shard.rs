@@ -464,6 +464,14 @@ impl Shard {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Asks the kernel to read a mapped shard ahead, so random row access does not stall on page faults.
+    pub fn prefetch(&self) {
+        if let ShardBytes::Mapped(m) = &self.bytes {
+            let _ = m.advise(memmap2::Advice::WillNeed);
+        }
+    }
+
     pub fn header(&self) -> &ShardHeader {
         &self.header
     }
