@@ -1,2 +1,17 @@
 //! Stage one: runs a language model over text and writes its MLP inputs and outputs to an activation cache
-//! through `cache-format`. Not implemented yet (issue 4): the crate exists so the workspace has its final shape.
+//! through `cache-format`.
+//!
+//! - [`gguf`]: GGUF files, metadata and dequantisation;
+//! - [`tokenizer`]: the tokenizer from GGUF metadata or a `tokenizer.json`;
+//! - [`corpus`]: documents from text files, directories, JSONL and Parquet;
+//! - [`sequences`]: documents → fixed-length token sequences, as sparsify's `chunk_and_tokenize`;
+//! - [`model`], [`llama`], [`ops`]: the forward pass on the CPU behind an architecture trait;
+//! - [`extract`]: the extraction run (resumable, one forward pass for several layers).
+
+pub mod corpus;
+pub mod gguf;
+pub mod llama;
+pub mod model;
+pub mod ops;
+pub mod sequences;
+pub mod tokenizer;

@@ -1,0 +1,124 @@
+//! The tokenizer: built from GGUF metadata (byte-level BPE: vocabulary, merges, pre-tokenizer type, special
+//! tokens) with the `tokenizers` crate, or loaded from a Hugging Face `tokenizer.json`.
+
+use crate::gguf::{GgufFile, Value};
+use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
+
+/// The Llama 3 split, used by the `llama-bpe`/`llama3` GGUF pre-tokenizers.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+pub struct TextTokenizer {
+    pub inner: Tokenizer,
+    pub eos_id: u32,
+    pub bos_id: Option<u32>,
+    /// Whether a BOS token starts every sequence (as the model's own tokenizer does).
+    pub add_bos: bool,
+    pub vocab_size: u32,
+    /// sha256 of the tokenizer's definition.
+    pub hash: String,
+    pub source: String,
+}
+
+impl TextTokenizer {
+    pub fn from_gguf(g: &GgufFile) -> Result<TextTokenizer> {
+        let path = g.path().display().to_string();
+        let model = g.get_str("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            bail!("{path}: tokenizer.ggml.model is {model:?}; only byte-level BPE (\"gpt2\") is supported from GGUF");
+        }
+        let tokens = g.get_strings("tokenizer.ggml.tokens")?;
+        let merges = g.get_strings("tokenizer.ggml.merges")?;
+        let pre = g.get_str("tokenizer.ggml.pre").unwrap_or("default");
+        let vocab: std::collections::HashMap<String, u32> =
+            tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
+        let merges = merges
+            .iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| anyhow!("{path}: merge {m:?} is not two tokens separated by a space"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
+            .build()
+            .map_err(|e| anyhow!("{path}: building the BPE model: {e}"))?;
+        let mut tok = Tokenizer::new(bpe);
+        let byte_level = ByteLevel::new(false, true, true);
+        let pre_tokenizer: PreTokenizerWrapper = match pre {
+            // GPT-2's split inside the byte-level step.
+            "default" | "gpt2" => byte_level.into(),
+            // SmolLM: every digit on its own, then GPT-2's split.
+            "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
+            "llama3" | "llama-v3" | "llama-bpe" => Sequence::new(vec![
+                Split::new(SplitPattern::Regex(LLAMA3_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
+                    .map_err(|e| anyhow!("split regex: {e}"))?
+                    .into(),
+                ByteLevel::new(false, true, false).into(),
+            ])
+            .into(),
+            other => bail!("{path}: pre-tokenizer {other:?} is not supported (supported: default, gpt2, smollm, llama-bpe)"),
+        };
+        tok.with_pre_tokenizer(Some(pre_tokenizer));
+        tok.with_decoder(Some(ByteLevel::default()));
+        // Control tokens (type 3) are matched whole in text, as special tokens.
+        if let Ok(Value::Array(types)) = g.get("tokenizer.ggml.token_type") {
+            let special: Vec<AddedToken> = tokens
+                .iter()
+                .zip(types)
+                .filter(|(_, t)| t.as_u64() == Some(3))
+                .map(|(s, _)| AddedToken::from(s.to_string(), true))
+                .collect();
+            tok.add_special_tokens(&special);
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(pre.as_bytes());
+        for t in &tokens {
+            hasher.update(t.as_bytes());
+            hasher.update([0]);
+        }
+        for m in g.get_strings("tokenizer.ggml.merges")? {
+            hasher.update(m.as_bytes());
+            hasher.update([0]);
+        }
+        let id = |k: &str| g.get_u64(k).ok().map(|v| v as u32);
+        Ok(TextTokenizer {
+            inner: tok,
+            eos_id: id("tokenizer.ggml.eos_token_id").ok_or_else(|| anyhow!("{path}: no tokenizer.ggml.eos_token_id"))?,
+            bos_id: id("tokenizer.ggml.bos_token_id"),
+            add_bos: g.get("tokenizer.ggml.add_bos_token").ok().and_then(Value::as_bool).unwrap_or(false),
+            vocab_size: tokens.len() as u32,
+            hash: format!("{:x}", hasher.finalize()),
+            source: format!("gguf-metadata (pre-tokenizer {pre})"),
+        })
+    }
+
+    /// A Hugging Face `tokenizer.json`; `eos_id`, `bos_id` and `add_bos` come from the model's configuration.
+    pub fn from_json(path: &Path, eos_id: u32, bos_id: Option<u32>, add_bos: bool) -> Result<TextTokenizer> {
+        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read tokenizer", path.display()))?;
+        let inner = Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+        Ok(TextTokenizer {
+            vocab_size: inner.get_vocab_size(true) as u32,
+            inner,
+            eos_id,
+            bos_id,
+            add_bos,
+            hash: format!("{:x}", Sha256::digest(&bytes)),
+            source: path.display().to_string(),
+        })
+    }
+
+    /// Token ids of `text`, without BOS/EOS.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(|e| anyhow!("tokenizing: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+}
