@@ -1,6 +1,7 @@
 //! `sparsecoder`: the command line. Each subcommand lives in its own module and only wires the crates together.
 
 mod cache_cmds;
+mod extract_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a model over text and cache the MLP inputs and outputs of one or more layers.
+    Extract(extract_cmd::ExtractCli),
     /// Print what an activation cache holds: its manifest and per-shard statistics.
     Inspect {
         /// Cache directory (the one holding manifest.json).
@@ -39,8 +42,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as for any Unix tool, instead of a panic on a closed pipe.
+    #[cfg(unix)]
+    // SAFETY: called before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Extract(args) => extract_cmd::extract(args),
         Command::Inspect { dir } => cache_cmds::inspect(&dir),
         Command::Validate { dir } => cache_cmds::validate(&dir),
         Command::Compress { dir, level } => cache_cmds::archive(&dir, true, level),

@@ -9,6 +9,7 @@
 //! - [`extract`]: the extraction run (resumable, one forward pass for several layers).
 
 pub mod corpus;
+pub mod extract;
 pub mod gguf;
 pub mod llama;
 pub mod model;

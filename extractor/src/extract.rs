@@ -1,0 +1,247 @@
+//! One extraction run: model + text → one activation cache per requested layer, from a single forward pass
+//! that stops after the deepest requested layer. Resumable: batches sit on a fixed grid of sequences, so a
+//! re-run recomputes exactly the batch it stopped in and writes byte-identical shards.
+
+use crate::gguf::GgufFile;
+use crate::llama::Llama;
+use crate::model::{LanguageModel, Stop};
+use crate::sequences::{build_sequences, SequenceConfig};
+use crate::tokenizer::TextTokenizer;
+use anyhow::{bail, Context, Result};
+use cache_format::manifest::Hookpoints;
+use cache_format::{CacheSpec, CacheWriter, DType, Manifest, ModelIdentity, TokenizerIdentity, WriterState};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct ExtractArgs {
+    pub model: PathBuf,
+    pub text: PathBuf,
+    pub text_field: String,
+    pub layers: Vec<usize>,
+    pub ctx_len: usize,
+    pub max_tokens: Option<u64>,
+    pub out: PathBuf,
+    pub dtype: DType,
+    pub shard_rows: u64,
+    pub seed: u64,
+    /// Sequences per forward pass.
+    pub batch_seqs: usize,
+    pub shuffle_buffer: usize,
+    pub progress: bool,
+}
+
+impl ExtractArgs {
+    /// The arguments that decide the cache's content (not where it goes, nor how fast it is made).
+    fn content_args(&self) -> serde_json::Value {
+        serde_json::json!({
+            "text": self.text,
+            "text_field": self.text_field,
+            "layers": self.layers,
+            "ctx_len": self.ctx_len,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "dtype": self.dtype,
+            "shard_rows": self.shard_rows,
+            "shuffle_buffer": self.shuffle_buffer,
+        })
+    }
+
+    /// Where layer `layer`'s cache goes: `out` itself for one layer, `out/layer-L` for several.
+    pub fn layer_dir(&self, layer: usize) -> PathBuf {
+        if self.layers.len() == 1 {
+            self.out.clone()
+        } else {
+            self.out.join(format!("layer-{layer}"))
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ExtractSummary {
+    pub caches: Vec<(usize, PathBuf)>,
+    pub sequences: u64,
+    pub rows_total: u64,
+    /// Rows computed in this run (less than the total after a resume).
+    pub rows_computed: u64,
+    pub seconds: f64,
+    pub already_complete: bool,
+    pub skipped_non_utf8: u64,
+    pub documents: u64,
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
+    let started = Instant::now();
+    if args.layers.is_empty() {
+        bail!("--layers: give at least one layer");
+    }
+    if args.model.is_dir() {
+        bail!("{}: Hugging Face model folders are not supported yet; give a GGUF file", args.model.display());
+    }
+    let gguf = GgufFile::open(&args.model)?;
+    let n_layers = gguf.get_u64("llama.block_count").unwrap_or(0) as usize;
+    let mut layers = args.layers.clone();
+    layers.sort_unstable();
+    layers.dedup();
+    if let Some(&bad) = layers.iter().find(|&&l| l >= n_layers) {
+        bail!("--layers: layer {bad} is out of range: {} has layers 0..={}", args.model.display(), n_layers.saturating_sub(1));
+    }
+    let deepest = *layers.last().unwrap();
+    // Fail on an unusable output directory before any long work.
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create output directory", args.out.display()))?;
+    for &l in &layers {
+        let dir = args.layer_dir(l);
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create output directory", dir.display()))?;
+        let probe = dir.join(".write-test");
+        std::fs::write(&probe, b"").with_context(|| format!("{}: output directory is not writable", dir.display()))?;
+        std::fs::remove_file(&probe)?;
+        if let Ok(m) = Manifest::load(&dir) {
+            if m.spec.extraction_args != args.content_args() {
+                bail!(
+                    "{}: holds a cache made with different arguments ({} vs this run's {}); choose another --out or delete it",
+                    dir.display(),
+                    m.spec.extraction_args,
+                    args.content_args()
+                );
+            }
+        }
+    }
+
+    let tok = TextTokenizer::from_gguf(&gguf)?;
+    let seq_cfg = SequenceConfig {
+        ctx_len: args.ctx_len,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
+        shuffle_buffer: args.shuffle_buffer,
+    };
+    let (tokens, stats) = build_sequences(&args.text, &args.text_field, &tok, &seq_cfg)?;
+    let n_seqs = stats.sequences as usize;
+    let ctx = args.ctx_len;
+    let d = gguf.get_u64("llama.embedding_length")? as u32;
+    let model_id = ModelIdentity {
+        name: gguf.get_str("general.name").unwrap_or("unknown").to_string(),
+        file: args.model.display().to_string(),
+        sha256: sha256_file(&args.model)?,
+    };
+    let corpus = serde_json::json!({
+        "path": args.text,
+        "text_field": args.text_field,
+        "files": stats.corpus.files,
+        "documents": stats.corpus.documents,
+        "bytes": stats.corpus.bytes,
+        "skipped_non_utf8_files": stats.corpus.skipped_non_utf8,
+        "tokens": stats.tokens_in_corpus,
+        "sequences_available": stats.sequences_available,
+        "sequences": stats.sequences,
+        "joining": "sparsify chunk_and_tokenize: groups of 2048 documents, EOS-joined with a leading EOS, remainder dropped",
+    });
+
+    let mut writers = Vec::new();
+    let mut all_complete = true;
+    for &l in &layers {
+        let dir = args.layer_dir(l);
+        let spec = CacheSpec {
+            model: model_id.clone(),
+            layer: l as u32,
+            hookpoints: Hookpoints {
+                mlp_in: format!("model.layers.{l}.mlp input (post_attention_layernorm output)"),
+                mlp_out: format!("model.layers.{l}.mlp output (down_proj, before the residual add)"),
+            },
+            d_in: d,
+            d_out: d,
+            dtype: args.dtype,
+            ctx_len: ctx as u32,
+            tokenizer: TokenizerIdentity { source: tok.source.clone(), vocab_size: tok.vocab_size, hash: tok.hash.clone() },
+            corpus: corpus.clone(),
+            extraction_args: args.content_args(),
+            shard_rows: args.shard_rows,
+        };
+        let (writer, state) = CacheWriter::open(&dir, spec)?;
+        all_complete &= matches!(state, WriterState::Complete { .. });
+        writers.push((l, dir, writer));
+    }
+    let rows_total = (n_seqs * ctx) as u64;
+    let caches: Vec<(usize, PathBuf)> = writers.iter().map(|(l, dir, _)| (*l, dir.clone())).collect();
+    let mut summary = ExtractSummary {
+        caches,
+        sequences: n_seqs as u64,
+        rows_total,
+        rows_computed: 0,
+        seconds: 0.0,
+        already_complete: all_complete,
+        skipped_non_utf8: stats.corpus.skipped_non_utf8,
+        documents: stats.corpus.documents,
+    };
+    if all_complete {
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+
+    let model = Llama::from_gguf(&gguf, Some(deepest), false)?;
+    let start_row = writers.iter().map(|(_, _, w)| w.rows_written()).min().unwrap_or(0);
+    let batch_rows = args.batch_seqs * ctx;
+    let first_batch = (start_row as usize) / batch_rows;
+    let bar = ProgressBar::with_draw_target(
+        Some(rows_total),
+        if args.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {human_pos}/{human_len} tokens, {per_sec}, ETA {eta}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    bar.set_position((first_batch * batch_rows) as u64);
+    bar.reset_eta();
+    for b in first_batch..n_seqs.div_ceil(batch_rows / ctx) {
+        let first_seq = b * args.batch_seqs;
+        let seqs = args.batch_seqs.min(n_seqs - first_seq);
+        let batch_tokens = &tokens[first_seq * ctx..(first_seq + seqs) * ctx];
+        let row0 = (first_seq * ctx) as u64;
+        let seq_ids: Vec<u64> = (0..seqs * ctx).map(|r| (first_seq + r / ctx) as u64).collect();
+        let positions: Vec<u32> = (0..seqs * ctx).map(|r| (r % ctx) as u32).collect();
+        let mut failure = None;
+        model.forward(batch_tokens, ctx, Stop::AfterLayer(deepest), &mut |l, mlp_in, mlp_out| {
+            let Some((_, _, w)) = writers.iter_mut().find(|(wl, _, _)| *wl == l) else { return };
+            // After a resume, a writer may already hold the first rows of this batch.
+            let skip = (w.rows_written().saturating_sub(row0) as usize).min(seqs * ctx);
+            let du = d as usize;
+            if let Err(e) = w.push(
+                &mlp_in[skip * du..],
+                &mlp_out[skip * du..],
+                &batch_tokens[skip..],
+                &seq_ids[skip..],
+                &positions[skip..],
+            ) {
+                failure.get_or_insert(e);
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        summary.rows_computed += (seqs * ctx) as u64;
+        bar.inc((seqs * ctx) as u64);
+    }
+    bar.finish_and_clear();
+    for (_, _, w) in writers {
+        w.finish()?;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
