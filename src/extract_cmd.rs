@@ -78,9 +78,16 @@ pub fn extract(cli: ExtractCli) -> Result<ExitCode> {
         progress: !cli.quiet,
     };
     let s = run(&args)?;
-    let skipped = if s.skipped_non_utf8 > 0 { format!(" ({} non-UTF-8 files skipped)", s.skipped_non_utf8) } else { String::new() };
+    let skipped = if s.skipped_non_utf8 > 0 {
+        format!(" ({} non-UTF-8 files skipped)", s.skipped_non_utf8)
+    } else {
+        String::new()
+    };
     if s.already_complete {
-        println!("nothing to do: the cache is complete ({} tokens, {} sequences)", s.rows_total, s.sequences);
+        println!(
+            "nothing to do: the cache is complete ({} tokens, {} sequences)",
+            s.rows_total, s.sequences
+        );
     } else {
         println!(
             "extracted {} tokens in {} sequences of {} from {} documents{skipped}: {} computed in {:.1} s ({:.0} tokens/s)",

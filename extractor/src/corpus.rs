@@ -20,14 +20,17 @@ pub struct CorpusStats {
 
 /// Files of the corpus, in the order their documents are read.
 pub fn corpus_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read text input", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot read text input", path.display()))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list directory", dir.display()))? {
+        for entry in std::fs::read_dir(&dir)
+            .with_context(|| format!("{}: cannot list directory", dir.display()))?
+        {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
@@ -48,7 +51,11 @@ pub fn corpus_files(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Calls `each` with every document, in order.
-pub fn for_each_document(path: &Path, text_field: &str, mut each: impl FnMut(String) -> Result<()>) -> Result<CorpusStats> {
+pub fn for_each_document(
+    path: &Path,
+    text_field: &str,
+    mut each: impl FnMut(String) -> Result<()>,
+) -> Result<CorpusStats> {
     let mut stats = CorpusStats::default();
     for file in corpus_files(path)? {
         stats.files += 1;
@@ -61,10 +68,17 @@ pub fn for_each_document(path: &Path, text_field: &str, mut each: impl FnMut(Str
         match ext {
             "jsonl" => {
                 let reader = std::io::BufReader::new(
-                    std::fs::File::open(&file).with_context(|| format!("{}: cannot open", file.display()))?,
+                    std::fs::File::open(&file)
+                        .with_context(|| format!("{}: cannot open", file.display()))?,
                 );
                 for (n, line) in reader.lines().enumerate() {
-                    let line = line.with_context(|| format!("{}:{}: cannot read line (not UTF-8?)", file.display(), n + 1))?;
+                    let line = line.with_context(|| {
+                        format!(
+                            "{}:{}: cannot read line (not UTF-8?)",
+                            file.display(),
+                            n + 1
+                        )
+                    })?;
                     if line.trim().is_empty() {
                         continue;
                     }
@@ -78,7 +92,8 @@ pub fn for_each_document(path: &Path, text_field: &str, mut each: impl FnMut(Str
             }
             "parquet" => read_parquet(&file, text_field, &mut emit)?,
             _ => {
-                let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+                let bytes = std::fs::read(&file)
+                    .with_context(|| format!("{}: cannot read", file.display()))?;
                 match String::from_utf8(bytes) {
                     Ok(text) => emit(text)?,
                     Err(_) => stats.skipped_non_utf8 += 1,
@@ -92,16 +107,29 @@ pub fn for_each_document(path: &Path, text_field: &str, mut each: impl FnMut(Str
     Ok(stats)
 }
 
-fn read_parquet(file: &Path, field: &str, emit: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
-    let f = std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f).with_context(|| format!("{}: not a Parquet file", file.display()))?;
+fn read_parquet(
+    file: &Path,
+    field: &str,
+    emit: &mut dyn FnMut(String) -> Result<()>,
+) -> Result<()> {
+    let f =
+        std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f)
+        .with_context(|| format!("{}: not a Parquet file", file.display()))?;
     let schema = builder.schema().clone();
     let column = schema.index_of(field).map_err(|_| {
         let names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        anyhow!("{}: no column {field:?} (columns: {names:?}; choose one with --text-field)", file.display())
+        anyhow!(
+            "{}: no column {field:?} (columns: {names:?}; choose one with --text-field)",
+            file.display()
+        )
     })?;
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [column]);
-    for batch in builder.with_projection(mask).with_batch_size(1024).build()? {
+    for batch in builder
+        .with_projection(mask)
+        .with_batch_size(1024)
+        .build()?
+    {
         let batch = batch.with_context(|| format!("{}: reading rows", file.display()))?;
         let col = batch.column(0);
         let mut push = |v: Option<&str>| emit(v.unwrap_or("").to_string());
@@ -118,7 +146,11 @@ fn read_parquet(file: &Path, field: &str, emit: &mut dyn FnMut(String) -> Result
                 push(a.is_valid(i).then(|| a.value(i)))?;
             }
         } else {
-            bail!("{}: column {field:?} has type {}, expected a string type", file.display(), col.data_type());
+            bail!(
+                "{}: column {field:?} has type {}, expected a string type",
+                file.display(),
+                col.data_type()
+            );
         }
     }
     Ok(())

@@ -9,7 +9,9 @@ use crate::sequences::{build_sequences, SequenceConfig};
 use crate::tokenizer::TextTokenizer;
 use anyhow::{bail, Context, Result};
 use cache_format::manifest::Hookpoints;
-use cache_format::{CacheSpec, CacheWriter, DType, Manifest, ModelIdentity, TokenizerIdentity, WriterState};
+use cache_format::{
+    CacheSpec, CacheWriter, DType, Manifest, ModelIdentity, TokenizerIdentity, WriterState,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -74,7 +76,8 @@ pub struct ExtractSummary {
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -93,7 +96,10 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         bail!("--layers: give at least one layer");
     }
     if args.model.is_dir() {
-        bail!("{}: Hugging Face model folders are not supported yet; give a GGUF file", args.model.display());
+        bail!(
+            "{}: Hugging Face model folders are not supported yet; give a GGUF file",
+            args.model.display()
+        );
     }
     let gguf = GgufFile::open(&args.model)?;
     let n_layers = gguf.get_u64("llama.block_count").unwrap_or(0) as usize;
@@ -101,16 +107,23 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
     layers.sort_unstable();
     layers.dedup();
     if let Some(&bad) = layers.iter().find(|&&l| l >= n_layers) {
-        bail!("--layers: layer {bad} is out of range: {} has layers 0..={}", args.model.display(), n_layers.saturating_sub(1));
+        bail!(
+            "--layers: layer {bad} is out of range: {} has layers 0..={}",
+            args.model.display(),
+            n_layers.saturating_sub(1)
+        );
     }
     let deepest = *layers.last().unwrap();
     // Fail on an unusable output directory before any long work.
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create output directory", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create output directory", args.out.display()))?;
     for &l in &layers {
         let dir = args.layer_dir(l);
-        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create output directory", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{}: cannot create output directory", dir.display()))?;
         let probe = dir.join(".write-test");
-        std::fs::write(&probe, b"").with_context(|| format!("{}: output directory is not writable", dir.display()))?;
+        std::fs::write(&probe, b"")
+            .with_context(|| format!("{}: output directory is not writable", dir.display()))?;
         std::fs::remove_file(&probe)?;
         if let Ok(m) = Manifest::load(&dir) {
             if m.spec.extraction_args != args.content_args() {
@@ -136,7 +149,10 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
     let ctx = args.ctx_len;
     let d = gguf.get_u64("llama.embedding_length")? as u32;
     let model_id = ModelIdentity {
-        name: gguf.get_str("general.name").unwrap_or("unknown").to_string(),
+        name: gguf
+            .get_str("general.name")
+            .unwrap_or("unknown")
+            .to_string(),
         file: args.model.display().to_string(),
         sha256: sha256_file(&args.model)?,
     };
@@ -162,13 +178,19 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
             layer: l as u32,
             hookpoints: Hookpoints {
                 mlp_in: format!("model.layers.{l}.mlp input (post_attention_layernorm output)"),
-                mlp_out: format!("model.layers.{l}.mlp output (down_proj, before the residual add)"),
+                mlp_out: format!(
+                    "model.layers.{l}.mlp output (down_proj, before the residual add)"
+                ),
             },
             d_in: d,
             d_out: d,
             dtype: args.dtype,
             ctx_len: ctx as u32,
-            tokenizer: TokenizerIdentity { source: tok.source.clone(), vocab_size: tok.vocab_size, hash: tok.hash.clone() },
+            tokenizer: TokenizerIdentity {
+                source: tok.source.clone(),
+                vocab_size: tok.vocab_size,
+                hash: tok.hash.clone(),
+            },
             corpus: corpus.clone(),
             extraction_args: args.content_args(),
             shard_rows: args.shard_rows,
@@ -178,7 +200,10 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         writers.push((l, dir, writer));
     }
     let rows_total = (n_seqs * ctx) as u64;
-    let caches: Vec<(usize, PathBuf)> = writers.iter().map(|(l, dir, _)| (*l, dir.clone())).collect();
+    let caches: Vec<(usize, PathBuf)> = writers
+        .iter()
+        .map(|(l, dir, _)| (*l, dir.clone()))
+        .collect();
     let mut summary = ExtractSummary {
         caches,
         sequences: n_seqs as u64,
@@ -195,17 +220,27 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
     }
 
     let model = Llama::from_gguf(&gguf, Some(deepest), false)?;
-    let start_row = writers.iter().map(|(_, _, w)| w.rows_written()).min().unwrap_or(0);
+    let start_row = writers
+        .iter()
+        .map(|(_, _, w)| w.rows_written())
+        .min()
+        .unwrap_or(0);
     let batch_rows = args.batch_seqs * ctx;
     let first_batch = (start_row as usize) / batch_rows;
     let bar = ProgressBar::with_draw_target(
         Some(rows_total),
-        if args.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+        if args.progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
     );
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {human_pos}/{human_len} tokens, {per_sec}, ETA {eta}")
-            .unwrap()
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} tokens, {per_sec}, ETA {eta}",
+        )
+        .unwrap()
+        .progress_chars("=> "),
     );
     bar.set_position((first_batch * batch_rows) as u64);
     bar.reset_eta();
@@ -214,24 +249,33 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         let seqs = args.batch_seqs.min(n_seqs - first_seq);
         let batch_tokens = &tokens[first_seq * ctx..(first_seq + seqs) * ctx];
         let row0 = (first_seq * ctx) as u64;
-        let seq_ids: Vec<u64> = (0..seqs * ctx).map(|r| (first_seq + r / ctx) as u64).collect();
+        let seq_ids: Vec<u64> = (0..seqs * ctx)
+            .map(|r| (first_seq + r / ctx) as u64)
+            .collect();
         let positions: Vec<u32> = (0..seqs * ctx).map(|r| (r % ctx) as u32).collect();
         let mut failure = None;
-        model.forward(batch_tokens, ctx, Stop::AfterLayer(deepest), &mut |l, mlp_in, mlp_out| {
-            let Some((_, _, w)) = writers.iter_mut().find(|(wl, _, _)| *wl == l) else { return };
-            // After a resume, a writer may already hold the first rows of this batch.
-            let skip = (w.rows_written().saturating_sub(row0) as usize).min(seqs * ctx);
-            let du = d as usize;
-            if let Err(e) = w.push(
-                &mlp_in[skip * du..],
-                &mlp_out[skip * du..],
-                &batch_tokens[skip..],
-                &seq_ids[skip..],
-                &positions[skip..],
-            ) {
-                failure.get_or_insert(e);
-            }
-        });
+        model.forward(
+            batch_tokens,
+            ctx,
+            Stop::AfterLayer(deepest),
+            &mut |l, mlp_in, mlp_out| {
+                let Some((_, _, w)) = writers.iter_mut().find(|(wl, _, _)| *wl == l) else {
+                    return;
+                };
+                // After a resume, a writer may already hold the first rows of this batch.
+                let skip = (w.rows_written().saturating_sub(row0) as usize).min(seqs * ctx);
+                let du = d as usize;
+                if let Err(e) = w.push(
+                    &mlp_in[skip * du..],
+                    &mlp_out[skip * du..],
+                    &batch_tokens[skip..],
+                    &seq_ids[skip..],
+                    &positions[skip..],
+                ) {
+                    failure.get_or_insert(e);
+                }
+            },
+        );
         if let Some(e) = failure {
             return Err(e.into());
         }

@@ -101,11 +101,13 @@ impl TensorType {
 
 fn type_name(code: u32) -> String {
     const NAMES: [&str; 31] = [
-        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K",
-        "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
-        "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16",
+        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
+        "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",
+        "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16",
     ];
-    NAMES.get(code as usize).map_or_else(|| format!("type code {code}"), |n| n.to_string())
+    NAMES
+        .get(code as usize)
+        .map_or_else(|| format!("type code {code}"), |n| n.to_string())
 }
 
 #[derive(Clone, Debug)]
@@ -143,9 +145,16 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
-        let end = (self.at as u64).checked_add(n).filter(|&e| e <= self.bytes.len() as u64).ok_or_else(|| {
-            anyhow!("{what}: needs {n} bytes at offset {}, file has {}", self.at, self.bytes.len())
-        })?;
+        let end = (self.at as u64)
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len() as u64)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{what}: needs {n} bytes at offset {}, file has {}",
+                    self.at,
+                    self.bytes.len()
+                )
+            })?;
         let s = &self.bytes[self.at..end as usize];
         self.at = end as usize;
         Ok(s)
@@ -184,7 +193,10 @@ impl<'a> Cursor<'a> {
                 let n = self.u64(what)?;
                 // Each element takes at least one byte: a count beyond the remaining bytes is corrupt.
                 if n > (self.bytes.len() - self.at) as u64 {
-                    bail!("{what}: array of {n} elements cannot fit in the {} bytes left", self.bytes.len() - self.at);
+                    bail!(
+                        "{what}: array of {n} elements cannot fit in the {} bytes left",
+                        self.bytes.len() - self.at
+                    );
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -202,9 +214,11 @@ impl<'a> Cursor<'a> {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<GgufFile> {
-        let file = File::open(path).with_context(|| format!("{}: cannot open model file", path.display()))?;
+        let file = File::open(path)
+            .with_context(|| format!("{}: cannot open model file", path.display()))?;
         // SAFETY: the model file is only read; we assume nobody truncates it while we run.
-        let map = unsafe { Mmap::map(&file) }.with_context(|| format!("{}: cannot map model file", path.display()))?;
+        let map = unsafe { Mmap::map(&file) }
+            .with_context(|| format!("{}: cannot map model file", path.display()))?;
         Self::parse(path, map).with_context(|| format!("{}: not a valid GGUF file", path.display()))
     }
 
@@ -212,7 +226,10 @@ impl GgufFile {
         let mut c = Cursor { bytes: &map, at: 0 };
         let magic = c.take(4, "magic")?;
         if magic != b"GGUF" {
-            bail!("magic expected \"GGUF\", found {:?}", String::from_utf8_lossy(magic));
+            bail!(
+                "magic expected \"GGUF\", found {:?}",
+                String::from_utf8_lossy(magic)
+            );
         }
         let version = c.u32("version")?;
         if !(2..=3).contains(&version) {
@@ -227,7 +244,10 @@ impl GgufFile {
             let value = c.value(code, &format!("metadata {key}"), 0)?;
             metadata.insert(key, value);
         }
-        let alignment = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32);
+        let alignment = metadata
+            .get("general.alignment")
+            .and_then(Value::as_u64)
+            .unwrap_or(32);
         if alignment == 0 || !alignment.is_power_of_two() {
             bail!("general.alignment must be a power of two, found {alignment}");
         }
@@ -238,7 +258,9 @@ impl GgufFile {
             if n_dims == 0 || n_dims > 4 {
                 bail!("tensor {name}: dimension count must be 1..=4, found {n_dims}");
             }
-            let dims = (0..n_dims).map(|_| c.u64(&format!("tensor {name} dims"))).collect::<Result<Vec<_>>>()?;
+            let dims = (0..n_dims)
+                .map(|_| c.u64(&format!("tensor {name} dims")))
+                .collect::<Result<Vec<_>>>()?;
             let type_code = c.u32(&format!("tensor {name} type"))?;
             let offset = c.u64(&format!("tensor {name} offset"))?;
             infos.push((name, dims, type_code, offset));
@@ -247,20 +269,38 @@ impl GgufFile {
         let mut tensors = BTreeMap::new();
         for (name, dims, type_code, rel) in infos {
             let elements = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
-            let info = TensorInfo { name: name.clone(), dims, type_code, offset: data_start.saturating_add(rel) };
+            let info = TensorInfo {
+                name: name.clone(),
+                dims,
+                type_code,
+                offset: data_start.saturating_add(rel),
+            };
             if let (Some(ty), Some(n)) = (TensorType::from_code(type_code), elements) {
                 let (per, bytes) = ty.block();
                 if n % per != 0 {
-                    bail!("tensor {name}: {n} elements is not a multiple of the {}-element block", per);
+                    bail!(
+                        "tensor {name}: {n} elements is not a multiple of the {}-element block",
+                        per
+                    );
                 }
                 let end = info.offset.checked_add(n / per * bytes);
                 if end.is_none_or(|e| e > map.len() as u64) {
-                    bail!("tensor {name}: data at offset {} runs past the end of the file ({} bytes)", info.offset, map.len());
+                    bail!(
+                        "tensor {name}: data at offset {} runs past the end of the file ({} bytes)",
+                        info.offset,
+                        map.len()
+                    );
                 }
             }
             tensors.insert(name, info);
         }
-        Ok(GgufFile { path: path.to_path_buf(), map, version, metadata, tensors })
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            map,
+            version,
+            metadata,
+            tensors,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -268,33 +308,47 @@ impl GgufFile {
     }
 
     pub fn get(&self, key: &str) -> Result<&Value> {
-        self.metadata.get(key).ok_or_else(|| anyhow!("{}: metadata key {key} is missing", self.path.display()))
+        self.metadata
+            .get(key)
+            .ok_or_else(|| anyhow!("{}: metadata key {key} is missing", self.path.display()))
     }
 
     pub fn get_u64(&self, key: &str) -> Result<u64> {
-        self.get(key)?.as_u64().ok_or_else(|| anyhow!("{}: metadata {key} is not an integer", self.path.display()))
+        self.get(key)?
+            .as_u64()
+            .ok_or_else(|| anyhow!("{}: metadata {key} is not an integer", self.path.display()))
     }
 
     pub fn get_f64(&self, key: &str) -> Result<f64> {
-        self.get(key)?.as_f64().ok_or_else(|| anyhow!("{}: metadata {key} is not a number", self.path.display()))
+        self.get(key)?
+            .as_f64()
+            .ok_or_else(|| anyhow!("{}: metadata {key} is not a number", self.path.display()))
     }
 
     pub fn get_str(&self, key: &str) -> Result<&str> {
-        self.get(key)?.as_str().ok_or_else(|| anyhow!("{}: metadata {key} is not a string", self.path.display()))
+        self.get(key)?
+            .as_str()
+            .ok_or_else(|| anyhow!("{}: metadata {key} is not a string", self.path.display()))
     }
 
     pub fn get_strings(&self, key: &str) -> Result<Vec<&str>> {
         match self.get(key)? {
             Value::Array(items) => items
                 .iter()
-                .map(|v| v.as_str().ok_or_else(|| anyhow!("{}: metadata {key} holds a non-string", self.path.display())))
+                .map(|v| {
+                    v.as_str().ok_or_else(|| {
+                        anyhow!("{}: metadata {key} holds a non-string", self.path.display())
+                    })
+                })
                 .collect(),
             _ => bail!("{}: metadata {key} is not an array", self.path.display()),
         }
     }
 
     pub fn tensor(&self, name: &str) -> Result<&TensorInfo> {
-        self.tensors.get(name).ok_or_else(|| anyhow!("{}: tensor {name} is missing", self.path.display()))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| anyhow!("{}: tensor {name} is missing", self.path.display()))
     }
 
     /// Dequantises a tensor to f32, row-major with `dims[0]` fastest (so `[rows = dims[1], cols = dims[0]]`).
@@ -309,7 +363,8 @@ impl GgufFile {
         })?;
         let n = info.elements() as usize;
         let (per, bytes) = ty.block();
-        let raw = &self.map[info.offset as usize..info.offset as usize + n / per as usize * bytes as usize];
+        let raw = &self.map
+            [info.offset as usize..info.offset as usize + n / per as usize * bytes as usize];
         let mut out = vec![0f32; n];
         dequantize(ty, raw, &mut out);
         Ok(out)
@@ -319,7 +374,12 @@ impl GgufFile {
     pub fn expect_dims(&self, name: &str, dims: &[u64]) -> Result<()> {
         let info = self.tensor(name)?;
         if info.dims != dims {
-            bail!("{}: tensor {name} has dims {:?}, expected {:?}", self.path.display(), info.dims, dims);
+            bail!(
+                "{}: tensor {name} has dims {:?}, expected {:?}",
+                self.path.display(),
+                info.dims,
+                dims
+            );
         }
         Ok(())
     }

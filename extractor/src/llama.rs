@@ -64,12 +64,18 @@ impl Llama {
     pub fn from_gguf(g: &GgufFile, max_layer: Option<usize>, with_head: bool) -> Result<Llama> {
         let arch = g.get_str("general.architecture")?;
         if arch != "llama" {
-            bail!("{}: architecture {arch:?} is not supported from GGUF (supported: llama)", g.path().display());
+            bail!(
+                "{}: architecture {arch:?} is not supported from GGUF (supported: llama)",
+                g.path().display()
+            );
         }
         let num = |k: &str| g.get_u64(&format!("llama.{k}")).map(|v| v as usize);
         let d_model = num("embedding_length")?;
         let heads = num("attention.head_count")?;
-        let kv_heads = g.get_u64("llama.attention.head_count_kv").map(|v| v as usize).unwrap_or(heads);
+        let kv_heads = g
+            .get_u64("llama.attention.head_count_kv")
+            .map(|v| v as usize)
+            .unwrap_or(heads);
         let vocab_size = g.tensor("token_embd.weight")?.dims[1] as usize;
         let config = LlamaConfig {
             num_layers: num("block_count")?,
@@ -83,13 +89,25 @@ impl Llama {
             vocab_size,
         };
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || d_model % heads != 0 {
-            bail!("{}: head counts {heads}/{kv_heads} do not divide width {d_model}", g.path().display());
+            bail!(
+                "{}: head counts {heads}/{kv_heads} do not divide width {d_model}",
+                g.path().display()
+            );
         }
         let last = max_layer.unwrap_or(config.num_layers - 1);
         if last >= config.num_layers {
-            bail!("layer {last} is out of range: {} has layers 0..={}", g.path().display(), config.num_layers - 1);
+            bail!(
+                "layer {last} is out of range: {} has layers 0..={}",
+                g.path().display(),
+                config.num_layers - 1
+            );
         }
-        let (d, f, hd, kvd) = (d_model as u64, config.d_ffn as u64, config.head_dim, (kv_heads * config.head_dim) as u64);
+        let (d, f, hd, kvd) = (
+            d_model as u64,
+            config.d_ffn as u64,
+            config.head_dim,
+            (kv_heads * config.head_dim) as u64,
+        );
         let layers = (0..=last)
             .into_par_iter()
             .map(|l| -> Result<Layer> {
@@ -116,14 +134,30 @@ impl Llama {
         let head = if with_head {
             let norm = g.tensor_f32("output_norm.weight")?;
             // Tied embeddings: no separate output tensor.
-            let out = if g.tensors.contains_key("output.weight") { g.tensor_f32("output.weight")? } else { embed.clone() };
+            let out = if g.tensors.contains_key("output.weight") {
+                g.tensor_f32("output.weight")?
+            } else {
+                embed.clone()
+            };
             Some((norm, out))
         } else {
             None
         };
         let name = g.get_str("general.name").unwrap_or("llama").to_string();
-        let info = ModelInfo { name, architecture: "llama".into(), num_layers: config.num_layers, d_model, vocab_size };
-        Ok(Llama { info, config, embed, layers, head })
+        let info = ModelInfo {
+            name,
+            architecture: "llama".into(),
+            num_layers: config.num_layers,
+            d_model,
+            vocab_size,
+        };
+        Ok(Llama {
+            info,
+            config,
+            embed,
+            layers,
+            head,
+        })
     }
 }
 
@@ -133,10 +167,19 @@ impl LanguageModel for Llama {
     }
 
     fn hookpoints(&self, layer: usize) -> (String, String) {
-        (format!("model.layers.{layer}.mlp (input)"), format!("model.layers.{layer}.mlp (output)"))
+        (
+            format!("model.layers.{layer}.mlp (input)"),
+            format!("model.layers.{layer}.mlp (output)"),
+        )
     }
 
-    fn forward(&self, tokens: &[u32], seq_len: usize, stop: Stop, hook: &mut MlpHook) -> Option<Vec<f32>> {
+    fn forward(
+        &self,
+        tokens: &[u32],
+        seq_len: usize,
+        stop: Stop,
+        hook: &mut MlpHook,
+    ) -> Option<Vec<f32>> {
         let c = &self.config;
         let (d, rows) = (c.d_model, tokens.len());
         assert!(rows % seq_len == 0, "tokens must be whole sequences");
@@ -164,7 +207,9 @@ impl LanguageModel for Llama {
             let mlp_in = rms_norm(&x, d, &w.ffn_norm, c.rms_eps);
             let mut gate = linear(&mlp_in, rows, d, &w.w_gate, c.d_ffn);
             let up = linear(&mlp_in, rows, d, &w.w_up, c.d_ffn);
-            gate.par_iter_mut().zip(up.par_iter()).for_each(|(g, u)| *g = silu(*g) * u);
+            gate.par_iter_mut()
+                .zip(up.par_iter())
+                .for_each(|(g, u)| *g = silu(*g) * u);
             let mut mlp_out = linear(&gate, rows, c.d_ffn, &w.w_down, d);
             hook(l, &mlp_in, &mut mlp_out);
             add_assign(&mut x, &mlp_out);
@@ -172,7 +217,10 @@ impl LanguageModel for Llama {
         if stop != Stop::Logits {
             return None;
         }
-        let (norm, out) = self.head.as_ref().expect("model loaded without its output head");
+        let (norm, out) = self
+            .head
+            .as_ref()
+            .expect("model loaded without its output head");
         let h = rms_norm(&x, d, norm, c.rms_eps);
         Some(linear(&h, rows, d, out, c.vocab_size))
     }

@@ -30,5 +30,11 @@ pub trait LanguageModel: Send + Sync {
 
     /// Runs `tokens` (`n_seqs` sequences of `seq_len`, row-major). Returns logits `[rows × vocab]` for
     /// [`Stop::Logits`], nothing otherwise.
-    fn forward(&self, tokens: &[u32], seq_len: usize, stop: Stop, hook: &mut MlpHook) -> Option<Vec<f32>>;
+    fn forward(
+        &self,
+        tokens: &[u32],
+        seq_len: usize,
+        stop: Stop,
+        hook: &mut MlpHook,
+    ) -> Option<Vec<f32>>;
 }

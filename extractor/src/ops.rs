@@ -9,17 +9,32 @@ pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], out: usize) -> Vec<
     assert_eq!(w.len(), out * inp);
     let mut y = vec![0f32; rows * out];
     let threads = rayon::current_num_threads();
-    let par = if threads > 1 && rows * out * inp > 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let par = if threads > 1 && rows * out * inp > 1 << 18 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: every pointer/stride pair describes a buffer of the asserted size.
     unsafe {
         gemm::gemm(
-            rows, out, inp,
-            y.as_mut_ptr(), 1, out as isize,
+            rows,
+            out,
+            inp,
+            y.as_mut_ptr(),
+            1,
+            out as isize,
             false,
-            x.as_ptr(), 1, inp as isize,
-            w.as_ptr(), inp as isize, 1,
-            0.0, 1.0,
-            false, false, false,
+            x.as_ptr(),
+            1,
+            inp as isize,
+            w.as_ptr(),
+            inp as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
             par,
         );
     }
@@ -28,23 +43,27 @@ pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], out: usize) -> Vec<
 
 /// `x += y`.
 pub fn add_assign(x: &mut [f32], y: &[f32]) {
-    x.par_chunks_mut(4096).zip(y.par_chunks(4096)).for_each(|(a, b)| {
-        for (a, b) in a.iter_mut().zip(b) {
-            *a += b;
-        }
-    });
+    x.par_chunks_mut(4096)
+        .zip(y.par_chunks(4096))
+        .for_each(|(a, b)| {
+            for (a, b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+        });
 }
 
 /// RMSNorm over rows of width `d`: `x / sqrt(mean(x²) + eps) · weight`.
 pub fn rms_norm(x: &[f32], d: usize, weight: &[f32], eps: f32) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(out, row)| {
-        let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
-        let scale = 1.0 / (mean_sq + eps).sqrt();
-        for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
-            *o = w * (v * scale);
-        }
-    });
+    y.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .for_each(|(out, row)| {
+            let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+            let scale = 1.0 / (mean_sq + eps).sqrt();
+            for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
+                *o = w * (v * scale);
+            }
+        });
     y
 }
 
@@ -75,18 +94,23 @@ impl Rope {
     /// Row `r` is at position `r % seq_len`.
     pub fn apply(&self, x: &mut [f32], heads: usize, seq_len: usize) {
         let hd = 2 * self.half;
-        x.par_chunks_mut(heads * hd).enumerate().for_each(|(r, row)| {
-            let p = r % seq_len;
-            let (cos, sin) = (&self.cos[p * self.half..][..self.half], &self.sin[p * self.half..][..self.half]);
-            for head in row.chunks_mut(hd) {
-                let (a, b) = head.split_at_mut(self.half);
-                for i in 0..self.half {
-                    let (x1, x2) = (a[i], b[i]);
-                    a[i] = x1 * cos[i] - x2 * sin[i];
-                    b[i] = x2 * cos[i] + x1 * sin[i];
+        x.par_chunks_mut(heads * hd)
+            .enumerate()
+            .for_each(|(r, row)| {
+                let p = r % seq_len;
+                let (cos, sin) = (
+                    &self.cos[p * self.half..][..self.half],
+                    &self.sin[p * self.half..][..self.half],
+                );
+                for head in row.chunks_mut(hd) {
+                    let (a, b) = head.split_at_mut(self.half);
+                    for i in 0..self.half {
+                        let (x1, x2) = (a[i], b[i]);
+                        a[i] = x1 * cos[i] - x2 * sin[i];
+                        b[i] = x2 * cos[i] + x1 * sin[i];
+                    }
                 }
-            }
-        });
+            });
     }
 }
 
@@ -117,13 +141,24 @@ pub fn causal_attention(
             // SAFETY: strided views inside q, k, v and the local buffers.
             unsafe {
                 gemm::gemm(
-                    seq_len, seq_len, hd,
-                    scores.as_mut_ptr(), 1, seq_len as isize,
+                    seq_len,
+                    seq_len,
+                    hd,
+                    scores.as_mut_ptr(),
+                    1,
+                    seq_len as isize,
                     false,
-                    q.as_ptr().add(base * qw + h * hd), 1, qw as isize,
-                    k.as_ptr().add(base * kw + kvh * hd), kw as isize, 1,
-                    0.0, scale,
-                    false, false, false,
+                    q.as_ptr().add(base * qw + h * hd),
+                    1,
+                    qw as isize,
+                    k.as_ptr().add(base * kw + kvh * hd),
+                    kw as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
                     gemm::Parallelism::None,
                 );
             }
@@ -143,13 +178,24 @@ pub fn causal_attention(
             let mut out = vec![0f32; seq_len * hd];
             unsafe {
                 gemm::gemm(
-                    seq_len, hd, seq_len,
-                    out.as_mut_ptr(), 1, hd as isize,
+                    seq_len,
+                    hd,
+                    seq_len,
+                    out.as_mut_ptr(),
+                    1,
+                    hd as isize,
                     false,
-                    scores.as_ptr(), 1, seq_len as isize,
-                    v.as_ptr().add(base * kw + kvh * hd), 1, kw as isize,
-                    0.0, 1.0,
-                    false, false, false,
+                    scores.as_ptr(),
+                    1,
+                    seq_len as isize,
+                    v.as_ptr().add(base * kw + kvh * hd),
+                    1,
+                    kw as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
                     gemm::Parallelism::None,
                 );
             }
@@ -160,7 +206,8 @@ pub fn causal_attention(
     for (task, block) in per_task.iter().enumerate() {
         let (s, h) = (task / heads, task % heads);
         for t in 0..seq_len {
-            out[(s * seq_len + t) * qw + h * hd..][..hd].copy_from_slice(&block[t * hd..(t + 1) * hd]);
+            out[(s * seq_len + t) * qw + h * hd..][..hd]
+                .copy_from_slice(&block[t * hd..(t + 1) * hd]);
         }
     }
     out
@@ -179,7 +226,12 @@ pub fn next_token_loss(logits: &[f32], vocab: usize, tokens: &[u32], seq_len: us
             continue;
         }
         let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max;
+        let lse = row
+            .iter()
+            .map(|&x| (x as f64 - max).exp())
+            .sum::<f64>()
+            .ln()
+            + max;
         total += lse - row[tokens[r + 1] as usize] as f64;
         count += 1;
     }

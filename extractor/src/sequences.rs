@@ -32,7 +32,12 @@ pub struct SequenceStats {
 }
 
 /// Returns `sequences × ctx_len` token ids, row-major; row `i` is sequence id `i`.
-pub fn build_sequences(text: &Path, text_field: &str, tok: &TextTokenizer, cfg: &SequenceConfig) -> Result<(Vec<u32>, SequenceStats)> {
+pub fn build_sequences(
+    text: &Path,
+    text_field: &str,
+    tok: &TextTokenizer,
+    cfg: &SequenceConfig,
+) -> Result<(Vec<u32>, SequenceStats)> {
     let ctx = cfg.ctx_len;
     let want = cfg.max_tokens.map(|t| (t / ctx as u64).max(1));
     let mut stats = SequenceStats::default();
@@ -42,7 +47,10 @@ pub fn build_sequences(text: &Path, text_field: &str, tok: &TextTokenizer, cfg: 
     let mut group: Vec<String> = Vec::new();
     let mut emitted = 0u64;
 
-    let mut flush = |group: &mut Vec<String>, buffer: &mut Vec<Vec<u32>>, stats: &mut SequenceStats| -> Result<()> {
+    let mut flush = |group: &mut Vec<String>,
+                     buffer: &mut Vec<Vec<u32>>,
+                     stats: &mut SequenceStats|
+     -> Result<()> {
         let encoded: Vec<Result<Vec<u32>>> = group.par_iter().map(|d| tok.encode(d)).collect();
         group.clear();
         let mut ids = Vec::new();

@@ -37,18 +37,28 @@ impl TextTokenizer {
         let tokens = g.get_strings("tokenizer.ggml.tokens")?;
         let merges = g.get_strings("tokenizer.ggml.merges")?;
         let pre = g.get_str("tokenizer.ggml.pre").unwrap_or("default");
-        let vocab: std::collections::HashMap<String, u32> =
-            tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
+        let vocab: std::collections::HashMap<String, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i as u32))
+            .collect();
         let merges = merges
             .iter()
             .map(|m| {
                 m.split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| anyhow!("{path}: merge {m:?} is not two tokens separated by a space"))
+                    .ok_or_else(|| {
+                        anyhow!("{path}: merge {m:?} is not two tokens separated by a space")
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         let bpe = BPE::builder()
-            .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
+            .vocab_and_merges(
+                vocab
+                    .into_iter()
+                    .collect::<tokenizers::models::bpe::Vocab>(),
+                merges,
+            )
             .build()
             .map_err(|e| anyhow!("{path}: building the BPE model: {e}"))?;
         let mut tok = Tokenizer::new(bpe);
@@ -92,9 +102,14 @@ impl TextTokenizer {
         let id = |k: &str| g.get_u64(k).ok().map(|v| v as u32);
         Ok(TextTokenizer {
             inner: tok,
-            eos_id: id("tokenizer.ggml.eos_token_id").ok_or_else(|| anyhow!("{path}: no tokenizer.ggml.eos_token_id"))?,
+            eos_id: id("tokenizer.ggml.eos_token_id")
+                .ok_or_else(|| anyhow!("{path}: no tokenizer.ggml.eos_token_id"))?,
             bos_id: id("tokenizer.ggml.bos_token_id"),
-            add_bos: g.get("tokenizer.ggml.add_bos_token").ok().and_then(Value::as_bool).unwrap_or(false),
+            add_bos: g
+                .get("tokenizer.ggml.add_bos_token")
+                .ok()
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             vocab_size: tokens.len() as u32,
             hash: format!("{:x}", hasher.finalize()),
             source: format!("gguf-metadata (pre-tokenizer {pre})"),
@@ -102,9 +117,16 @@ impl TextTokenizer {
     }
 
     /// A Hugging Face `tokenizer.json`; `eos_id`, `bos_id` and `add_bos` come from the model's configuration.
-    pub fn from_json(path: &Path, eos_id: u32, bos_id: Option<u32>, add_bos: bool) -> Result<TextTokenizer> {
-        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read tokenizer", path.display()))?;
-        let inner = Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+    pub fn from_json(
+        path: &Path,
+        eos_id: u32,
+        bos_id: Option<u32>,
+        add_bos: bool,
+    ) -> Result<TextTokenizer> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("{}: cannot read tokenizer", path.display()))?;
+        let inner = Tokenizer::from_bytes(&bytes)
+            .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))?;
         Ok(TextTokenizer {
             vocab_size: inner.get_vocab_size(true) as u32,
             inner,
@@ -118,7 +140,10 @@ impl TextTokenizer {
 
     /// Token ids of `text`, without BOS/EOS.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| anyhow!("tokenizing: {e}"))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow!("tokenizing: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }
 }

@@ -15,7 +15,11 @@ fn root() -> PathBuf {
 
 pub fn model_path() -> PathBuf {
     let p = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/fetch_default.sh first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch_default.sh first",
+        p.display()
+    );
     p
 }
 
@@ -27,30 +31,53 @@ struct Golden {
 
 fn golden() -> Golden {
     let dir = root().join("tests/fixtures");
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("smollm2_golden.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("smollm2_golden.json")).unwrap()).unwrap();
     let bytes = std::fs::read(dir.join("smollm2_golden.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors = HashMap::new();
     let mut token_ids = Vec::new();
     for (name, view) in st.tensors() {
         if name == "token_ids" {
-            token_ids = view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect();
+            token_ids = view
+                .data()
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+                .collect();
         } else {
-            tensors.insert(name, view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect());
+            tensors.insert(
+                name,
+                view.data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            );
         }
     }
-    Golden { meta, tensors, token_ids }
+    Golden {
+        meta,
+        tensors,
+        token_ids,
+    }
 }
 
 fn rel_error(ours: &[f32], reference: &[f32]) -> f64 {
     assert_eq!(ours.len(), reference.len());
-    let num: f64 = ours.iter().zip(reference).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let num: f64 = ours
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
     let den: f64 = reference.iter().map(|b| (*b as f64).powi(2)).sum();
     (num / den).sqrt()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
@@ -61,10 +88,20 @@ fn tokenizer_matches_transformers() {
     assert_eq!(tok.vocab_size, 49152);
     assert_eq!((tok.eos_id, tok.bos_id, tok.add_bos), (2, Some(1), false));
     let ours = tok.encode(g.meta["text"].as_str().unwrap()).unwrap();
-    assert_eq!(ours, ids(&g.meta["ids"]), "SmolLM2 pre-tokenizer (digits isolated)");
-    assert_eq!(ours, ids(&g.meta["ids_gguf"]), "transformers' GGUF tokenizer");
+    assert_eq!(
+        ours,
+        ids(&g.meta["ids"]),
+        "SmolLM2 pre-tokenizer (digits isolated)"
+    );
+    assert_eq!(
+        ours,
+        ids(&g.meta["ids_gguf"]),
+        "transformers' GGUF tokenizer"
+    );
     assert_eq!(ours, g.token_ids);
-    let ours = tok.encode(g.meta["text_no_digits"].as_str().unwrap()).unwrap();
+    let ours = tok
+        .encode(g.meta["text_no_digits"].as_str().unwrap())
+        .unwrap();
     assert_eq!(ours, ids(&g.meta["ids_no_digits"]));
     // Control tokens are matched whole.
     assert_eq!(tok.encode("<|im_start|>user").unwrap()[0], 1);
