@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, as far as the pipeline exists: fetch the model and text, build.
+# The main job on the embedded default, as far as the pipeline exists: fetch the model and text, build,
+# extract a cache of layer 3 (200k tokens), and show what it holds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch_default.sh
 cargo build --release
-echo "built target/release/sparsecoder; extract is the next stage (issue 4)"
+target/release/sparsecoder extract --model models/SmolLM2-135M-Instruct.Q4_1.gguf --text data/python-3.11-docs \
+  --layers 3 --ctx-len 256 --max-tokens 200000 --out caches/smollm2-layer3
+target/release/sparsecoder validate caches/smollm2-layer3 | tail -1
+target/release/sparsecoder inspect caches/smollm2-layer3

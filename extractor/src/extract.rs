@@ -70,6 +70,8 @@ pub struct ExtractSummary {
     /// Rows computed in this run (less than the total after a resume).
     pub rows_computed: u64,
     pub seconds: f64,
+    /// Seconds of the forward passes and shard writing alone (without loading and tokenizing).
+    pub forward_seconds: f64,
     pub already_complete: bool,
     pub skipped_non_utf8: u64,
     pub documents: u64,
@@ -210,6 +212,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         rows_total,
         rows_computed: 0,
         seconds: 0.0,
+        forward_seconds: 0.0,
         already_complete: all_complete,
         skipped_non_utf8: stats.corpus.skipped_non_utf8,
         documents: stats.corpus.documents,
@@ -243,6 +246,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         .progress_chars("=> "),
     );
     bar.set_position((first_batch * batch_rows) as u64);
+    let forward_started = Instant::now();
     bar.reset_eta();
     for b in first_batch..n_seqs.div_ceil(batch_rows / ctx) {
         let first_seq = b * args.batch_seqs;
@@ -286,6 +290,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
     for (_, _, w) in writers {
         w.finish()?;
     }
+    summary.forward_seconds = forward_started.elapsed().as_secs_f64();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -116,6 +116,9 @@ impl Rope {
 
 /// Causal grouped-query attention. `q[rows × heads·hd]`, `k`, `v[rows × kv_heads·hd]`; rows are `n_seqs`
 /// sequences of `seq_len` tokens. Returns `[rows × heads·hd]`.
+///
+/// One task per (sequence, head, block of `QB` queries): such a block attends only to keys up to its last
+/// query, so the masked upper triangle is never computed.
 pub fn causal_attention(
     q: &[f32],
     k: &[f32],
@@ -125,33 +128,43 @@ pub fn causal_attention(
     kv_heads: usize,
     hd: usize,
 ) -> Vec<f32> {
+    const QB: usize = 64;
     let rows = q.len() / (heads * hd);
     let n_seqs = rows / seq_len;
     let group = heads / kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let (qw, kw) = (heads * hd, kv_heads * hd);
-    // One task per (sequence, head): scores = q·kᵀ, masked softmax, then · v.
-    let per_task: Vec<Vec<f32>> = (0..n_seqs * heads)
+    let blocks = seq_len.div_ceil(QB);
+    let mut out = vec![0f32; rows * qw];
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..n_seqs * heads * blocks)
         .into_par_iter()
-        .map(|task| {
-            let (s, h) = (task / heads, task % heads);
+        .for_each(|task| {
+            let (s, h, b) = (
+                task / (heads * blocks),
+                (task / blocks) % heads,
+                task % blocks,
+            );
             let kvh = h / group;
-            let base = s * seq_len;
-            let mut scores = vec![0f32; seq_len * seq_len];
-            // SAFETY: strided views inside q, k, v and the local buffers.
+            let q0 = s * seq_len + b * QB; // first query row
+            let nq = QB.min(seq_len - b * QB);
+            let nk = b * QB + nq; // keys 0..nk of this sequence
+            let k0 = s * seq_len;
+            let mut scores = vec![0f32; nq * nk];
+            // SAFETY: strided views inside q, k, v; each task writes its own rows × head columns of `out`.
             unsafe {
                 gemm::gemm(
-                    seq_len,
-                    seq_len,
+                    nq,
+                    nk,
                     hd,
                     scores.as_mut_ptr(),
                     1,
-                    seq_len as isize,
+                    nk as isize,
                     false,
-                    q.as_ptr().add(base * qw + h * hd),
+                    q.as_ptr().add(q0 * qw + h * hd),
                     1,
                     qw as isize,
-                    k.as_ptr().add(base * kw + kvh * hd),
+                    k.as_ptr().add(k0 * kw + kvh * hd),
                     kw as isize,
                     1,
                     0.0,
@@ -162,33 +175,37 @@ pub fn causal_attention(
                     gemm::Parallelism::None,
                 );
             }
-            for i in 0..seq_len {
-                let row = &mut scores[i * seq_len..(i + 1) * seq_len];
-                let max = row[..=i].iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            for i in 0..nq {
+                let visible = b * QB + i + 1;
+                let row = &mut scores[i * nk..(i + 1) * nk];
+                let max = row[..visible]
+                    .iter()
+                    .cloned()
+                    .fold(f32::NEG_INFINITY, f32::max);
                 let mut sum = 0.0;
-                for x in row[..=i].iter_mut() {
+                for x in row[..visible].iter_mut() {
                     *x = (*x - max).exp();
                     sum += *x;
                 }
-                for x in row[..=i].iter_mut() {
-                    *x /= sum;
+                let inv = 1.0 / sum;
+                for x in row[..visible].iter_mut() {
+                    *x *= inv;
                 }
-                row[i + 1..].fill(0.0);
+                row[visible..].fill(0.0);
             }
-            let mut out = vec![0f32; seq_len * hd];
             unsafe {
                 gemm::gemm(
-                    seq_len,
+                    nq,
                     hd,
-                    seq_len,
-                    out.as_mut_ptr(),
+                    nk,
+                    out_ptr.get().add(q0 * qw + h * hd),
                     1,
-                    hd as isize,
+                    qw as isize,
                     false,
                     scores.as_ptr(),
                     1,
-                    seq_len as isize,
-                    v.as_ptr().add(base * kw + kvh * hd),
+                    nk as isize,
+                    v.as_ptr().add(k0 * kw + kvh * hd),
                     1,
                     kw as isize,
                     0.0,
@@ -199,18 +216,19 @@ pub fn causal_attention(
                     gemm::Parallelism::None,
                 );
             }
-            out
-        })
-        .collect();
-    let mut out = vec![0f32; rows * qw];
-    for (task, block) in per_task.iter().enumerate() {
-        let (s, h) = (task / heads, task % heads);
-        for t in 0..seq_len {
-            out[(s * seq_len + t) * qw + h * hd..][..hd]
-                .copy_from_slice(&block[t * hd..(t + 1) * hd]);
-        }
-    }
+        });
     out
+}
+
+/// A raw pointer that tasks writing disjoint parts of one buffer may share.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }
 
 pub fn silu(x: f32) -> f32 {
