@@ -1,0 +1,451 @@
+//! A TopK sparse coder: SAE, transcoder (ST) or skip transcoder (SST), with its forward pass and exact gradients.
+//!
+//! ```text
+//! encode(x) = TopK(ReLU(W_enc·x' + b_enc), k)      x' = x − b_dec (SAE), x (transcoders)
+//! decode    = Σ_j acts_j · W_dec[idx_j] + b_dec (+ W_skip·x for the SST)
+//! loss      = FVU = Σ (decode − y)² / Σ (y − mean_batch(y))²
+//! ```
+//! Layouts as sparsify's: `W_enc [latents × d_in]`, `W_dec [latents × d_out]` (row i = latent i's direction),
+//! `W_skip [d_out × d_in]`. Only the k active latents per row touch the gradients of W_enc and W_dec.
+
+use crate::linalg::{linear, matmul};
+use crate::topk::topk_relu;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Sae,
+    Transcoder,
+    SkipTranscoder,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "sae" => Some(Kind::Sae),
+            "transcoder" | "st" => Some(Kind::Transcoder),
+            "skip-transcoder" | "sst" => Some(Kind::SkipTranscoder),
+            _ => None,
+        }
+    }
+    pub fn short(self) -> &'static str {
+        match self {
+            Kind::Sae => "sae",
+            Kind::Transcoder => "st",
+            Kind::SkipTranscoder => "sst",
+        }
+    }
+    pub fn transcodes(self) -> bool {
+        self != Kind::Sae
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoderConfig {
+    pub kind: Kind,
+    pub d_in: usize,
+    pub d_out: usize,
+    pub num_latents: usize,
+    pub k: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct SparseCoder {
+    pub cfg: CoderConfig,
+    pub w_enc: Vec<f32>,
+    pub b_enc: Vec<f32>,
+    pub w_dec: Vec<f32>,
+    pub b_dec: Vec<f32>,
+    pub w_skip: Option<Vec<f32>>,
+}
+
+/// Gradients, dense in shape; `touched` lists the latents whose W_enc/W_dec/b_enc rows are non-zero.
+#[derive(Clone, Debug)]
+pub struct Grads {
+    pub w_enc: Vec<f32>,
+    pub b_enc: Vec<f32>,
+    pub w_dec: Vec<f32>,
+    pub b_dec: Vec<f32>,
+    pub w_skip: Option<Vec<f32>>,
+    pub touched: Vec<u32>,
+}
+
+/// What one batch gave.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchStats {
+    pub fvu: f64,
+    /// Mean number of non-zero latents per row.
+    pub l0: f64,
+}
+
+/// The encoder's output for a batch: `rows × k` activations and latent indices.
+pub struct Encoded {
+    pub acts: Vec<f32>,
+    pub idx: Vec<u32>,
+}
+
+impl SparseCoder {
+    /// Initialisation as sparsify's: W_enc ~ U(±1/√d_in), b_enc = 0; SAE: W_dec = row-normalised W_enc;
+    /// transcoders: W_dec = 0 and (SST) W_skip = 0; b_dec = 0 until [`SparseCoder::init_from_batch`].
+    pub fn new(cfg: CoderConfig, seed: u64) -> SparseCoder {
+        assert!(cfg.k >= 1 && cfg.k <= cfg.num_latents);
+        assert!(
+            cfg.kind.transcodes() || cfg.d_in == cfg.d_out,
+            "an SAE reconstructs its input"
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let bound = 1.0 / (cfg.d_in as f32).sqrt();
+        let w_enc: Vec<f32> = (0..cfg.num_latents * cfg.d_in)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        let w_dec = if cfg.kind.transcodes() {
+            vec![0.0; cfg.num_latents * cfg.d_out]
+        } else {
+            w_enc.clone()
+        };
+        let mut coder = SparseCoder {
+            b_enc: vec![0.0; cfg.num_latents],
+            b_dec: vec![0.0; cfg.d_out],
+            w_skip: (cfg.kind == Kind::SkipTranscoder).then(|| vec![0.0; cfg.d_out * cfg.d_in]),
+            w_enc,
+            w_dec,
+            cfg,
+        };
+        coder.normalize_decoder();
+        coder
+    }
+
+    /// Step-0 initialisation from the first batch: b_dec = mean target; transcoders: b_enc = −mean(x)·W_encᵀ,
+    /// which centres the pre-activations as subtracting b_dec does for an SAE.
+    pub fn init_from_batch(&mut self, x: &[f32], y: &[f32], rows: usize) {
+        self.b_dec = column_means(y, rows, self.cfg.d_out);
+        if self.cfg.kind.transcodes() {
+            let mean_x = column_means(x, rows, self.cfg.d_in);
+            self.b_enc = linear(&mean_x, 1, self.cfg.d_in, &self.w_enc, self.cfg.num_latents)
+                .iter()
+                .map(|v| -v)
+                .collect();
+        }
+    }
+
+    /// SAE only: decoder rows to unit norm (‖row‖ + ε, as sparsify).
+    pub fn normalize_decoder(&mut self) {
+        if self.cfg.kind.transcodes() {
+            return;
+        }
+        self.w_dec.par_chunks_mut(self.cfg.d_out).for_each(|row| {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt() + f32::EPSILON;
+            row.iter_mut().for_each(|v| *v /= norm);
+        });
+    }
+
+    /// SAE only: removes from each decoder row's gradient its component along the row (rows are unit norm).
+    pub fn project_decoder_grad(&self, g: &mut Grads) {
+        if self.cfg.kind.transcodes() {
+            return;
+        }
+        let d = self.cfg.d_out;
+        for &l in &g.touched {
+            let l = l as usize;
+            let (w, gr) = (
+                &self.w_dec[l * d..(l + 1) * d],
+                &mut g.w_dec[l * d..(l + 1) * d],
+            );
+            let dot: f32 = w.iter().zip(gr.iter()).map(|(a, b)| a * b).sum();
+            gr.iter_mut().zip(w).for_each(|(g, w)| *g -= dot * w);
+        }
+    }
+
+    pub fn zero_grads(&self) -> Grads {
+        let c = &self.cfg;
+        Grads {
+            w_enc: vec![0.0; c.num_latents * c.d_in],
+            b_enc: vec![0.0; c.num_latents],
+            w_dec: vec![0.0; c.num_latents * c.d_out],
+            b_dec: vec![0.0; c.d_out],
+            w_skip: self.w_skip.as_ref().map(|w| vec![0.0; w.len()]),
+            touched: Vec::new(),
+        }
+    }
+
+    /// The encoder's input: x − b_dec for an SAE, x for transcoders.
+    fn encoder_input(&self, x: &[f32]) -> Vec<f32> {
+        let mut xc = x.to_vec();
+        if !self.cfg.kind.transcodes() {
+            xc.par_chunks_mut(self.cfg.d_in)
+                .for_each(|row| row.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b));
+        }
+        xc
+    }
+
+    pub fn encode(&self, x: &[f32], rows: usize) -> Encoded {
+        let c = &self.cfg;
+        let xc = self.encoder_input(x);
+        let pre = linear(&xc, rows, c.d_in, &self.w_enc, c.num_latents);
+        let mut enc = Encoded {
+            acts: vec![0.0; rows * c.k],
+            idx: vec![0; rows * c.k],
+        };
+        topk_relu(
+            &pre,
+            &self.b_enc,
+            c.num_latents,
+            c.k,
+            &mut enc.acts,
+            &mut enc.idx,
+        );
+        enc
+    }
+
+    pub fn decode(&self, enc: &Encoded, x: &[f32], rows: usize) -> Vec<f32> {
+        let c = &self.cfg;
+        let mut out = vec![0f32; rows * c.d_out];
+        if let Some(w_skip) = &self.w_skip {
+            matmul(
+                &mut out,
+                x,
+                w_skip,
+                rows,
+                c.d_in,
+                c.d_out,
+                (1, c.d_in),
+                false,
+                false,
+            );
+        }
+        out.par_chunks_mut(c.d_out).enumerate().for_each(|(r, o)| {
+            o.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v += b);
+            for j in 0..c.k {
+                let (a, l) = (enc.acts[r * c.k + j], enc.idx[r * c.k + j] as usize);
+                if a != 0.0 {
+                    o.iter_mut()
+                        .zip(&self.w_dec[l * c.d_out..(l + 1) * c.d_out])
+                        .for_each(|(v, w)| *v += a * w);
+                }
+            }
+        });
+        out
+    }
+
+    /// Forward pass and gradients of the FVU for one batch. `grads` must be zero (as `zero_grads` makes it or
+    /// `Grads::clear` leaves it); it receives the gradients.
+    pub fn forward_backward(
+        &self,
+        x: &[f32],
+        y: &[f32],
+        rows: usize,
+        grads: &mut Grads,
+    ) -> BatchStats {
+        let c = &self.cfg;
+        let (k, d_in, d_out) = (c.k, c.d_in, c.d_out);
+        let xc = self.encoder_input(x);
+        let pre = linear(&xc, rows, d_in, &self.w_enc, c.num_latents);
+        let mut enc = Encoded {
+            acts: vec![0.0; rows * k],
+            idx: vec![0; rows * k],
+        };
+        topk_relu(
+            &pre,
+            &self.b_enc,
+            c.num_latents,
+            k,
+            &mut enc.acts,
+            &mut enc.idx,
+        );
+        drop(pre);
+        let y_hat = self.decode(&enc, x, rows);
+
+        let total_variance = total_variance(y, rows, d_out);
+        let mut dy: Vec<f32> = y_hat.iter().zip(y).map(|(p, t)| p - t).collect();
+        let sse: f64 = dy.par_iter().map(|e| (*e as f64) * (*e as f64)).sum();
+        let scale = (2.0 / total_variance) as f32;
+        dy.par_iter_mut().for_each(|e| *e *= scale);
+
+        // Gradient reaching each active latent's pre-activation (zero where ReLU clipped it).
+        let mut g_pre = vec![0f32; rows * k];
+        g_pre.par_chunks_mut(k).enumerate().for_each(|(r, g)| {
+            let dyr = &dy[r * d_out..(r + 1) * d_out];
+            for j in 0..k {
+                if enc.acts[r * k + j] > 0.0 {
+                    let l = enc.idx[r * k + j] as usize;
+                    g[j] = dyr
+                        .iter()
+                        .zip(&self.w_dec[l * d_out..(l + 1) * d_out])
+                        .map(|(a, b)| a * b)
+                        .sum();
+                }
+            }
+        });
+        grads.b_dec = column_sums(&dy, rows, d_out);
+
+        // Rows of W_enc / W_dec gradients: group the (row, slot) pairs by latent, then each latent's rows are
+        // summed by one task, so the parallel writes never overlap.
+        let (order, starts) = group_by_latent(&enc.idx, c.num_latents);
+        let touched: Vec<u32> = (0..c.num_latents)
+            .filter(|&l| starts[l + 1] > starts[l])
+            .map(|l| l as u32)
+            .collect();
+        let gw_enc = SendPtr(grads.w_enc.as_mut_ptr());
+        let gw_dec = SendPtr(grads.w_dec.as_mut_ptr());
+        let gb_enc = SendPtr(grads.b_enc.as_mut_ptr());
+        touched.par_iter().for_each(|&l| {
+            let l = l as usize;
+            // SAFETY: latent l's rows are written by this task alone.
+            let (we, wd, be) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(gw_enc.get().add(l * d_in), d_in),
+                    std::slice::from_raw_parts_mut(gw_dec.get().add(l * d_out), d_out),
+                    &mut *gb_enc.get().add(l),
+                )
+            };
+            for &e in &order[starts[l]..starts[l + 1]] {
+                let (r, a, g) = (e as usize / k, enc.acts[e as usize], g_pre[e as usize]);
+                if a != 0.0 {
+                    wd.iter_mut()
+                        .zip(&dy[r * d_out..(r + 1) * d_out])
+                        .for_each(|(w, d)| *w += a * d);
+                }
+                if g != 0.0 {
+                    we.iter_mut()
+                        .zip(&xc[r * d_in..(r + 1) * d_in])
+                        .for_each(|(w, x)| *w += g * x);
+                    *be += g;
+                }
+            }
+        });
+        grads.touched = touched;
+
+        // SAE: b_dec also enters through x' = x − b_dec.
+        if !c.kind.transcodes() {
+            let g_xc: Vec<f32> = (0..rows)
+                .into_par_iter()
+                .flat_map_iter(|r| {
+                    let mut g = vec![0f32; d_in];
+                    for j in 0..k {
+                        let gp = g_pre[r * k + j];
+                        if gp != 0.0 {
+                            let l = enc.idx[r * k + j] as usize;
+                            g.iter_mut()
+                                .zip(&self.w_enc[l * d_in..(l + 1) * d_in])
+                                .for_each(|(v, w)| *v += gp * w);
+                        }
+                    }
+                    g
+                })
+                .collect();
+            let through_encoder = column_sums(&g_xc, rows, d_in);
+            grads
+                .b_dec
+                .iter_mut()
+                .zip(through_encoder)
+                .for_each(|(b, g)| *b -= g);
+        }
+        if let Some(gs) = grads.w_skip.as_mut() {
+            // dW_skip = dyᵀ · x
+            matmul(gs, &dy, x, d_out, rows, d_in, (d_in, 1), true, false);
+        }
+        let l0 = enc.acts.iter().filter(|&&a| a > 0.0).count() as f64 / rows as f64;
+        BatchStats {
+            fvu: sse / total_variance,
+            l0,
+        }
+    }
+
+    /// Active latent indices of the last encode, for dead-latent tracking.
+    pub fn fired(enc: &Encoded) -> impl Iterator<Item = u32> + '_ {
+        enc.idx
+            .iter()
+            .zip(&enc.acts)
+            .filter(|(_, &a)| a > 0.0)
+            .map(|(&i, _)| i)
+    }
+}
+
+impl Grads {
+    /// Zeroes what the last batch wrote: the touched latent rows and the small dense tensors.
+    pub fn clear(&mut self, d_in: usize, d_out: usize) {
+        for &l in &self.touched {
+            let l = l as usize;
+            self.w_enc[l * d_in..(l + 1) * d_in].fill(0.0);
+            self.w_dec[l * d_out..(l + 1) * d_out].fill(0.0);
+            self.b_enc[l] = 0.0;
+        }
+        self.touched.clear();
+        self.b_dec.fill(0.0);
+        if let Some(w) = self.w_skip.as_mut() {
+            w.fill(0.0);
+        }
+    }
+}
+
+/// Σ over rows and columns of (y − column mean)², in f64.
+pub fn total_variance(y: &[f32], rows: usize, d: usize) -> f64 {
+    let mean = column_means(y, rows, d);
+    y.par_chunks(d)
+        .map(|row| {
+            row.iter()
+                .zip(&mean)
+                .map(|(v, m)| ((v - m) as f64).powi(2))
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+fn column_sums(m: &[f32], rows: usize, d: usize) -> Vec<f32> {
+    let sums = m[..rows * d]
+        .par_chunks(d * 64)
+        .map(|block| {
+            let mut s = vec![0f64; d];
+            for row in block.chunks(d) {
+                s.iter_mut().zip(row).for_each(|(a, v)| *a += *v as f64);
+            }
+            s
+        })
+        .reduce(
+            || vec![0f64; d],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    sums.into_iter().map(|v| v as f32).collect()
+}
+
+pub fn column_means(m: &[f32], rows: usize, d: usize) -> Vec<f32> {
+    column_sums(m, rows, d)
+        .into_iter()
+        .map(|v| v / rows as f32)
+        .collect()
+}
+
+/// Counting sort of the flat `(row, slot)` positions by latent: `order[starts[l]..starts[l+1]]` are latent l's.
+fn group_by_latent(idx: &[u32], latents: usize) -> (Vec<u32>, Vec<usize>) {
+    let mut starts = vec![0usize; latents + 1];
+    for &l in idx {
+        starts[l as usize + 1] += 1;
+    }
+    for l in 0..latents {
+        starts[l + 1] += starts[l];
+    }
+    let mut fill = starts.clone();
+    let mut order = vec![0u32; idx.len()];
+    for (e, &l) in idx.iter().enumerate() {
+        order[fill[l as usize]] = e as u32;
+        fill[l as usize] += 1;
+    }
+    (order, starts)
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}

@@ -1,0 +1,58 @@
+//! Dense products through the `gemm` crate. Matrices are row-major.
+
+/// `c[m × n] (+)= a[m × k] · b[k × n]`, where `b` is given by its strides: `(b_row_stride, b_col_stride)`.
+/// With `accumulate`, the product is added to `c`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    b_strides: (usize, usize),
+    a_transposed: bool,
+    accumulate: bool,
+) {
+    assert_eq!(c.len(), m * n);
+    assert_eq!(a.len(), m * k);
+    assert!(b.len() >= k * n);
+    let (a_rs, a_cs) = if a_transposed { (1, m) } else { (k, 1) };
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 && m * n * k > 1 << 18 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserted lengths cover every strided access.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_strides.1 as isize,
+            b_strides.0 as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// `y[rows × out] = x[rows × inp] · w[out × inp]ᵀ` (a linear layer with PyTorch's weight layout).
+pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], out: usize) -> Vec<f32> {
+    let mut y = vec![0f32; rows * out];
+    matmul(&mut y, x, w, rows, inp, out, (1, inp), false, false);
+    y
+}
