@@ -2,6 +2,7 @@
 
 mod cache_cmds;
 mod extract_cmd;
+mod train_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a model over text and cache the MLP inputs and outputs of one or more layers.
     Extract(extract_cmd::ExtractCli),
+    /// Train TopK sparse coders (SAE, transcoder, skip transcoder) from an activation cache, on the CPU.
+    Train(train_cmd::TrainCli),
     /// Print what an activation cache holds: its manifest and per-shard statistics.
     Inspect {
         /// Cache directory (the one holding manifest.json).
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Extract(args) => extract_cmd::extract(args),
+        Command::Train(args) => train_cmd::train(args),
         Command::Inspect { dir } => cache_cmds::inspect(&dir),
         Command::Validate { dir } => cache_cmds::validate(&dir),
         Command::Compress { dir, level } => cache_cmds::archive(&dir, true, level),

@@ -239,7 +239,7 @@ impl SparseCoder {
         y: &[f32],
         rows: usize,
         grads: &mut Grads,
-    ) -> BatchStats {
+    ) -> (BatchStats, Encoded) {
         let c = &self.cfg;
         let (k, d_in, d_out) = (c.k, c.d_in, c.d_out);
         let xc = self.encoder_input(x);
@@ -261,7 +261,9 @@ impl SparseCoder {
 
         let total_variance = total_variance(y, rows, d_out);
         let mut dy: Vec<f32> = y_hat.iter().zip(y).map(|(p, t)| p - t).collect();
-        let sse: f64 = dy.par_iter().map(|e| (*e as f64) * (*e as f64)).sum();
+        let sse = ordered_sum(&dy, 1 << 14, |b| {
+            b.iter().map(|e| (*e as f64) * (*e as f64)).sum()
+        });
         let scale = (2.0 / total_variance) as f32;
         dy.par_iter_mut().for_each(|e| *e *= scale);
 
@@ -349,10 +351,13 @@ impl SparseCoder {
             matmul(gs, &dy, x, d_out, rows, d_in, (d_in, 1), true, false);
         }
         let l0 = enc.acts.iter().filter(|&&a| a > 0.0).count() as f64 / rows as f64;
-        BatchStats {
-            fvu: sse / total_variance,
-            l0,
-        }
+        (
+            BatchStats {
+                fvu: sse / total_variance,
+                l0,
+            },
+            enc,
+        )
     }
 
     /// Active latent indices of the last encode, for dead-latent tracking.
@@ -385,18 +390,28 @@ impl Grads {
 /// Σ over rows and columns of (y − column mean)², in f64.
 pub fn total_variance(y: &[f32], rows: usize, d: usize) -> f64 {
     let mean = column_means(y, rows, d);
-    y.par_chunks(d)
-        .map(|row| {
-            row.iter()
-                .zip(&mean)
-                .map(|(v, m)| ((v - m) as f64).powi(2))
-                .sum::<f64>()
-        })
-        .sum()
+    ordered_sum(&y[..rows * d], d * 64, |block| {
+        block
+            .chunks(d)
+            .map(|row| {
+                row.iter()
+                    .zip(&mean)
+                    .map(|(v, m)| ((v - m) as f64).powi(2))
+                    .sum::<f64>()
+            })
+            .sum()
+    })
+}
+
+/// Sum of `f` over fixed blocks, added in block order: parallel, yet the same bits on every run (a rayon
+/// `reduce` associates differently from run to run, which would make resumed training diverge).
+fn ordered_sum(v: &[f32], block: usize, f: impl Fn(&[f32]) -> f64 + Sync + Send) -> f64 {
+    let parts: Vec<f64> = v.par_chunks(block).map(f).collect();
+    parts.iter().sum()
 }
 
 fn column_sums(m: &[f32], rows: usize, d: usize) -> Vec<f32> {
-    let sums = m[..rows * d]
+    let parts: Vec<Vec<f64>> = m[..rows * d]
         .par_chunks(d * 64)
         .map(|block| {
             let mut s = vec![0f64; d];
@@ -405,13 +420,11 @@ fn column_sums(m: &[f32], rows: usize, d: usize) -> Vec<f32> {
             }
             s
         })
-        .reduce(
-            || vec![0f64; d],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+        .collect();
+    let mut sums = vec![0f64; d];
+    for p in parts {
+        sums.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
     sums.into_iter().map(|v| v as f32).collect()
 }
 

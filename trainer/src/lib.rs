@@ -7,6 +7,9 @@
 //! - [`checkpoint`]: sparsify's checkpoint layout (`cfg.json` + `sae.safetensors`) and our training state;
 //! - [`train`]: the training loop, several coders on the same batches (sweeps), metrics, resume.
 
+pub mod adam;
+pub mod checkpoint;
 pub mod coder;
 pub mod linalg;
 pub mod topk;
+pub mod train;

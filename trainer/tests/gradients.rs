@@ -84,7 +84,7 @@ fn check(kind: Kind) {
     };
 
     let mut g = coder.zero_grads();
-    let stats = coder.forward_backward(&x, &y, rows, &mut g);
+    let (stats, _) = coder.forward_backward(&x, &y, rows, &mut g);
     let mut params: Vec<Vec<f64>> = [&coder.w_enc, &coder.b_enc, &coder.w_dec, &coder.b_dec]
         .iter()
         .map(|t| t.iter().map(|&v| v as f64).collect())

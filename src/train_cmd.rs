@@ -1,0 +1,202 @@
+//! `sparsecoder train`: flags and sweeps → `trainer::train::run`, then a summary table.
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use trainer::coder::Kind;
+use trainer::train::{run, CoderSpec, Side, TrainArgs};
+
+#[derive(Args)]
+pub struct TrainCli {
+    /// Activation cache made by `extract`.
+    #[arg(long)]
+    cache: PathBuf,
+    /// sae, transcoder or skip-transcoder.
+    #[arg(long, default_value = "skip-transcoder")]
+    kind: String,
+    /// Side an SAE reconstructs: mlp_out (the paper's comparison) or mlp_in.
+    #[arg(long, default_value = "mlp_out")]
+    sae_on: String,
+    /// Active latents per token.
+    #[arg(long, default_value_t = 32)]
+    k: usize,
+    /// Number of latents (default: --expansion × width).
+    #[arg(long)]
+    latents: Option<usize>,
+    /// Latents per input dimension, when --latents is not given.
+    #[arg(long, default_value_t = 32)]
+    expansion: usize,
+    /// Tokens per optimizer step (an epoch's short last batch is dropped).
+    #[arg(long, default_value_t = 4096)]
+    batch: usize,
+    /// Passes over the training shards.
+    #[arg(long, default_value_t = 1)]
+    epochs: u64,
+    /// Train for this many tokens instead (may span epochs).
+    #[arg(long)]
+    tokens: Option<u64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Adam learning rate (default: 2e-4 / sqrt(latents / 2^14), as sparsify).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Linear warm-up steps, then linear decay to zero.
+    #[arg(long, default_value_t = 1000)]
+    warmup: u64,
+    /// A latent is dead when it has not fired for this many tokens.
+    #[arg(long, default_value_t = 10_000_000)]
+    dead_tokens: u64,
+    /// The last N shards of the cache are held out for evaluation and never read here.
+    #[arg(long, default_value_t = 1)]
+    holdout_shards: usize,
+    /// Output folder: one subfolder per coder (sparsify's checkpoint layout), metrics.jsonl, summary.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Save checkpoints and training state every N steps (and at the end).
+    #[arg(long, default_value_t = 1000)]
+    save_every: u64,
+    /// Continue the run in --out from its last saved state.
+    #[arg(long)]
+    resume: bool,
+    /// cpu, cuda or auto (auto = cuda when an NVIDIA GPU is usable).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Train every combination on the same batches: KEY=V1,V2,… with KEY one of kind, k, latents, expansion,
+    /// sae_on. Repeat for several keys, e.g. `--sweep kind=sae,transcoder,skip-transcoder --sweep k=32,64`.
+    #[arg(long)]
+    sweep: Vec<String>,
+    /// Batch conversion threads of the loader.
+    #[arg(long, default_value_t = 2)]
+    loader_threads: usize,
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn width_of(cache: &PathBuf) -> Result<usize> {
+    Ok(cache_format::Manifest::load(cache)?.spec.d_in as usize)
+}
+
+/// Every combination of the swept values; unswept keys take the plain flags' values.
+fn specs(cli: &TrainCli) -> Result<Vec<CoderSpec>> {
+    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
+    for s in &cli.sweep {
+        let (key, values) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--sweep {s:?}: expected KEY=V1,V2,…"))?;
+        if !["kind", "k", "latents", "expansion", "sae_on"].contains(&key) {
+            bail!(
+                "--sweep {s:?}: key must be kind, k, latents, expansion or sae_on, found {key:?}"
+            );
+        }
+        axes.push((
+            key.to_string(),
+            values.split(',').map(str::to_string).collect(),
+        ));
+    }
+    let mut combos: Vec<Vec<(String, String)>> = vec![vec![]];
+    for (key, values) in &axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values
+                    .iter()
+                    .map(move |v| [c.clone(), vec![(key.clone(), v.clone())]].concat())
+            })
+            .collect();
+    }
+    let width = width_of(&cli.cache)?;
+    let mut out = Vec::new();
+    for combo in combos {
+        let get = |key: &str, default: String| {
+            combo
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or(default, |(_, v)| v.clone())
+        };
+        let kind_s = get("kind", cli.kind.clone());
+        let kind = Kind::parse(&kind_s).ok_or_else(|| {
+            anyhow!("kind must be sae, transcoder or skip-transcoder, found {kind_s:?}")
+        })?;
+        let num = |key: &str, default: Option<usize>| -> Result<Option<usize>> {
+            match combo.iter().find(|(k, _)| k == key) {
+                Some((_, v)) => {
+                    Ok(Some(v.parse().map_err(|_| {
+                        anyhow!("{key} must be a number, found {v:?}")
+                    })?))
+                }
+                None => Ok(default),
+            }
+        };
+        let expansion = num("expansion", Some(cli.expansion))?.unwrap();
+        let latents = num("latents", cli.latents)?.unwrap_or(expansion * width);
+        let side = match get("sae_on", cli.sae_on.clone()).as_str() {
+            "mlp_out" => Side::MlpOut,
+            "mlp_in" => Side::MlpIn,
+            other => bail!("sae_on must be mlp_out or mlp_in, found {other:?}"),
+        };
+        let spec = CoderSpec {
+            kind,
+            k: num("k", Some(cli.k))?.unwrap(),
+            num_latents: latents,
+            sae_on: side,
+        };
+        if !out.contains(&spec) {
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+pub fn train(cli: TrainCli) -> Result<ExitCode> {
+    match cli.device.as_str() {
+        "cpu" => {}
+        "auto" => eprintln!("device: cpu (the CUDA trainer is not built yet)"),
+        "cuda" => {
+            bail!("--device cuda: the CUDA trainer is not built yet; use --device cpu or auto")
+        }
+        other => bail!("--device must be cpu, cuda or auto, found {other:?}"),
+    }
+    let args = TrainArgs {
+        coders: specs(&cli)?,
+        cache: cli.cache,
+        batch_rows: cli.batch,
+        epochs: cli.epochs,
+        tokens: cli.tokens,
+        seed: cli.seed,
+        lr: cli.lr,
+        warmup_steps: cli.warmup,
+        dead_tokens: cli.dead_tokens,
+        holdout_shards: cli.holdout_shards,
+        out: cli.out,
+        save_every: cli.save_every.max(1),
+        resume: cli.resume,
+        progress: !cli.quiet,
+        loader_threads: cli.loader_threads.max(1),
+    };
+    let s = run(&args)?;
+    println!(
+        "trained {} coder(s) for {} steps, {} tokens, in {:.1} s ({:.0} tokens/s per sweep); held out shards {:?}",
+        s.coders.len(),
+        s.steps,
+        s.tokens,
+        s.seconds,
+        s.tokens_per_s,
+        s.held_out_shards
+    );
+    println!(
+        "{:<28} {:>10} {:>8} {:>8}  checkpoint",
+        "coder", "FVU", "L0", "dead %"
+    );
+    for c in &s.coders {
+        println!(
+            "{:<28} {:>10.5} {:>8.2} {:>8.2}  {}",
+            c.name,
+            c.final_fvu,
+            c.final_l0,
+            c.dead_pct,
+            c.path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

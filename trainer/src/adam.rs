@@ -1,0 +1,64 @@
+//! Adam as `torch.optim.Adam` computes it (β 0.9/0.999, ε 1e-8, no weight decay), fused into one pass per
+//! tensor, and sparsify's learning-rate schedule (linear warm-up, then linear decay to zero).
+
+use rayon::prelude::*;
+
+pub const BETA1: f32 = 0.9;
+pub const BETA2: f32 = 0.999;
+pub const EPS: f32 = 1e-8;
+
+/// First and second moments of one parameter tensor.
+#[derive(Clone, Debug)]
+pub struct Moments {
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+impl Moments {
+    pub fn zeros(n: usize) -> Moments {
+        Moments {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
+    }
+}
+
+/// One Adam step on `param` with gradient `grad`; `t` is the 1-based step count.
+pub fn adam_step(param: &mut [f32], grad: &[f32], state: &mut Moments, lr: f32, t: u64) {
+    let bias1 = 1.0 - (BETA1 as f64).powi(t as i32);
+    let bias2 = 1.0 - (BETA2 as f64).powi(t as i32);
+    let step_size = (lr as f64 / bias1) as f32;
+    let bias2_sqrt = bias2.sqrt() as f32;
+    const CHUNK: usize = 1 << 14;
+    param
+        .par_chunks_mut(CHUNK)
+        .zip(grad.par_chunks(CHUNK))
+        .zip(
+            state
+                .m
+                .par_chunks_mut(CHUNK)
+                .zip(state.v.par_chunks_mut(CHUNK)),
+        )
+        .for_each(|((p, g), (m, v))| {
+            for i in 0..p.len() {
+                m[i] = BETA1 * m[i] + (1.0 - BETA1) * g[i];
+                v[i] = BETA2 * v[i] + (1.0 - BETA2) * g[i] * g[i];
+                let denom = v[i].sqrt() / bias2_sqrt + EPS;
+                p[i] -= step_size * m[i] / denom;
+            }
+        });
+}
+
+/// sparsify's default Adam learning rate: 2e-4 / √(latents / 2¹⁴).
+pub fn default_lr(num_latents: usize) -> f32 {
+    2e-4 / (num_latents as f32 / 16384.0).sqrt()
+}
+
+/// `transformers.get_linear_schedule_with_warmup`: the multiplier for 0-based step `step`.
+pub fn lr_multiplier(step: u64, warmup: u64, total: u64) -> f32 {
+    if step < warmup {
+        step as f32 / warmup.max(1) as f32
+    } else {
+        (total.saturating_sub(step) as f32 / total.saturating_sub(warmup).max(1) as f32).max(0.0)
+    }
+}

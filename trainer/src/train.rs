@@ -1,0 +1,457 @@
+//! The training loop: every coder of a sweep steps on the same shuffled batches, so the cache is read once.
+
+use crate::adam::{adam_step, default_lr, lr_multiplier, Moments};
+use crate::checkpoint::{load_state, save_coder, save_state, CoderMeta, CoderState};
+use crate::coder::{CoderConfig, Grads, Kind, SparseCoder};
+use anyhow::{bail, Context, Result};
+use cache_format::fsutil::write_atomic;
+use cache_format::loader::batches_per_epoch;
+use cache_format::{Cache, LoaderConfig};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Which side of the cache an SAE reconstructs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    #[serde(rename = "mlp_in")]
+    MlpIn,
+    #[serde(rename = "mlp_out")]
+    MlpOut,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::MlpIn => "mlp_in",
+            Side::MlpOut => "mlp_out",
+        }
+    }
+}
+
+/// One coder of a run: what is swept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoderSpec {
+    pub kind: Kind,
+    pub k: usize,
+    pub num_latents: usize,
+    pub sae_on: Side,
+}
+
+impl CoderSpec {
+    /// The coder's folder name, from its settings.
+    pub fn name(&self) -> String {
+        match self.kind {
+            Kind::Sae => format!(
+                "sae-{}-k{}-l{}",
+                self.sae_on.name(),
+                self.k,
+                self.num_latents
+            ),
+            k => format!("{}-k{}-l{}", k.short(), self.k, self.num_latents),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainArgs {
+    pub cache: PathBuf,
+    pub coders: Vec<CoderSpec>,
+    pub batch_rows: usize,
+    pub epochs: u64,
+    /// Train for this many tokens instead of whole epochs.
+    pub tokens: Option<u64>,
+    pub seed: u64,
+    pub lr: Option<f32>,
+    pub warmup_steps: u64,
+    pub dead_tokens: u64,
+    pub holdout_shards: usize,
+    pub out: PathBuf,
+    pub save_every: u64,
+    #[serde(skip)]
+    pub resume: bool,
+    #[serde(skip)]
+    pub progress: bool,
+    #[serde(skip)]
+    pub loader_threads: usize,
+}
+
+/// The run's position, written last at every save.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunState {
+    args: TrainArgs,
+    generation: u32,
+    /// Optimizer steps done.
+    step: u64,
+    epoch: u64,
+    batch_in_epoch: u64,
+    tokens: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CoderResult {
+    pub name: String,
+    pub kind: Kind,
+    pub k: usize,
+    pub num_latents: usize,
+    /// Mean FVU over the last 10 % of steps.
+    pub final_fvu: f64,
+    pub final_l0: f64,
+    pub dead_pct: f64,
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub tokens: u64,
+    pub seconds: f64,
+    pub tokens_per_s: f64,
+    pub held_out_shards: Vec<usize>,
+    pub coders: Vec<CoderResult>,
+}
+
+struct Live {
+    spec: CoderSpec,
+    dir: PathBuf,
+    state: CoderState,
+    grads: Grads,
+    recent: Vec<(f64, f64)>,
+}
+
+const STATE_FILE: &str = "train_state.json";
+
+fn widths(cache: &Cache, spec: &CoderSpec) -> (usize, usize) {
+    match (spec.kind, spec.sae_on) {
+        (Kind::Sae, Side::MlpIn) => (cache.d_in(), cache.d_in()),
+        (Kind::Sae, Side::MlpOut) => (cache.d_out(), cache.d_out()),
+        _ => (cache.d_in(), cache.d_out()),
+    }
+}
+
+pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
+    let cache = Cache::open(&args.cache)?;
+    if cache.manifest().total_rows == 0 {
+        bail!("{}: the cache holds no rows", args.cache.display());
+    }
+    let (train_shards, held_out) = cache.split(args.holdout_shards)?;
+    let train_rows: u64 = train_shards
+        .iter()
+        .map(|&i| cache.manifest().shards[i].rows)
+        .sum();
+    let loader = LoaderConfig {
+        batch_rows: args.batch_rows,
+        seed: args.seed,
+        threads: args.loader_threads,
+        drop_last: true,
+        ..Default::default()
+    };
+    let per_epoch = batches_per_epoch(train_rows, &loader);
+    if per_epoch == 0 {
+        bail!(
+            "{}: {train_rows} training rows make no batch of {} rows; lower --batch",
+            args.cache.display(),
+            args.batch_rows
+        );
+    }
+    let total_steps = match args.tokens {
+        Some(t) => t.div_ceil(args.batch_rows as u64),
+        None => args.epochs * per_epoch,
+    };
+    if args.coders.is_empty() {
+        bail!("no coder to train");
+    }
+    for spec in &args.coders {
+        if spec.k == 0 || spec.k > spec.num_latents {
+            bail!(
+                "k = {} must be between 1 and the number of latents ({})",
+                spec.k,
+                spec.num_latents
+            );
+        }
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create output directory", args.out.display()))?;
+    let probe = args.out.join(".write-test");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("{}: output directory is not writable", args.out.display()))?;
+    std::fs::remove_file(&probe)?;
+
+    let state_path = args.out.join(STATE_FILE);
+    let resumed: Option<RunState> = if state_path.exists() {
+        if !args.resume {
+            bail!("{}: a training run is already there; add --resume to continue it, or choose another --out", args.out.display());
+        }
+        let s: RunState = serde_json::from_slice(&std::fs::read(&state_path)?)
+            .with_context(|| format!("{}: not a training state", state_path.display()))?;
+        let (mut a, mut b) = (serde_json::to_value(&s.args)?, serde_json::to_value(args)?);
+        a["out"] = serde_json::Value::Null;
+        b["out"] = serde_json::Value::Null;
+        if a != b {
+            bail!(
+                "{}: was started with other arguments ({a}); resume with the same ones",
+                state_path.display()
+            );
+        }
+        Some(s)
+    } else {
+        None
+    };
+
+    let mut live = Vec::new();
+    for spec in &args.coders {
+        let (d_in, d_out) = widths(&cache, spec);
+        let cfg = CoderConfig {
+            kind: spec.kind,
+            d_in,
+            d_out,
+            num_latents: spec.num_latents,
+            k: spec.k,
+        };
+        let dir = args.out.join(spec.name());
+        let state = match &resumed {
+            Some(r) => load_state(
+                &dir.join(format!("state-{}.safetensors", r.generation)),
+                &cfg,
+            )?,
+            None => {
+                let coder = SparseCoder::new(cfg.clone(), args.seed);
+                let mut moments = vec![
+                    Moments::zeros(coder.w_enc.len()),
+                    Moments::zeros(coder.b_enc.len()),
+                    Moments::zeros(coder.w_dec.len()),
+                    Moments::zeros(coder.b_dec.len()),
+                ];
+                if let Some(w) = &coder.w_skip {
+                    moments.push(Moments::zeros(w.len()));
+                }
+                CoderState {
+                    coder,
+                    moments,
+                    tokens_since_fired: vec![0; spec.num_latents],
+                }
+            }
+        };
+        let grads = state.coder.zero_grads();
+        live.push(Live {
+            spec: spec.clone(),
+            dir,
+            state,
+            grads,
+            recent: Vec::new(),
+        });
+    }
+    let (mut step, mut epoch, mut batch_in_epoch, mut tokens, mut generation) = match &resumed {
+        Some(r) => (r.step, r.epoch, r.batch_in_epoch, r.tokens, r.generation),
+        None => (0, 0, 0, 0, 1),
+    };
+    let metrics_path = args.out.join("metrics.jsonl");
+    let mut metrics = open_metrics(&metrics_path, step)?;
+
+    let bar = ProgressBar::with_draw_target(
+        Some(total_steps),
+        if args.progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:25}] step {pos}/{len} ETA {eta} {msg}",
+        )
+        .unwrap()
+        .progress_chars("=> "),
+    );
+    bar.set_position(step);
+    let started = Instant::now();
+    let tokens_at_start = tokens;
+
+    let save = |live: &[Live],
+                generation: u32,
+                step,
+                epoch,
+                batch_in_epoch,
+                tokens,
+                metrics: &mut std::io::BufWriter<std::fs::File>|
+     -> Result<()> {
+        metrics.flush()?;
+        for l in live {
+            save_state(
+                &l.dir.join(format!("state-{generation}.safetensors")),
+                &l.state,
+            )?;
+            let meta = CoderMeta {
+                config: l.state.coder.cfg.clone(),
+                sae_on: (l.spec.kind == Kind::Sae).then(|| l.spec.sae_on.name().to_string()),
+                cache: args.cache.display().to_string(),
+                layer: cache.manifest().spec.layer,
+                step,
+                tokens,
+            };
+            save_coder(&l.dir, &l.state.coder, &meta)?;
+        }
+        let state = RunState {
+            args: args.clone(),
+            generation,
+            step,
+            epoch,
+            batch_in_epoch,
+            tokens,
+        };
+        write_atomic(&args.out.join(STATE_FILE), |w| {
+            w.write_all(serde_json::to_string_pretty(&state)?.as_bytes())
+        })?;
+        Ok(())
+    };
+
+    while step < total_steps {
+        let cfg = LoaderConfig {
+            skip_batches: batch_in_epoch,
+            ..loader.clone()
+        };
+        let mut stream = cache.batches(&train_shards, epoch, &cfg);
+        while let Some(batch) = stream.next() {
+            let batch = batch?;
+            let rows = batch.rows;
+            for l in live.iter_mut() {
+                let (x, y) = match (l.spec.kind, l.spec.sae_on) {
+                    (Kind::Sae, Side::MlpIn) => (&batch.mlp_in, &batch.mlp_in),
+                    (Kind::Sae, Side::MlpOut) => (&batch.mlp_out, &batch.mlp_out),
+                    _ => (&batch.mlp_in, &batch.mlp_out),
+                };
+                let coder = &mut l.state.coder;
+                if step == 0 {
+                    coder.init_from_batch(x, y, rows);
+                }
+                let c = coder.cfg.clone();
+                l.grads.clear(c.d_in, c.d_out);
+                let (stats, enc) = coder.forward_backward(x, y, rows, &mut l.grads);
+                coder.project_decoder_grad(&mut l.grads);
+                let lr = args.lr.unwrap_or_else(|| default_lr(c.num_latents))
+                    * lr_multiplier(step, args.warmup_steps, total_steps);
+                let t = step + 1;
+                let m = &mut l.state.moments;
+                adam_step(&mut coder.w_enc, &l.grads.w_enc, &mut m[0], lr, t);
+                adam_step(&mut coder.b_enc, &l.grads.b_enc, &mut m[1], lr, t);
+                adam_step(&mut coder.w_dec, &l.grads.w_dec, &mut m[2], lr, t);
+                adam_step(&mut coder.b_dec, &l.grads.b_dec, &mut m[3], lr, t);
+                if let (Some(w), Some(g)) = (coder.w_skip.as_mut(), l.grads.w_skip.as_ref()) {
+                    adam_step(w, g, &mut m[4], lr, t);
+                }
+                coder.normalize_decoder();
+                let fired = &mut l.state.tokens_since_fired;
+                fired.iter_mut().for_each(|f| *f += rows as u64);
+                for i in SparseCoder::fired(&enc) {
+                    fired[i as usize] = 0;
+                }
+                let dead = fired.iter().filter(|&&f| f > args.dead_tokens).count() as f64
+                    / c.num_latents as f64;
+                l.recent.push((stats.fvu, stats.l0));
+                let elapsed = started.elapsed().as_secs_f64();
+                writeln!(
+                    metrics,
+                    "{}",
+                    serde_json::json!({
+                        "step": step, "coder": l.spec.name(), "fvu": stats.fvu, "l0": stats.l0,
+                        "dead_pct": 100.0 * dead, "lr": lr, "tokens": tokens + rows as u64,
+                        "tokens_per_s": (tokens + rows as u64 - tokens_at_start) as f64 / elapsed.max(1e-9),
+                    })
+                )?;
+            }
+            step += 1;
+            batch_in_epoch += 1;
+            tokens += rows as u64;
+            stream.recycle(batch);
+            bar.set_position(step);
+            let msg: Vec<String> = live
+                .iter()
+                .map(|l| format!("{} fvu {:.4}", l.spec.name(), l.recent.last().unwrap().0))
+                .collect();
+            bar.set_message(msg.join(", "));
+            if step % args.save_every == 0 || step == total_steps {
+                generation = 1 - generation;
+                save(
+                    &live,
+                    generation,
+                    step,
+                    epoch,
+                    batch_in_epoch,
+                    tokens,
+                    &mut metrics,
+                )?;
+            }
+            if step == total_steps {
+                break;
+            }
+        }
+        if step < total_steps {
+            epoch += 1;
+            batch_in_epoch = 0;
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let coders = live
+        .iter()
+        .map(|l| {
+            let tail = &l.recent[l.recent.len() - (l.recent.len() / 10).max(1)..];
+            let n = tail.len().max(1) as f64;
+            let dead = l
+                .state
+                .tokens_since_fired
+                .iter()
+                .filter(|&&f| f > args.dead_tokens)
+                .count();
+            CoderResult {
+                name: l.spec.name(),
+                kind: l.spec.kind,
+                k: l.spec.k,
+                num_latents: l.spec.num_latents,
+                final_fvu: tail.iter().map(|t| t.0).sum::<f64>() / n,
+                final_l0: tail.iter().map(|t| t.1).sum::<f64>() / n,
+                dead_pct: 100.0 * dead as f64 / l.spec.num_latents as f64,
+                path: l.dir.clone(),
+            }
+        })
+        .collect();
+    let summary = TrainSummary {
+        steps: step,
+        tokens,
+        seconds,
+        tokens_per_s: (tokens - tokens_at_start) as f64 / seconds.max(1e-9),
+        held_out_shards: held_out,
+        coders,
+    };
+    write_atomic(&args.out.join("summary.json"), |w| {
+        w.write_all(serde_json::to_string_pretty(&summary)?.as_bytes())
+    })?;
+    Ok(summary)
+}
+
+/// Opens the metrics log for appending, dropping lines past `step` (written after the last save of a run that
+/// is now being resumed).
+fn open_metrics(path: &Path, step: u64) -> Result<std::io::BufWriter<std::fs::File>> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)?;
+        let kept: String = text
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+                    .is_some_and(|s| s < step)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        write_atomic(path, |w| w.write_all(kept.as_bytes()))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
+    Ok(std::io::BufWriter::new(f))
+}
