@@ -73,7 +73,7 @@ pub struct TrainCli {
     quiet: bool,
 }
 
-fn width_of(cache: &PathBuf) -> Result<usize> {
+fn width_of(cache: &std::path::Path) -> Result<usize> {
     Ok(cache_format::Manifest::load(cache)?.spec.d_in as usize)
 }
 

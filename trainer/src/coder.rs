@@ -271,10 +271,11 @@ impl SparseCoder {
         let mut g_pre = vec![0f32; rows * k];
         g_pre.par_chunks_mut(k).enumerate().for_each(|(r, g)| {
             let dyr = &dy[r * d_out..(r + 1) * d_out];
-            for j in 0..k {
-                if enc.acts[r * k + j] > 0.0 {
-                    let l = enc.idx[r * k + j] as usize;
-                    g[j] = dyr
+            let (acts, idx) = (&enc.acts[r * k..(r + 1) * k], &enc.idx[r * k..(r + 1) * k]);
+            for ((g, &a), &l) in g.iter_mut().zip(acts).zip(idx) {
+                if a > 0.0 {
+                    let l = l as usize;
+                    *g = dyr
                         .iter()
                         .zip(&self.w_dec[l * d_out..(l + 1) * d_out])
                         .map(|(a, b)| a * b)

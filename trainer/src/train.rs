@@ -195,6 +195,13 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
                 state_path.display()
             );
         }
+        if s.step >= total_steps {
+            bail!(
+                "{}: this run is complete ({} steps); its results are in summary.json",
+                args.out.display(),
+                s.step
+            );
+        }
         Some(s)
     } else {
         None

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Peer for the training benchmark: sparsify's SparseCoder (PyTorch CPU) training steps at the same shapes.
+
+Usage: bench_train.py CACHE_DIR THREADS [LATENTS] [K] [BATCH] [STEPS]
+
+Runs what sparsify's trainer runs per batch for a skip transcoder: forward (FusedEncoder, TopK, embedding-bag
+decoder, W_skip), FVU, backward, torch.optim.Adam step. Input rows are real MLP activations read from the
+cache with scripts/read_shard.py. Prints tokens/s over STEPS steps after one warm-up step.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")  # no GPU: the eager decoder
+import numpy as np
+import torch
+from sparsify import SparseCoder, SparseCoderConfig
+
+cache, threads = sys.argv[1], int(sys.argv[2])
+latents, k, batch, steps = (int(a) for a in (sys.argv[3:] + ["18432", "32", "4096", "5"][len(sys.argv) - 3:]))
+torch.set_num_threads(threads)
+here = os.path.dirname(os.path.abspath(__file__))
+with tempfile.TemporaryDirectory() as tmp:
+    arrays = []
+    for side in ("mlp_in", "mlp_out"):
+        out = os.path.join(tmp, side + ".npy")
+        subprocess.run([sys.executable, os.path.join(here, "read_shard.py"), os.path.join(cache, "shard-000000.bin"), side, out], check=True)
+        arrays.append(torch.from_numpy(np.load(out)))
+x_all, y_all = arrays
+d = x_all.shape[1]
+torch.manual_seed(0)
+cfg = SparseCoderConfig(num_latents=latents, k=k, transcode=True, skip_connection=True)
+sc = SparseCoder(d, cfg, device="cpu", dtype=torch.float32)
+with torch.no_grad():  # sparsify's step-0 initialisation
+    sc.b_dec.data = y_all[:batch].mean(0)
+    sc.encoder.bias.data = -x_all[:batch].mean(0) @ sc.encoder.weight.data.T
+opt = torch.optim.Adam(sc.parameters(), lr=2e-4 / (latents / 2**14) ** 0.5)
+
+
+def step(i):
+    s = (i * batch) % (len(x_all) - batch)
+    out = sc(x_all[s:s + batch], y_all[s:s + batch])
+    out.fvu.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=False)
+    return float(out.fvu)
+
+
+step(0)
+t = time.perf_counter()
+for i in range(1, steps + 1):
+    fvu = step(i)
+dt = time.perf_counter() - t
+print(f"sparsify (torch {torch.__version__}, {threads} threads) SST d={d} latents={latents} k={k} batch={batch}: "
+      f"{steps * batch / dt:.0f} tokens/s (fvu {fvu:.3f})")
