@@ -4,7 +4,7 @@ use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use trainer::coder::Kind;
+use trainer::coder::{Kind, Losses};
 use trainer::train::{run, CoderSpec, Side, TrainArgs};
 
 #[derive(Args)]
@@ -47,6 +47,12 @@ pub struct TrainCli {
     /// A latent is dead when it has not fired for this many tokens.
     #[arg(long, default_value_t = 10_000_000)]
     dead_tokens: u64,
+    /// Weight of the AuxK loss (dead latents predict the residual; k_aux = width/2). 0 = off, as sparsify.
+    #[arg(long, default_value_t = 0.0)]
+    auxk_alpha: f32,
+    /// Add the FVU of a 4k-latent decode at weight 1/8 (Multi-TopK). Off by default, as sparsify.
+    #[arg(long)]
+    multi_topk: bool,
     /// The last N shards of the cache are held out for evaluation and never read here.
     #[arg(long, default_value_t = 1)]
     holdout_shards: usize,
@@ -167,6 +173,10 @@ pub fn train(cli: TrainCli) -> Result<ExitCode> {
         lr: cli.lr,
         warmup_steps: cli.warmup,
         dead_tokens: cli.dead_tokens,
+        losses: Losses {
+            auxk_alpha: cli.auxk_alpha,
+            multi_topk: cli.multi_topk,
+        },
         holdout_shards: cli.holdout_shards,
         out: cli.out,
         save_every: cli.save_every.max(1),

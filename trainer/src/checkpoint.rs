@@ -80,7 +80,12 @@ fn params_of(c: &SparseCoder) -> Vec<(String, Vec<usize>, &[f32])> {
 }
 
 /// Writes `cfg.json`, `sae.safetensors` and `sparsecoder.json` into `dir`, each atomically.
-pub fn save_coder(dir: &Path, coder: &SparseCoder, meta: &CoderMeta) -> Result<()> {
+pub fn save_coder(
+    dir: &Path,
+    coder: &SparseCoder,
+    meta: &CoderMeta,
+    multi_topk: bool,
+) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create checkpoint folder", dir.display()))?;
     let c = &coder.cfg;
@@ -90,7 +95,7 @@ pub fn save_coder(dir: &Path, coder: &SparseCoder, meta: &CoderMeta) -> Result<(
         "normalize_decoder": c.kind == Kind::Sae,
         "num_latents": c.num_latents,
         "k": c.k,
-        "multi_topk": false,
+        "multi_topk": multi_topk,
         "skip_connection": c.kind == Kind::SkipTranscoder,
         "transcode": c.kind.transcodes(),
         "d_in": c.d_in,

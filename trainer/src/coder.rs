@@ -80,6 +80,19 @@ pub struct BatchStats {
     pub fvu: f64,
     /// Mean number of non-zero latents per row.
     pub l0: f64,
+    /// The AuxK loss (before `auxk_alpha`), 0 when off or no latent is dead.
+    pub auxk: f64,
+    /// FVU of the 4k-latent decode, 0 when Multi-TopK is off.
+    pub multi_topk_fvu: f64,
+}
+
+/// The optional terms of the loss (both off by default, as in sparsify).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Losses {
+    /// Weight of the AuxK loss; 0 turns it off.
+    pub auxk_alpha: f32,
+    /// Add the FVU of a 4k-latent decode at weight 1/8.
+    pub multi_topk: bool,
 }
 
 /// The encoder's output for a batch: `rows × k` activations and latent indices.
@@ -203,7 +216,7 @@ impl SparseCoder {
 
     pub fn decode(&self, enc: &Encoded, x: &[f32], rows: usize) -> Vec<f32> {
         let c = &self.cfg;
-        let mut out = vec![0f32; rows * c.d_out];
+        let mut out = self.sparse_decode(&enc.acts, &enc.idx, c.k, rows, true);
         if let Some(w_skip) = &self.w_skip {
             matmul(
                 &mut out,
@@ -214,16 +227,35 @@ impl SparseCoder {
                 c.d_out,
                 (1, c.d_in),
                 false,
-                false,
+                true,
             );
         }
-        out.par_chunks_mut(c.d_out).enumerate().for_each(|(r, o)| {
-            o.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v += b);
-            for j in 0..c.k {
-                let (a, l) = (enc.acts[r * c.k + j], enc.idx[r * c.k + j] as usize);
+        out
+    }
+
+    /// `Σ_j acts[r, j] · W_dec[idx[r, j]]` for `kt` latents per row, plus b_dec when `with_bias`.
+    fn sparse_decode(
+        &self,
+        acts: &[f32],
+        idx: &[u32],
+        kt: usize,
+        rows: usize,
+        with_bias: bool,
+    ) -> Vec<f32> {
+        let d = self.cfg.d_out;
+        let mut out = vec![0f32; rows * d];
+        out.par_chunks_mut(d).enumerate().for_each(|(r, o)| {
+            if with_bias {
+                o.copy_from_slice(&self.b_dec);
+            }
+            for (&a, &l) in acts[r * kt..(r + 1) * kt]
+                .iter()
+                .zip(&idx[r * kt..(r + 1) * kt])
+            {
                 if a != 0.0 {
+                    let l = l as usize;
                     o.iter_mut()
-                        .zip(&self.w_dec[l * c.d_out..(l + 1) * c.d_out])
+                        .zip(&self.w_dec[l * d..(l + 1) * d])
                         .for_each(|(v, w)| *v += a * w);
                 }
             }
@@ -231,48 +263,145 @@ impl SparseCoder {
         out
     }
 
-    /// Forward pass and gradients of the FVU for one batch. `grads` must be zero (as `zero_grads` makes it or
-    /// `Grads::clear` leaves it); it receives the gradients.
+    /// Forward pass and gradients of the loss for one batch: FVU, plus `losses.multi_topk_fvu / 8` and
+    /// `auxk_alpha · auxk` when enabled (`dead` marks the dead latents for AuxK). `grads` must be zero (as
+    /// `zero_grads` makes it or `Grads::clear` leaves it); it receives the gradients.
     pub fn forward_backward(
         &self,
         x: &[f32],
         y: &[f32],
         rows: usize,
         grads: &mut Grads,
+        losses: &Losses,
+        dead: Option<&[bool]>,
     ) -> (BatchStats, Encoded) {
         let c = &self.cfg;
-        let (k, d_in, d_out) = (c.k, c.d_in, c.d_out);
+        let (k, d_in, d_out, n) = (c.k, c.d_in, c.d_out, c.num_latents);
         let xc = self.encoder_input(x);
-        let pre = linear(&xc, rows, d_in, &self.w_enc, c.num_latents);
+        let pre = linear(&xc, rows, d_in, &self.w_enc, n);
         let mut enc = Encoded {
             acts: vec![0.0; rows * k],
             idx: vec![0; rows * k],
         };
-        topk_relu(
-            &pre,
-            &self.b_enc,
-            c.num_latents,
-            k,
-            &mut enc.acts,
-            &mut enc.idx,
-        );
-        drop(pre);
+        topk_relu(&pre, &self.b_enc, n, k, &mut enc.acts, &mut enc.idx);
         let y_hat = self.decode(&enc, x, rows);
-
         let total_variance = total_variance(y, rows, d_out);
+        let mut touched = vec![false; n];
+
+        // Main term: FVU.
         let mut dy: Vec<f32> = y_hat.iter().zip(y).map(|(p, t)| p - t).collect();
         let sse = ordered_sum(&dy, 1 << 14, |b| {
             b.iter().map(|e| (*e as f64) * (*e as f64)).sum()
         });
+        let residual = if losses.auxk_alpha > 0.0 {
+            Some(dy.clone())
+        } else {
+            None
+        };
         let scale = (2.0 / total_variance) as f32;
         dy.par_iter_mut().for_each(|e| *e *= scale);
+        grads.b_dec = column_sums(&dy, rows, d_out);
+        self.accumulate_term(&xc, &enc.acts, &enc.idx, k, &dy, rows, grads, &mut touched);
+        if let Some(gs) = grads.w_skip.as_mut() {
+            // dW_skip = dyᵀ · x
+            matmul(gs, &dy, x, d_out, rows, d_in, (d_in, 1), true, false);
+        }
+        let mut stats = BatchStats {
+            fvu: sse / total_variance,
+            l0: 0.0,
+            auxk: 0.0,
+            multi_topk_fvu: 0.0,
+        };
 
-        // Gradient reaching each active latent's pre-activation (zero where ReLU clipped it).
-        let mut g_pre = vec![0f32; rows * k];
-        g_pre.par_chunks_mut(k).enumerate().for_each(|(r, g)| {
+        // Multi-TopK: the same coder decoding from 4k latents (with b_dec, without W_skip, as sparsify), at 1/8.
+        if losses.multi_topk && 4 * k <= n {
+            let k4 = 4 * k;
+            let (mut acts4, mut idx4) = (vec![0f32; rows * k4], vec![0u32; rows * k4]);
+            topk_relu(&pre, &self.b_enc, n, k4, &mut acts4, &mut idx4);
+            let mut dy4: Vec<f32> = self
+                .sparse_decode(&acts4, &idx4, k4, rows, true)
+                .iter()
+                .zip(y)
+                .map(|(p, t)| p - t)
+                .collect();
+            stats.multi_topk_fvu = ordered_sum(&dy4, 1 << 14, |b| {
+                b.iter().map(|e| (*e as f64).powi(2)).sum()
+            }) / total_variance;
+            let s4 = (2.0 / 8.0 / total_variance) as f32;
+            dy4.par_iter_mut().for_each(|e| *e *= s4);
+            column_sums(&dy4, rows, d_out)
+                .iter()
+                .zip(grads.b_dec.iter_mut())
+                .for_each(|(g, b)| *b += g);
+            self.accumulate_term(&xc, &acts4, &idx4, k4, &dy4, rows, grads, &mut touched);
+        }
+
+        // AuxK: the top d_out/2 dead latents predict the residual (held fixed), without b_dec.
+        if let (Some(residual), Some(dead)) = (residual, dead) {
+            let num_dead = dead.iter().filter(|&&d| d).count();
+            if num_dead > 0 {
+                let k_aux = (d_out / 2).min(num_dead).max(1);
+                let weight = (num_dead as f64 / (d_out / 2).max(1) as f64).min(1.0);
+                let dead_bias: Vec<f32> = self
+                    .b_enc
+                    .iter()
+                    .zip(dead)
+                    .map(|(&b, &d)| if d { b } else { f32::NEG_INFINITY })
+                    .collect();
+                let (mut acts_a, mut idx_a) = (vec![0f32; rows * k_aux], vec![0u32; rows * k_aux]);
+                topk_relu(&pre, &dead_bias, n, k_aux, &mut acts_a, &mut idx_a);
+                // Rows seeded with live columns carry ReLU(−∞) = 0: they decode nothing and get no gradient.
+                let e_hat = self.sparse_decode(&acts_a, &idx_a, k_aux, rows, false);
+                // residual = ŷ − y, so e = y − ŷ = −residual and e_hat − e = e_hat + residual.
+                let mut d_aux: Vec<f32> = e_hat.iter().zip(&residual).map(|(h, r)| h + r).collect();
+                let sq = ordered_sum(&d_aux, 1 << 14, |b| {
+                    b.iter().map(|e| (*e as f64).powi(2)).sum()
+                });
+                stats.auxk = weight * sq / total_variance;
+                let sa = (losses.auxk_alpha as f64 * weight * 2.0 / total_variance) as f32;
+                d_aux.par_iter_mut().for_each(|e| *e *= sa);
+                self.accumulate_term(
+                    &xc,
+                    &acts_a,
+                    &idx_a,
+                    k_aux,
+                    &d_aux,
+                    rows,
+                    grads,
+                    &mut touched,
+                );
+            }
+        }
+        grads.touched = (0..n as u32).filter(|&l| touched[l as usize]).collect();
+        stats.l0 = enc.acts.iter().filter(|&&a| a > 0.0).count() as f64 / rows as f64;
+        (stats, enc)
+    }
+
+    /// Gradients of one sparse decode term `Σ_j acts[r,j] W_dec[idx[r,j]]` whose output gradient is `dy`: into
+    /// W_dec rows, and through ReLU into W_enc rows, b_enc and (SAE) b_dec. Rows are grouped by latent so each
+    /// latent's rows are summed by one task and parallel writes never overlap.
+    #[allow(clippy::too_many_arguments)]
+    fn accumulate_term(
+        &self,
+        xc: &[f32],
+        acts: &[f32],
+        idx: &[u32],
+        kt: usize,
+        dy: &[f32],
+        rows: usize,
+        grads: &mut Grads,
+        touched: &mut [bool],
+    ) {
+        let (d_in, d_out) = (self.cfg.d_in, self.cfg.d_out);
+        // Gradient reaching each selected latent's pre-activation (zero where ReLU clipped it).
+        let mut g_pre = vec![0f32; rows * kt];
+        g_pre.par_chunks_mut(kt).enumerate().for_each(|(r, g)| {
             let dyr = &dy[r * d_out..(r + 1) * d_out];
-            let (acts, idx) = (&enc.acts[r * k..(r + 1) * k], &enc.idx[r * k..(r + 1) * k]);
-            for ((g, &a), &l) in g.iter_mut().zip(acts).zip(idx) {
+            for ((g, &a), &l) in g
+                .iter_mut()
+                .zip(&acts[r * kt..(r + 1) * kt])
+                .zip(&idx[r * kt..(r + 1) * kt])
+            {
                 if a > 0.0 {
                     let l = l as usize;
                     *g = dyr
@@ -283,19 +412,15 @@ impl SparseCoder {
                 }
             }
         });
-        grads.b_dec = column_sums(&dy, rows, d_out);
-
-        // Rows of W_enc / W_dec gradients: group the (row, slot) pairs by latent, then each latent's rows are
-        // summed by one task, so the parallel writes never overlap.
-        let (order, starts) = group_by_latent(&enc.idx, c.num_latents);
-        let touched: Vec<u32> = (0..c.num_latents)
+        let (order, starts) = group_by_latent(idx, self.cfg.num_latents);
+        let active: Vec<u32> = (0..self.cfg.num_latents)
             .filter(|&l| starts[l + 1] > starts[l])
             .map(|l| l as u32)
             .collect();
         let gw_enc = SendPtr(grads.w_enc.as_mut_ptr());
         let gw_dec = SendPtr(grads.w_dec.as_mut_ptr());
         let gb_enc = SendPtr(grads.b_enc.as_mut_ptr());
-        touched.par_iter().for_each(|&l| {
+        active.par_iter().for_each(|&l| {
             let l = l as usize;
             // SAFETY: latent l's rows are written by this task alone.
             let (we, wd, be) = unsafe {
@@ -306,7 +431,7 @@ impl SparseCoder {
                 )
             };
             for &e in &order[starts[l]..starts[l + 1]] {
-                let (r, a, g) = (e as usize / k, enc.acts[e as usize], g_pre[e as usize]);
+                let (r, a, g) = (e as usize / kt, acts[e as usize], g_pre[e as usize]);
                 if a != 0.0 {
                     wd.iter_mut()
                         .zip(&dy[r * d_out..(r + 1) * d_out])
@@ -320,18 +445,21 @@ impl SparseCoder {
                 }
             }
         });
-        grads.touched = touched;
-
+        for l in active {
+            touched[l as usize] = true;
+        }
         // SAE: b_dec also enters through x' = x − b_dec.
-        if !c.kind.transcodes() {
+        if !self.cfg.kind.transcodes() {
             let g_xc: Vec<f32> = (0..rows)
                 .into_par_iter()
                 .flat_map_iter(|r| {
                     let mut g = vec![0f32; d_in];
-                    for j in 0..k {
-                        let gp = g_pre[r * k + j];
+                    for (&gp, &l) in g_pre[r * kt..(r + 1) * kt]
+                        .iter()
+                        .zip(&idx[r * kt..(r + 1) * kt])
+                    {
                         if gp != 0.0 {
-                            let l = enc.idx[r * k + j] as usize;
+                            let l = l as usize;
                             g.iter_mut()
                                 .zip(&self.w_enc[l * d_in..(l + 1) * d_in])
                                 .for_each(|(v, w)| *v += gp * w);
@@ -347,18 +475,6 @@ impl SparseCoder {
                 .zip(through_encoder)
                 .for_each(|(b, g)| *b -= g);
         }
-        if let Some(gs) = grads.w_skip.as_mut() {
-            // dW_skip = dyᵀ · x
-            matmul(gs, &dy, x, d_out, rows, d_in, (d_in, 1), true, false);
-        }
-        let l0 = enc.acts.iter().filter(|&&a| a > 0.0).count() as f64 / rows as f64;
-        (
-            BatchStats {
-                fvu: sse / total_variance,
-                l0,
-            },
-            enc,
-        )
     }
 
     /// Active latent indices of the last encode, for dead-latent tracking.

@@ -2,7 +2,7 @@
 
 use crate::adam::{adam_step, default_lr, lr_multiplier, Moments};
 use crate::checkpoint::{load_state, save_coder, save_state, CoderMeta, CoderState};
-use crate::coder::{CoderConfig, Grads, Kind, SparseCoder};
+use crate::coder::{CoderConfig, Grads, Kind, Losses, SparseCoder};
 use anyhow::{bail, Context, Result};
 use cache_format::fsutil::write_atomic;
 use cache_format::loader::batches_per_epoch;
@@ -67,6 +67,8 @@ pub struct TrainArgs {
     pub lr: Option<f32>,
     pub warmup_steps: u64,
     pub dead_tokens: u64,
+    /// Optional AuxK and Multi-TopK terms.
+    pub losses: Losses,
     pub holdout_shards: usize,
     pub out: PathBuf,
     pub save_every: u64,
@@ -298,7 +300,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
                 step,
                 tokens,
             };
-            save_coder(&l.dir, &l.state.coder, &meta)?;
+            save_coder(&l.dir, &l.state.coder, &meta, args.losses.multi_topk)?;
         }
         let state = RunState {
             args: args.clone(),
@@ -335,7 +337,21 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
                 }
                 let c = coder.cfg.clone();
                 l.grads.clear(c.d_in, c.d_out);
-                let (stats, enc) = coder.forward_backward(x, y, rows, &mut l.grads);
+                let dead_mask: Option<Vec<bool>> = (args.losses.auxk_alpha > 0.0).then(|| {
+                    l.state
+                        .tokens_since_fired
+                        .iter()
+                        .map(|&f| f > args.dead_tokens)
+                        .collect()
+                });
+                let (stats, enc) = coder.forward_backward(
+                    x,
+                    y,
+                    rows,
+                    &mut l.grads,
+                    &args.losses,
+                    dead_mask.as_deref(),
+                );
                 coder.project_decoder_grad(&mut l.grads);
                 let lr = args.lr.unwrap_or_else(|| default_lr(c.num_latents))
                     * lr_multiplier(step, args.warmup_steps, total_steps);
@@ -363,6 +379,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
                     "{}",
                     serde_json::json!({
                         "step": step, "coder": l.spec.name(), "fvu": stats.fvu, "l0": stats.l0,
+                        "auxk": stats.auxk, "multi_topk_fvu": stats.multi_topk_fvu,
                         "dead_pct": 100.0 * dead, "lr": lr, "tokens": tokens + rows as u64,
                         "tokens_per_s": (tokens + rows as u64 - tokens_at_start) as f64 / elapsed.max(1e-9),
                     })

@@ -2,13 +2,24 @@
 //! loss, for every kind of coder.
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use trainer::coder::{CoderConfig, Kind, SparseCoder};
+use trainer::coder::{CoderConfig, Kind, Losses, SparseCoder};
 
-/// FVU in f64, written from the formulas alone. Parameters in the order of `tensors()`.
-fn loss_f64(kind: Kind, p: &[Vec<f64>], x: &[f64], y: &[f64], rows: usize, c: &CoderConfig) -> f64 {
+/// FVU (+ Multi-TopK/8 + α·AuxK) in f64, written from the formulas alone. Parameters: W_enc, b_enc, W_dec, b_dec
+/// (, W_skip).
+fn loss_f64(
+    kind: Kind,
+    p: &[Vec<f64>],
+    x: &[f64],
+    y: &[f64],
+    rows: usize,
+    c: &CoderConfig,
+    o: &Opts,
+) -> f64 {
     let (w_enc, b_enc, w_dec, b_dec) = (&p[0], &p[1], &p[2], &p[3]);
     let (d_in, d_out, n) = (c.d_in, c.d_out, c.num_latents);
     let mut sse = 0.0;
+    let mut sse4 = 0.0;
+    let mut aux = 0.0;
     let mut mean = vec![0.0; d_out];
     for r in 0..rows {
         for j in 0..d_out {
@@ -38,28 +49,106 @@ fn loss_f64(kind: Kind, p: &[Vec<f64>], x: &[f64], y: &[f64], rows: usize, c: &C
                 out[o] += (0..d_in).map(|i| p[4][o * d_in + i] * xr[i]).sum::<f64>();
             }
         }
-        for &(v, l) in &pre[..c.k] {
-            let a = v.max(0.0);
-            for o in 0..d_out {
-                out[o] += a * w_dec[l * d_out + o];
+        let decode = |sel: &[(f64, usize)], start: &[f64]| {
+            let mut v = start.to_vec();
+            for &(p, l) in sel {
+                for j in 0..d_out {
+                    v[j] += p.max(0.0) * w_dec[l * d_out + j];
+                }
             }
+            v
+        };
+        let out = decode(&pre[..c.k], &out);
+        let yr = &y[r * d_out..(r + 1) * d_out];
+        for j in 0..d_out {
+            sse += (out[j] - yr[j]).powi(2);
+            tv += (yr[j] - mean[j]).powi(2);
         }
-        for o in 0..d_out {
-            sse += (out[o] - y[r * d_out + o]).powi(2);
-            tv += (y[r * d_out + o] - mean[o]).powi(2);
+        if o.multi_topk {
+            let out4 = decode(&pre[..4 * c.k], b_dec);
+            sse4 += (0..d_out).map(|j| (out4[j] - yr[j]).powi(2)).sum::<f64>();
+        }
+        if let Some(dead) = &o.dead {
+            let dead_pre: Vec<(f64, usize)> =
+                pre.iter().copied().filter(|&(_, l)| dead[l]).collect();
+            let k_aux = (d_out / 2).min(dead_pre.len());
+            let e_hat = decode(&dead_pre[..k_aux], &vec![0.0; d_out]);
+            // The residual e = y − out is a constant: the caller passes it from the unperturbed parameters.
+            let e = &o.residual[r * d_out..(r + 1) * d_out];
+            aux += (0..d_out).map(|j| (e_hat[j] - e[j]).powi(2)).sum::<f64>();
         }
     }
-    sse / tv
+    let mut loss = sse / tv + sse4 / tv / 8.0;
+    if let Some(dead) = &o.dead {
+        let n_dead = dead.iter().filter(|&&d| d).count() as f64;
+        loss += o.auxk_alpha * (n_dead / (d_out / 2) as f64).min(1.0) * aux / tv;
+    }
+    loss
 }
 
-fn check(kind: Kind) {
+#[derive(Default, Clone)]
+struct Opts {
+    multi_topk: bool,
+    auxk_alpha: f64,
+    dead: Option<Vec<bool>>,
+    residual: Vec<f64>,
+}
+
+/// y − ŷ at the given parameters (the AuxK target, held fixed).
+fn residual(
+    kind: Kind,
+    p: &[Vec<f64>],
+    x: &[f64],
+    y: &[f64],
+    rows: usize,
+    c: &CoderConfig,
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    for r in 0..rows {
+        let xr = &x[r * c.d_in..(r + 1) * c.d_in];
+        let xc: Vec<f64> = if kind == Kind::Sae {
+            xr.iter().zip(&p[3]).map(|(a, b)| a - b).collect()
+        } else {
+            xr.to_vec()
+        };
+        let mut pre: Vec<(f64, usize)> = (0..c.num_latents)
+            .map(|l| {
+                (
+                    (0..c.d_in)
+                        .map(|i| p[0][l * c.d_in + i] * xc[i])
+                        .sum::<f64>()
+                        + p[1][l],
+                    l,
+                )
+            })
+            .collect();
+        pre.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+        let mut o = p[3].clone();
+        if kind == Kind::SkipTranscoder {
+            for j in 0..c.d_out {
+                o[j] += (0..c.d_in)
+                    .map(|i| p[4][j * c.d_in + i] * xr[i])
+                    .sum::<f64>();
+            }
+        }
+        for &(v, l) in &pre[..c.k] {
+            for j in 0..c.d_out {
+                o[j] += v.max(0.0) * p[2][l * c.d_out + j];
+            }
+        }
+        out.extend((0..c.d_out).map(|j| y[r * c.d_out + j] - o[j]));
+    }
+    out
+}
+
+fn check(kind: Kind, losses: Losses) {
     let (d_in, d_out) = if kind == Kind::Sae { (7, 7) } else { (7, 5) };
     let c = CoderConfig {
         kind,
         d_in,
         d_out,
-        num_latents: 16,
-        k: 4,
+        num_latents: 20,
+        k: 3,
     };
     let rows = 9;
     let mut rng = ChaCha8Rng::seed_from_u64(42 + kind as u64);
@@ -69,9 +158,9 @@ fn check(kind: Kind) {
             .map(|_| rng.random_range(-s..s))
             .collect::<Vec<f32>>()
     };
-    coder.w_enc = rand_vec(16 * d_in, 0.8);
-    coder.b_enc = rand_vec(16, 0.3);
-    coder.w_dec = rand_vec(16 * d_out, 0.8);
+    coder.w_enc = rand_vec(20 * d_in, 0.8);
+    coder.b_enc = rand_vec(20, 0.3);
+    coder.w_dec = rand_vec(20 * d_out, 0.8);
     coder.b_dec = rand_vec(d_out, 0.3);
     if kind == Kind::SkipTranscoder {
         coder.w_skip = Some(rand_vec(d_out * d_in, 0.5));
@@ -83,8 +172,10 @@ fn check(kind: Kind) {
         rand_vec(rows * d_out, 1.5)
     };
 
+    // Every third latent is dead (for AuxK).
+    let dead: Vec<bool> = (0..20).map(|l| l % 3 == 0).collect();
     let mut g = coder.zero_grads();
-    let (stats, _) = coder.forward_backward(&x, &y, rows, &mut g);
+    let (stats, _) = coder.forward_backward(&x, &y, rows, &mut g, &losses, Some(&dead));
     let mut params: Vec<Vec<f64>> = [&coder.w_enc, &coder.b_enc, &coder.w_dec, &coder.b_dec]
         .iter()
         .map(|t| t.iter().map(|&v| v as f64).collect())
@@ -96,12 +187,24 @@ fn check(kind: Kind) {
         x.iter().map(|&v| v as f64).collect(),
         y.iter().map(|&v| v as f64).collect(),
     );
-    let base = loss_f64(kind, &params, &xd, &yd, rows, &c);
+    let mut opts = Opts {
+        multi_topk: losses.multi_topk,
+        auxk_alpha: losses.auxk_alpha as f64,
+        ..Default::default()
+    };
+    if losses.auxk_alpha > 0.0 {
+        opts.dead = Some(dead.clone());
+        opts.residual = residual(kind, &params, &xd, &yd, rows, &c);
+    }
+    let base = loss_f64(kind, &params, &xd, &yd, rows, &c, &opts);
+    let ours = stats.fvu + stats.multi_topk_fvu / 8.0 + losses.auxk_alpha as f64 * stats.auxk;
     assert!(
-        (base - stats.fvu).abs() < 1e-5 * base,
-        "{kind:?}: loss {} vs f64 {base}",
-        stats.fvu
+        (base - ours).abs() < 1e-5 * base,
+        "{kind:?}: loss {ours} vs f64 {base}"
     );
+    if losses.auxk_alpha > 0.0 {
+        assert!(stats.auxk > 0.0);
+    }
 
     let analytic: Vec<&Vec<f32>> = [
         Some(&g.w_enc),
@@ -121,9 +224,9 @@ fn check(kind: Kind) {
         for i in 0..params[t].len() {
             let orig = params[t][i];
             params[t][i] = orig + h;
-            let up = loss_f64(kind, &params, &xd, &yd, rows, &c);
+            let up = loss_f64(kind, &params, &xd, &yd, rows, &c, &opts);
             params[t][i] = orig - h;
-            let down = loss_f64(kind, &params, &xd, &yd, rows, &c);
+            let down = loss_f64(kind, &params, &xd, &yd, rows, &c, &opts);
             params[t][i] = orig;
             let fd = (up - down) / (2.0 * h);
             num += (grad[i] as f64 - fd).powi(2);
@@ -148,17 +251,36 @@ fn check(kind: Kind) {
     }
 }
 
+const PLAIN: Losses = Losses {
+    auxk_alpha: 0.0,
+    multi_topk: false,
+};
+const AUX: Losses = Losses {
+    auxk_alpha: 0.5,
+    multi_topk: false,
+};
+const MULTI: Losses = Losses {
+    auxk_alpha: 0.0,
+    multi_topk: true,
+};
+
 #[test]
 fn sae_gradients() {
-    check(Kind::Sae);
+    for l in [PLAIN, AUX, MULTI] {
+        check(Kind::Sae, l);
+    }
 }
 
 #[test]
 fn transcoder_gradients() {
-    check(Kind::Transcoder);
+    for l in [PLAIN, AUX, MULTI] {
+        check(Kind::Transcoder, l);
+    }
 }
 
 #[test]
 fn skip_transcoder_gradients() {
-    check(Kind::SkipTranscoder);
+    for l in [PLAIN, AUX, MULTI] {
+        check(Kind::SkipTranscoder, l);
+    }
 }
