@@ -4,8 +4,62 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use trainer::coder::{CoderConfig, Kind, Losses, SparseCoder};
 
-/// FVU (+ Multi-TopK/8 + α·AuxK) in f64, written from the formulas alone. Parameters: W_enc, b_enc, W_dec, b_dec
+/// One row through the coder, in f64 from the formulas alone: the pre-activations sorted high to low (with their
+/// latent), and the decoder's start (b_dec, plus W_skip·x for the SST). Parameters: W_enc, b_enc, W_dec, b_dec
 /// (, W_skip).
+fn row_f64(
+    kind: Kind,
+    p: &[Vec<f64>],
+    xr: &[f64],
+    c: &CoderConfig,
+) -> (Vec<(f64, usize)>, Vec<f64>) {
+    let (d_in, d_out) = (c.d_in, c.d_out);
+    let xc: Vec<f64> = if kind == Kind::Sae {
+        xr.iter().zip(&p[3]).map(|(a, b)| a - b).collect()
+    } else {
+        xr.to_vec()
+    };
+    let mut pre: Vec<(f64, usize)> = (0..c.num_latents)
+        .map(|l| {
+            (
+                (0..d_in).map(|i| p[0][l * d_in + i] * xc[i]).sum::<f64>() + p[1][l],
+                l,
+            )
+        })
+        .collect();
+    pre.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+    let mut start = p[3].clone();
+    if kind == Kind::SkipTranscoder {
+        for (o, s) in start.iter_mut().enumerate() {
+            *s += (0..d_in).map(|i| p[4][o * d_in + i] * xr[i]).sum::<f64>();
+        }
+    }
+    assert_eq!(start.len(), d_out);
+    (pre, start)
+}
+
+/// `start + Σ ReLU(pre) · W_dec[latent]` over the selected latents.
+fn decode_f64(sel: &[(f64, usize)], start: &[f64], w_dec: &[f64]) -> Vec<f64> {
+    let d = start.len();
+    let mut v = start.to_vec();
+    for &(pre, l) in sel {
+        for j in 0..d {
+            v[j] += pre.max(0.0) * w_dec[l * d + j];
+        }
+    }
+    v
+}
+
+#[derive(Default, Clone)]
+struct Opts {
+    multi_topk: bool,
+    auxk_alpha: f64,
+    dead: Option<Vec<bool>>,
+    /// y − ŷ at the unperturbed parameters: AuxK's target, held fixed as sparsify detaches it.
+    residual: Vec<f64>,
+}
+
+/// FVU (+ Multi-TopK/8 + α·AuxK) in f64.
 fn loss_f64(
     kind: Kind,
     p: &[Vec<f64>],
@@ -15,65 +69,28 @@ fn loss_f64(
     c: &CoderConfig,
     o: &Opts,
 ) -> f64 {
-    let (w_enc, b_enc, w_dec, b_dec) = (&p[0], &p[1], &p[2], &p[3]);
-    let (d_in, d_out, n) = (c.d_in, c.d_out, c.num_latents);
-    let mut sse = 0.0;
-    let mut sse4 = 0.0;
-    let mut aux = 0.0;
-    let mut mean = vec![0.0; d_out];
+    let d_out = c.d_out;
+    let mean: Vec<f64> = (0..d_out)
+        .map(|j| (0..rows).map(|r| y[r * d_out + j]).sum::<f64>() / rows as f64)
+        .collect();
+    let (mut sse, mut sse4, mut aux, mut tv) = (0.0, 0.0, 0.0, 0.0);
     for r in 0..rows {
-        for j in 0..d_out {
-            mean[j] += y[r * d_out + j] / rows as f64;
-        }
-    }
-    let mut tv = 0.0;
-    for r in 0..rows {
-        let xr = &x[r * d_in..(r + 1) * d_in];
-        let xc: Vec<f64> = if kind == Kind::Sae {
-            xr.iter().zip(b_dec).map(|(a, b)| a - b).collect()
-        } else {
-            xr.to_vec()
-        };
-        let mut pre: Vec<(f64, usize)> = (0..n)
-            .map(|l| {
-                (
-                    (0..d_in).map(|i| w_enc[l * d_in + i] * xc[i]).sum::<f64>() + b_enc[l],
-                    l,
-                )
-            })
-            .collect();
-        pre.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
-        let mut out: Vec<f64> = b_dec.clone();
-        if kind == Kind::SkipTranscoder {
-            for o in 0..d_out {
-                out[o] += (0..d_in).map(|i| p[4][o * d_in + i] * xr[i]).sum::<f64>();
-            }
-        }
-        let decode = |sel: &[(f64, usize)], start: &[f64]| {
-            let mut v = start.to_vec();
-            for &(p, l) in sel {
-                for j in 0..d_out {
-                    v[j] += p.max(0.0) * w_dec[l * d_out + j];
-                }
-            }
-            v
-        };
-        let out = decode(&pre[..c.k], &out);
+        let (pre, start) = row_f64(kind, p, &x[r * c.d_in..(r + 1) * c.d_in], c);
         let yr = &y[r * d_out..(r + 1) * d_out];
+        let out = decode_f64(&pre[..c.k], &start, &p[2]);
         for j in 0..d_out {
             sse += (out[j] - yr[j]).powi(2);
             tv += (yr[j] - mean[j]).powi(2);
         }
         if o.multi_topk {
-            let out4 = decode(&pre[..4 * c.k], b_dec);
+            let out4 = decode_f64(&pre[..4 * c.k], &p[3], &p[2]);
             sse4 += (0..d_out).map(|j| (out4[j] - yr[j]).powi(2)).sum::<f64>();
         }
         if let Some(dead) = &o.dead {
             let dead_pre: Vec<(f64, usize)> =
                 pre.iter().copied().filter(|&(_, l)| dead[l]).collect();
             let k_aux = (d_out / 2).min(dead_pre.len());
-            let e_hat = decode(&dead_pre[..k_aux], &vec![0.0; d_out]);
-            // The residual e = y − out is a constant: the caller passes it from the unperturbed parameters.
+            let e_hat = decode_f64(&dead_pre[..k_aux], &vec![0.0; d_out], &p[2]);
             let e = &o.residual[r * d_out..(r + 1) * d_out];
             aux += (0..d_out).map(|j| (e_hat[j] - e[j]).powi(2)).sum::<f64>();
         }
@@ -86,15 +103,7 @@ fn loss_f64(
     loss
 }
 
-#[derive(Default, Clone)]
-struct Opts {
-    multi_topk: bool,
-    auxk_alpha: f64,
-    dead: Option<Vec<bool>>,
-    residual: Vec<f64>,
-}
-
-/// y − ŷ at the given parameters (the AuxK target, held fixed).
+/// y − ŷ at the given parameters.
 fn residual(
     kind: Kind,
     p: &[Vec<f64>],
@@ -103,42 +112,16 @@ fn residual(
     rows: usize,
     c: &CoderConfig,
 ) -> Vec<f64> {
-    let mut out = Vec::new();
-    for r in 0..rows {
-        let xr = &x[r * c.d_in..(r + 1) * c.d_in];
-        let xc: Vec<f64> = if kind == Kind::Sae {
-            xr.iter().zip(&p[3]).map(|(a, b)| a - b).collect()
-        } else {
-            xr.to_vec()
-        };
-        let mut pre: Vec<(f64, usize)> = (0..c.num_latents)
-            .map(|l| {
-                (
-                    (0..c.d_in)
-                        .map(|i| p[0][l * c.d_in + i] * xc[i])
-                        .sum::<f64>()
-                        + p[1][l],
-                    l,
-                )
-            })
-            .collect();
-        pre.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
-        let mut o = p[3].clone();
-        if kind == Kind::SkipTranscoder {
-            for j in 0..c.d_out {
-                o[j] += (0..c.d_in)
-                    .map(|i| p[4][j * c.d_in + i] * xr[i])
-                    .sum::<f64>();
-            }
-        }
-        for &(v, l) in &pre[..c.k] {
-            for j in 0..c.d_out {
-                o[j] += v.max(0.0) * p[2][l * c.d_out + j];
-            }
-        }
-        out.extend((0..c.d_out).map(|j| y[r * c.d_out + j] - o[j]));
-    }
-    out
+    let d_out = c.d_out;
+    (0..rows)
+        .flat_map(|r| {
+            let (pre, start) = row_f64(kind, p, &x[r * c.d_in..(r + 1) * c.d_in], c);
+            let out = decode_f64(&pre[..c.k], &start, &p[2]);
+            (0..d_out)
+                .map(move |j| y[r * d_out + j] - out[j])
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn check(kind: Kind, losses: Losses) {
