@@ -59,11 +59,17 @@ def main():
             captured[f"mlp_out_{layer}"] = output[0].detach().clone()
         return fn
 
-    for layer in LAYERS:
-        model.model.layers[layer].mlp.register_forward_hook(hook(layer))
+    hooks = [model.model.layers[layer].mlp.register_forward_hook(hook(layer)) for layer in LAYERS]
     input_ids = torch.tensor([ids])
     with torch.no_grad():
         out = model(input_ids, labels=input_ids)
+    for h in hooks:
+        h.remove()
+    # Zero ablation of layer 3's MLP: its output replaced by zeros (eval's scale for the CE-loss increase).
+    handle = model.model.layers[3].mlp.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+    with torch.no_grad():
+        zero_loss = model(input_ids, labels=input_ids).loss.item()
+    handle.remove()
     tensors = {k: v.float().contiguous() for k, v in captured.items()}
     tensors["token_ids"] = input_ids[0].to(torch.int64)
     tensors["last_logits"] = out.logits[0, -1].float().contiguous()
@@ -81,6 +87,7 @@ def main():
         "text_no_digits": TEXT_NO_DIGITS,
         "ids_no_digits": nd,
         "loss": out.loss.item(),
+        "loss_zero_ablated_layer3_mlp": zero_loss,
     }
     with open(os.path.join(ROOT, "tests/fixtures/smollm2_golden.json"), "w") as f:
         json.dump(meta, f, indent=1)

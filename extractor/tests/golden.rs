@@ -148,3 +148,33 @@ fn forward_matches_transformers() {
     assert_eq!(again.len(), 8);
     assert_eq!(again[&7], captured["mlp_out_7"]);
 }
+
+#[test]
+fn patching_the_mlp_output_matches_transformers() {
+    let g = golden();
+    let gguf = GgufFile::open(&model_path()).unwrap();
+    let model = Llama::from_gguf(&gguf, None, true).unwrap();
+    let tokens = &g.token_ids;
+    let n = tokens.len();
+    let loss_with = |patch: &mut dyn FnMut(usize, &[f32], &mut [f32])| {
+        next_token_loss(&model.forward(tokens, n, Stop::Logits, patch).unwrap(), 49152, tokens, n)
+    };
+    let clean = loss_with(&mut |_, _, _| {});
+    // Identity: the MLP output replaced by a copy of itself changes nothing.
+    let identity = loss_with(&mut |l, _, out: &mut [f32]| {
+        if l == 3 {
+            let copy = out.to_vec();
+            out.copy_from_slice(&copy);
+        }
+    });
+    assert_eq!(identity, clean);
+    let zero = loss_with(&mut |l, _, out: &mut [f32]| {
+        if l == 3 {
+            out.fill(0.0);
+        }
+    });
+    let want = g.meta["loss_zero_ablated_layer3_mlp"].as_f64().unwrap();
+    println!("zero-ablated layer 3 MLP: ours {zero:.6}, transformers {want:.6} (clean {clean:.6})");
+    assert!((zero - want).abs() / want < 0.005, "{zero} vs {want}");
+    assert!((zero - clean).abs() > 1e-3, "the ablation must change the loss");
+}
