@@ -1,6 +1,7 @@
 //! `sparsecoder`: the command line. Each subcommand lives in its own module and only wires the crates together.
 
 mod cache_cmds;
+mod eval_cmd;
 mod extract_cmd;
 mod train_cmd;
 
@@ -25,6 +26,9 @@ enum Command {
     Extract(extract_cmd::ExtractCli),
     /// Train TopK sparse coders (SAE, transcoder, skip transcoder) from an activation cache, on the CPU.
     Train(train_cmd::TrainCli),
+    /// Compare trained coders on held-out data: FVU, L0, dead latents, and the model's CE loss with the coder
+    /// patched in place of the MLP.
+    Eval(eval_cmd::EvalCli),
     /// Print what an activation cache holds: its manifest and per-shard statistics.
     Inspect {
         /// Cache directory (the one holding manifest.json).
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Extract(args) => extract_cmd::extract(args),
         Command::Train(args) => train_cmd::train(args),
+        Command::Eval(args) => eval_cmd::eval(args),
         Command::Inspect { dir } => cache_cmds::inspect(&dir),
         Command::Validate { dir } => cache_cmds::validate(&dir),
         Command::Compress { dir, level } => cache_cmds::archive(&dir, true, level),

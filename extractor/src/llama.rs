@@ -173,6 +173,17 @@ impl LanguageModel for Llama {
         )
     }
 
+    fn mlp(&self, layer: usize, x: &[f32]) -> Vec<f32> {
+        let (c, w) = (&self.config, &self.layers[layer]);
+        let rows = x.len() / c.d_model;
+        let mut gate = linear(x, rows, c.d_model, &w.w_gate, c.d_ffn);
+        let up = linear(x, rows, c.d_model, &w.w_up, c.d_ffn);
+        gate.par_iter_mut()
+            .zip(up.par_iter())
+            .for_each(|(g, u)| *g = silu(*g) * u);
+        linear(&gate, rows, c.d_ffn, &w.w_down, c.d_model)
+    }
+
     fn forward(
         &self,
         tokens: &[u32],
@@ -205,12 +216,7 @@ impl LanguageModel for Llama {
             add_assign(&mut x, &linear(&attn, rows, d, &w.wo, d));
 
             let mlp_in = rms_norm(&x, d, &w.ffn_norm, c.rms_eps);
-            let mut gate = linear(&mlp_in, rows, d, &w.w_gate, c.d_ffn);
-            let up = linear(&mlp_in, rows, d, &w.w_up, c.d_ffn);
-            gate.par_iter_mut()
-                .zip(up.par_iter())
-                .for_each(|(g, u)| *g = silu(*g) * u);
-            let mut mlp_out = linear(&gate, rows, c.d_ffn, &w.w_down, d);
+            let mut mlp_out = self.mlp(l, &mlp_in);
             hook(l, &mlp_in, &mut mlp_out);
             add_assign(&mut x, &mlp_out);
         }

@@ -37,4 +37,7 @@ pub trait LanguageModel: Send + Sync {
         stop: Stop,
         hook: &mut MlpHook,
     ) -> Option<Vec<f32>>;
+
+    /// Layer `layer`'s MLP alone on `x[rows × d_model]` (its input side, after the norm).
+    fn mlp(&self, layer: usize, x: &[f32]) -> Vec<f32>;
 }

@@ -3,7 +3,7 @@
 //! (scripts/fetch_default.sh); a missing model fails the test, it is never skipped.
 use extractor::gguf::GgufFile;
 use extractor::llama::Llama;
-use extractor::model::{LanguageModel, Stop};
+use extractor::model::{LanguageModel, MlpHook, Stop};
 use extractor::ops::next_token_loss;
 use extractor::tokenizer::TextTokenizer;
 use std::collections::HashMap;
@@ -156,8 +156,13 @@ fn patching_the_mlp_output_matches_transformers() {
     let model = Llama::from_gguf(&gguf, None, true).unwrap();
     let tokens = &g.token_ids;
     let n = tokens.len();
-    let loss_with = |patch: &mut dyn FnMut(usize, &[f32], &mut [f32])| {
-        next_token_loss(&model.forward(tokens, n, Stop::Logits, patch).unwrap(), 49152, tokens, n)
+    let loss_with = |patch: &mut MlpHook| {
+        next_token_loss(
+            &model.forward(tokens, n, Stop::Logits, patch).unwrap(),
+            49152,
+            tokens,
+            n,
+        )
     };
     let clean = loss_with(&mut |_, _, _| {});
     // Identity: the MLP output replaced by a copy of itself changes nothing.
@@ -176,5 +181,8 @@ fn patching_the_mlp_output_matches_transformers() {
     let want = g.meta["loss_zero_ablated_layer3_mlp"].as_f64().unwrap();
     println!("zero-ablated layer 3 MLP: ours {zero:.6}, transformers {want:.6} (clean {clean:.6})");
     assert!((zero - want).abs() / want < 0.005, "{zero} vs {want}");
-    assert!((zero - clean).abs() > 1e-3, "the ablation must change the loss");
+    assert!(
+        (zero - clean).abs() > 1e-3,
+        "the ablation must change the loss"
+    );
 }

@@ -1,0 +1,136 @@
+//! `sparsecoder eval` end to end on the real model: a small cache, a small sweep, the table and its files.
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sc(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_sparsecoder"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn eval_reports_every_coder_of_a_sweep() {
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        model.exists(),
+        "{} is missing: run scripts/fetch_default.sh first",
+        model.display()
+    );
+    let (model, text) = (
+        model.display().to_string(),
+        root()
+            .join("data/python-3.11-docs/tutorial")
+            .display()
+            .to_string(),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache").display().to_string();
+    let run = tmp.path().join("run").display().to_string();
+    let (ok, _, err) = sc(&[
+        "extract",
+        "--model",
+        &model,
+        "--text",
+        &text,
+        "--layers",
+        "1",
+        "--ctx-len",
+        "64",
+        "--max-tokens",
+        "8192",
+        "--shard-rows",
+        "2048",
+        "--out",
+        &cache,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = sc(&[
+        "train",
+        "--cache",
+        &cache,
+        "--sweep",
+        "kind=sae,transcoder,skip-transcoder",
+        "--latents",
+        "1152",
+        "--k",
+        "16",
+        "--batch",
+        "512",
+        "--warmup",
+        "2",
+        "--out",
+        &run,
+        "--quiet",
+        "--device",
+        "cpu",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = sc(&[
+        "eval",
+        "--model",
+        &model,
+        "--cache",
+        &cache,
+        "--checkpoints",
+        &run,
+        "--tokens",
+        "512",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("CE on 504 tokens"), "{out}"); // 8 sequences of 64, 63 targets each
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("run/eval.json")).unwrap()).unwrap();
+    let coders = report["coders"].as_array().unwrap();
+    assert_eq!(coders.len(), 3);
+    let clean = report["ce_clean"].as_f64().unwrap();
+    assert!(clean > 0.5 && clean < 10.0, "{clean}");
+    assert_ne!(report["ce_zero_ablated"].as_f64().unwrap(), clean);
+    for c in coders {
+        let (fvu, kl, ce) = (
+            c["fvu"].as_f64().unwrap(),
+            c["kl"].as_f64().unwrap(),
+            c["ce_patched"].as_f64().unwrap(),
+        );
+        assert!(fvu > 0.0 && fvu < 1.5 && kl >= 0.0 && ce.is_finite(), "{c}");
+        assert_eq!(c["l0"].as_f64().unwrap(), 16.0);
+        let latents: u64 = c["density_histogram"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(latents, 1152);
+    }
+    let csv = std::fs::read_to_string(tmp.path().join("run/eval.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4);
+
+    // A model other than the cache's is refused.
+    let other = root()
+        .join("tests/fixtures/quant_types.gguf")
+        .display()
+        .to_string();
+    let (ok, _, err) = sc(&[
+        "eval",
+        "--model",
+        &other,
+        "--cache",
+        &cache,
+        "--checkpoints",
+        &run,
+    ]);
+    assert!(
+        !ok && err.contains("is not that of the model the cache was extracted from"),
+        "{err}"
+    );
+}
