@@ -320,6 +320,7 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
     let positions = (seqs.len() * ctx) as f64;
     let ce_clean = ce_clean / count as f64;
     let mut rows_out = Vec::new();
+    let mut firing = Vec::new();
     for (j, (name, coder, meta)) in coders.iter().enumerate() {
         let a = activation_stats(&cache, &held, coder, meta)?;
         let mut hist = BTreeMap::new();
@@ -354,6 +355,7 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
             ce_increase_pct: 100.0 * (cep - ce_clean) / ce_clean,
             kl: kl[j] / positions,
         });
+        firing.push((a.fired, a.rows));
     }
     let report = Report {
         cache: cli.cache.display().to_string(),
@@ -364,7 +366,33 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
         ce_zero_ablated: ce_zero / count as f64,
         coders: rows_out,
     };
-    print_and_save(&report, cli.out.as_deref().unwrap_or(&cli.checkpoints[0]))?;
+    let out = cli.out.as_deref().unwrap_or(&cli.checkpoints[0]);
+    print_and_save(&report, out)?;
+    let densities: Vec<crate::plots::Density> = report
+        .coders
+        .iter()
+        .zip(&firing)
+        .map(|(c, (fired, rows))| crate::plots::Density {
+            name: &c.name,
+            fired,
+            rows: *rows,
+        })
+        .collect();
+    let points: Vec<(String, f64, f64)> = report
+        .coders
+        .iter()
+        .map(|c| (c.name.clone(), c.fvu, c.ce_increase_pct))
+        .collect();
+    let plotted = crate::plots::density_histograms(&out.join("density.png"), &densities)
+        .and_then(|_| crate::plots::fvu_vs_ce(&out.join("fvu_vs_ce.png"), &points));
+    match plotted {
+        Ok(()) => println!(
+            "wrote {} and {}",
+            out.join("density.png").display(),
+            out.join("fvu_vs_ce.png").display()
+        ),
+        Err(e) => eprintln!("warning: no plots: {e:#}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 mod cache_cmds;
 mod eval_cmd;
 mod extract_cmd;
+mod plots;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};

@@ -114,6 +114,16 @@ fn eval_reports_every_coder_of_a_sweep() {
     }
     let csv = std::fs::read_to_string(tmp.path().join("run/eval.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4);
+    for png in ["density.png", "fvu_vs_ce.png"] {
+        let bytes = std::fs::read(tmp.path().join("run").join(png))
+            .unwrap_or_else(|e| panic!("{png}: {e}"));
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png} is a PNG");
+        assert!(
+            bytes.len() > 10_000,
+            "{png} has content ({} bytes)",
+            bytes.len()
+        );
+    }
 
     // A model other than the cache's is refused.
     let other = root()

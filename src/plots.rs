@@ -1,0 +1,149 @@
+//! PNG plots of an evaluation: latent density histograms and FVU against CE-loss increase (the paper's Figure 1
+//! axes). Text is drawn with the DejaVu Sans font of the system (Debian's fonts-dejavu-core).
+
+use anyhow::{anyhow, Context, Result};
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use std::path::Path;
+use std::sync::OnceLock;
+
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// Registers the font once; an error names the file to install.
+fn font() -> Result<()> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let bytes = std::fs::read(FONT)
+            .map_err(|e| format!("{FONT}: {e} (install Debian's fonts-dejavu-core)"))?;
+        plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            Box::leak(bytes.into_boxed_slice()),
+        )
+        .map_err(|_| format!("{FONT}: not a usable TrueType font"))
+    })
+    .clone()
+    .map_err(|e| anyhow!(e))
+}
+
+/// One coder's firing counts over `rows` held-out rows.
+pub struct Density<'a> {
+    pub name: &'a str,
+    pub fired: &'a [u64],
+    pub rows: u64,
+}
+
+/// Histogram of log10 firing frequency, one line per coder; dead latents are counted in the legend.
+pub fn density_histograms(path: &Path, coders: &[Density]) -> Result<()> {
+    font()?;
+    const LO: f64 = -6.0;
+    const BIN: f64 = 0.25;
+    let bins = (-LO / BIN) as usize;
+    let series: Vec<(String, Vec<(f64, f64)>)> = coders
+        .iter()
+        .map(|c| {
+            let mut counts = vec![0f64; bins];
+            let mut dead = 0;
+            for &f in c.fired {
+                if f == 0 {
+                    dead += 1;
+                    continue;
+                }
+                let x = (f as f64 / c.rows as f64).log10();
+                counts[(((x - LO) / BIN) as usize).min(bins - 1)] += 1.0;
+            }
+            let pts = counts
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (LO + (i as f64 + 0.5) * BIN, n))
+                .collect();
+            (format!("{} (dead {dead})", c.name), pts)
+        })
+        .collect();
+    let ymax = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Latent density on held-out tokens", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(LO..0.0, 0.0..ymax)?;
+    chart
+        .configure_mesh()
+        .x_desc("log10(firing frequency)")
+        .y_desc("latents")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (i, (name, pts)) in series.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
+
+/// FVU (x) against CE-loss increase in % (y), one labelled point per coder.
+pub fn fvu_vs_ce(path: &Path, points: &[(String, f64, f64)]) -> Result<()> {
+    font()?;
+    let (xmax, ymax) = points
+        .iter()
+        .fold((0.1f64, 0.1f64), |(a, b), p| (a.max(p.1), b.max(p.2)));
+    let ymin = points.iter().map(|p| p.2).fold(0.0f64, f64::min);
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "FVU vs CE-loss increase with the coder patched in",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..xmax * 1.15, ymin * 1.15..ymax * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc("FVU (held out)")
+        .y_desc("CE increase (%)")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (i, (name, x, y)) in points.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        // The label sits beside its point (pixel offsets), alternating above and below for crowded points.
+        let dy = if i % 2 == 0 { -18 } else { 6 };
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((*x, *y))
+                    + Circle::new((0, 0), 6, color.filled())
+                    + Text::new(name.clone(), (9, dy), ("sans-serif", 14).into_font()),
+            ))?
+            .label(name.as_str())
+            .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
