@@ -49,3 +49,14 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     };
     File::open(dir)?.sync_all()
 }
+
+/// Creates `dir` (and its parents) and proves it writable with a probe file, so a run fails on an unusable
+/// output directory before any long work.
+pub fn prepare_output_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CacheError::invalid(dir, format!("cannot create output directory: {e}")))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| CacheError::invalid(dir, format!("output directory is not writable: {e}")))
+}

@@ -116,17 +116,9 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         );
     }
     let deepest = *layers.last().unwrap();
-    // Fail on an unusable output directory before any long work.
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create output directory", args.out.display()))?;
     for &l in &layers {
         let dir = args.layer_dir(l);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("{}: cannot create output directory", dir.display()))?;
-        let probe = dir.join(".write-test");
-        std::fs::write(&probe, b"")
-            .with_context(|| format!("{}: output directory is not writable", dir.display()))?;
-        std::fs::remove_file(&probe)?;
+        cache_format::fsutil::prepare_output_dir(&dir)?;
         if let Ok(m) = Manifest::load(&dir) {
             if m.spec.extraction_args != args.content_args() {
                 bail!(

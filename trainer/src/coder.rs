@@ -196,18 +196,28 @@ impl SparseCoder {
     }
 
     pub fn encode(&self, x: &[f32], rows: usize) -> Encoded {
-        let c = &self.cfg;
+        let (_, pre) = self.pre_activations(x, rows);
+        self.select(&pre, &self.b_enc, self.cfg.k, rows)
+    }
+
+    /// The encoder's input x' and its dense pre-activations x'·W_encᵀ (without b_enc).
+    fn pre_activations(&self, x: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
         let xc = self.encoder_input(x);
-        let pre = linear(&xc, rows, c.d_in, &self.w_enc, c.num_latents);
+        let pre = linear(&xc, rows, self.cfg.d_in, &self.w_enc, self.cfg.num_latents);
+        (xc, pre)
+    }
+
+    /// The `kt` largest ReLU(pre + bias) per row.
+    fn select(&self, pre: &[f32], bias: &[f32], kt: usize, rows: usize) -> Encoded {
         let mut enc = Encoded {
-            acts: vec![0.0; rows * c.k],
-            idx: vec![0; rows * c.k],
+            acts: vec![0.0; rows * kt],
+            idx: vec![0; rows * kt],
         };
         topk_relu(
-            &pre,
-            &self.b_enc,
-            c.num_latents,
-            c.k,
+            pre,
+            bias,
+            self.cfg.num_latents,
+            kt,
             &mut enc.acts,
             &mut enc.idx,
         );
@@ -277,13 +287,8 @@ impl SparseCoder {
     ) -> (BatchStats, Encoded) {
         let c = &self.cfg;
         let (k, d_in, d_out, n) = (c.k, c.d_in, c.d_out, c.num_latents);
-        let xc = self.encoder_input(x);
-        let pre = linear(&xc, rows, d_in, &self.w_enc, n);
-        let mut enc = Encoded {
-            acts: vec![0.0; rows * k],
-            idx: vec![0; rows * k],
-        };
-        topk_relu(&pre, &self.b_enc, n, k, &mut enc.acts, &mut enc.idx);
+        let (xc, pre) = self.pre_activations(x, rows);
+        let enc = self.select(&pre, &self.b_enc, k, rows);
         let y_hat = self.decode(&enc, x, rows);
         let total_variance = total_variance(y, rows, d_out);
         let mut touched = vec![false; n];
@@ -316,10 +321,9 @@ impl SparseCoder {
         // Multi-TopK: the same coder decoding from 4k latents (with b_dec, without W_skip, as sparsify), at 1/8.
         if losses.multi_topk && 4 * k <= n {
             let k4 = 4 * k;
-            let (mut acts4, mut idx4) = (vec![0f32; rows * k4], vec![0u32; rows * k4]);
-            topk_relu(&pre, &self.b_enc, n, k4, &mut acts4, &mut idx4);
+            let top4 = self.select(&pre, &self.b_enc, k4, rows);
             let mut dy4: Vec<f32> = self
-                .sparse_decode(&acts4, &idx4, k4, rows, true)
+                .sparse_decode(&top4.acts, &top4.idx, k4, rows, true)
                 .iter()
                 .zip(y)
                 .map(|(p, t)| p - t)
@@ -333,7 +337,16 @@ impl SparseCoder {
                 .iter()
                 .zip(grads.b_dec.iter_mut())
                 .for_each(|(g, b)| *b += g);
-            self.accumulate_term(&xc, &acts4, &idx4, k4, &dy4, rows, grads, &mut touched);
+            self.accumulate_term(
+                &xc,
+                &top4.acts,
+                &top4.idx,
+                k4,
+                &dy4,
+                rows,
+                grads,
+                &mut touched,
+            );
         }
 
         // AuxK: the top d_out/2 dead latents predict the residual (held fixed), without b_dec.
@@ -348,10 +361,9 @@ impl SparseCoder {
                     .zip(dead)
                     .map(|(&b, &d)| if d { b } else { f32::NEG_INFINITY })
                     .collect();
-                let (mut acts_a, mut idx_a) = (vec![0f32; rows * k_aux], vec![0u32; rows * k_aux]);
-                topk_relu(&pre, &dead_bias, n, k_aux, &mut acts_a, &mut idx_a);
+                let aux = self.select(&pre, &dead_bias, k_aux, rows);
                 // Rows seeded with live columns carry ReLU(−∞) = 0: they decode nothing and get no gradient.
-                let e_hat = self.sparse_decode(&acts_a, &idx_a, k_aux, rows, false);
+                let e_hat = self.sparse_decode(&aux.acts, &aux.idx, k_aux, rows, false);
                 // residual = ŷ − y, so e = y − ŷ = −residual and e_hat − e = e_hat + residual.
                 let mut d_aux: Vec<f32> = e_hat.iter().zip(&residual).map(|(h, r)| h + r).collect();
                 let sq = ordered_sum(&d_aux, 1 << 14, |b| {
@@ -362,8 +374,8 @@ impl SparseCoder {
                 d_aux.par_iter_mut().for_each(|e| *e *= sa);
                 self.accumulate_term(
                     &xc,
-                    &acts_a,
-                    &idx_a,
+                    &aux.acts,
+                    &aux.idx,
                     k_aux,
                     &d_aux,
                     rows,

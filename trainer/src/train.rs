@@ -174,12 +174,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
             );
         }
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create output directory", args.out.display()))?;
-    let probe = args.out.join(".write-test");
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("{}: output directory is not writable", args.out.display()))?;
-    std::fs::remove_file(&probe)?;
+    cache_format::fsutil::prepare_output_dir(&args.out)?;
 
     let state_path = args.out.join(STATE_FILE);
     let resumed: Option<RunState> = if state_path.exists() {
