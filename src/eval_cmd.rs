@@ -9,9 +9,8 @@
 use anyhow::{bail, Context, Result};
 use cache_format::{Cache, Section};
 use clap::Args;
-use extractor::gguf::GgufFile;
-use extractor::llama::Llama;
-use extractor::model::{LanguageModel, MlpHook, Stop};
+use extractor::model::{MlpHook, Stop};
+use extractor::source::ModelSource;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +20,7 @@ use trainer::coder::{Kind, SparseCoder};
 
 #[derive(Args)]
 pub struct EvalCli {
-    /// The model the cache was extracted from (GGUF).
+    /// The model the cache was extracted from (GGUF file or Hugging Face folder).
     #[arg(long)]
     model: PathBuf,
     /// The activation cache; its held-out shards are used.
@@ -229,7 +228,8 @@ fn kl_sum(clean: &[f32], patched: &[f32]) -> f64 {
 pub fn eval(cli: EvalCli) -> Result<ExitCode> {
     let cache = Cache::open(&cli.cache)?;
     let spec = cache.manifest().spec.clone();
-    let sha = extractor::extract::sha256_file(&cli.model)?;
+    let source = ModelSource::open(&cli.model)?;
+    let sha = source.sha256()?;
     if sha != spec.model.sha256 {
         bail!(
             "{}: sha256 {sha} is not that of the model the cache was extracted from ({})",
@@ -267,8 +267,7 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
             cli.cache.display()
         );
     }
-    let gguf = GgufFile::open(&cli.model)?;
-    let model = Llama::from_gguf(&gguf, None, true)?;
+    let model = source.load(None, true)?;
     let vocab = model.info().vocab_size;
     let layer = spec.layer as usize;
     let n = coders.len();

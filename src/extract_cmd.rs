@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct ExtractCli {
-    /// The model: a GGUF file (Llama architecture).
+    /// The model: a GGUF file (Llama architecture), or a Hugging Face model folder (config.json, safetensors
+    /// weights, tokenizer.json) of a Llama, Llama 3, Gemma 2 or GPT-NeoX (Pythia) model.
     #[arg(long)]
     model: PathBuf,
     /// The text: a file (.txt or any text is one document; .jsonl one per line; .parquet one per row) or a

@@ -310,3 +310,87 @@ fn errors_are_one_line_and_nonzero() {
     check(c, &["different arguments", "choose another --out"]);
     assert_eq!(before, files(&out));
 }
+
+/// The same command line on a Hugging Face folder (Gemma 2 fixture: BOS, sliding window, soft caps): the cache
+/// holds what the model computes on each cached sequence, every sequence starts with BOS, and the hookpoints
+/// name Gemma 2's modules.
+#[test]
+fn extract_from_a_hugging_face_folder() {
+    use cache_format::{Cache, Section};
+    use extractor::model::Stop;
+    use extractor::source::ModelSource;
+    let folder = root().join("tests/fixtures/hf/gemma2");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cache");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sparsecoder"));
+    c.args([
+        "extract",
+        "--model",
+        folder.to_str().unwrap(),
+        "--text",
+        &tutorial(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--layers",
+        "1,2",
+        "--ctx-len",
+        "32",
+        "--max-tokens",
+        "2048",
+        "--shard-rows",
+        "1024",
+        "--dtype",
+        "f32",
+    ]);
+    let (ok, stdout, err) = run(c);
+    assert!(ok, "{stdout}{err}");
+    assert!(
+        stdout.contains("extracted 2048 tokens in 64 sequences of 32"),
+        "{stdout}"
+    );
+
+    let source = ModelSource::open(&folder).unwrap();
+    let model = source.load(Some(2), false).unwrap();
+    let bos = source.tokenizer().unwrap().bos_id.unwrap();
+    for layer in [1usize, 2] {
+        let cache = Cache::open(&out.join(format!("layer-{layer}"))).unwrap();
+        let spec = &cache.manifest().spec;
+        assert_eq!((spec.d_in, spec.d_out, spec.layer), (64, 64, layer as u32));
+        assert!(
+            spec.hookpoints.mlp_in.contains("pre_feedforward_layernorm"),
+            "{:?}",
+            spec.hookpoints
+        );
+        assert_eq!(spec.model.sha256, source.sha256().unwrap());
+        let shard = cache.open_shard(1).unwrap();
+        let tokens = shard.token_ids();
+        assert!(
+            tokens.chunks(32).all(|s| s[0] == bos),
+            "every sequence starts with BOS"
+        );
+        // The first two sequences of this shard, recomputed.
+        let seqs = &tokens[..64];
+        let mut want = (Vec::new(), Vec::new());
+        model.forward(seqs, 32, Stop::AfterLayer(2), &mut |l, x, y| {
+            if l == layer {
+                want = (x.to_vec(), y.to_vec());
+            }
+        });
+        for (section, want) in [(Section::MlpIn, &want.0), (Section::MlpOut, &want.1)] {
+            let mut got = vec![0f32; 64 * 64];
+            shard.read_rows_f32(section, 0, &mut got);
+            let err = got
+                .iter()
+                .zip(want.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            let scale = want.iter().map(|v| v.abs()).fold(0f32, f32::max);
+            assert!(
+                err <= 1e-5 * scale,
+                "layer {layer} {}: max error {err} of {scale}",
+                section.name()
+            );
+        }
+    }
+}

@@ -2,20 +2,16 @@
 //! that stops after the deepest requested layer. Resumable: batches sit on a fixed grid of sequences, so a
 //! re-run recomputes exactly the batch it stopped in and writes byte-identical shards.
 
-use crate::gguf::GgufFile;
-use crate::llama::Llama;
-use crate::model::{LanguageModel, Stop};
+use crate::model::Stop;
 use crate::sequences::{build_sequences, SequenceConfig};
-use crate::tokenizer::TextTokenizer;
-use anyhow::{bail, Context, Result};
+use crate::source::ModelSource;
+use anyhow::{bail, Result};
 use cache_format::manifest::Hookpoints;
 use cache_format::{
     CacheSpec, CacheWriter, DType, Manifest, ModelIdentity, TokenizerIdentity, WriterState,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sha2::{Digest, Sha256};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Clone, Debug)]
@@ -77,34 +73,13 @@ pub struct ExtractSummary {
     pub documents: u64,
 }
 
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", h.finalize()))
-}
-
 pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
     let started = Instant::now();
     if args.layers.is_empty() {
         bail!("--layers: give at least one layer");
     }
-    if args.model.is_dir() {
-        bail!(
-            "{}: Hugging Face model folders are not supported yet; give a GGUF file",
-            args.model.display()
-        );
-    }
-    let gguf = GgufFile::open(&args.model)?;
-    let n_layers = gguf.get_u64("llama.block_count").unwrap_or(0) as usize;
+    let source = ModelSource::open(&args.model)?;
+    let n_layers = source.num_layers()?;
     let mut layers = args.layers.clone();
     layers.sort_unstable();
     layers.dedup();
@@ -131,7 +106,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         }
     }
 
-    let tok = TextTokenizer::from_gguf(&gguf)?;
+    let tok = source.tokenizer()?;
     let seq_cfg = SequenceConfig {
         ctx_len: args.ctx_len,
         seed: args.seed,
@@ -141,14 +116,11 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
     let (tokens, stats) = build_sequences(&args.text, &args.text_field, &tok, &seq_cfg)?;
     let n_seqs = stats.sequences as usize;
     let ctx = args.ctx_len;
-    let d = gguf.get_u64("llama.embedding_length")? as u32;
+    let d = source.d_model()? as u32;
     let model_id = ModelIdentity {
-        name: gguf
-            .get_str("general.name")
-            .unwrap_or("unknown")
-            .to_string(),
+        name: source.name(),
         file: args.model.display().to_string(),
-        sha256: sha256_file(&args.model)?,
+        sha256: source.sha256()?,
     };
     let corpus = serde_json::json!({
         "path": args.text,
@@ -167,15 +139,11 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
     let mut all_complete = true;
     for &l in &layers {
         let dir = args.layer_dir(l);
+        let (mlp_in, mlp_out) = source.hookpoints(l);
         let spec = CacheSpec {
             model: model_id.clone(),
             layer: l as u32,
-            hookpoints: Hookpoints {
-                mlp_in: format!("model.layers.{l}.mlp input (post_attention_layernorm output)"),
-                mlp_out: format!(
-                    "model.layers.{l}.mlp output (down_proj, before the residual add)"
-                ),
-            },
+            hookpoints: Hookpoints { mlp_in, mlp_out },
             d_in: d,
             d_out: d,
             dtype: args.dtype,
@@ -214,7 +182,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         return Ok(summary);
     }
 
-    let model = Llama::from_gguf(&gguf, Some(deepest), false)?;
+    let model = source.load(Some(deepest), false)?;
     let start_row = writers
         .iter()
         .map(|(_, _, w)| w.rows_written())

@@ -5,14 +5,19 @@
 //! - [`tokenizer`]: the tokenizer from GGUF metadata or a `tokenizer.json`;
 //! - [`corpus`]: documents from text files, directories, JSONL and Parquet;
 //! - [`sequences`]: documents → fixed-length token sequences, as sparsify's `chunk_and_tokenize`;
-//! - [`model`], [`llama`], [`ops`]: the forward pass on the CPU behind an architecture trait;
+//! - [`source`]: what `--model` names (a GGUF file or a Hugging Face folder, [`hf`]);
+//! - [`model`], [`llama`] (Llama, Gemma 2), [`neox`] (GPT-NeoX), [`ops`]: the forward pass on the CPU behind an
+//!   architecture trait;
 //! - [`extract`]: the extraction run (resumable, one forward pass for several layers).
 
 pub mod corpus;
 pub mod extract;
 pub mod gguf;
+pub mod hf;
 pub mod llama;
 pub mod model;
+pub mod neox;
 pub mod ops;
 pub mod sequences;
+pub mod source;
 pub mod tokenizer;

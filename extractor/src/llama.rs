@@ -1,37 +1,89 @@
-//! The Llama architecture (RMSNorm, rotary embeddings, grouped-query attention, SwiGLU MLP), loaded from GGUF.
+//! The Llama family (RMSNorm, rotary embeddings, grouped-query attention, gated MLP), loaded from GGUF or from
+//! a Hugging Face folder ([`crate::hf`]). Gemma 2 is this family with switches: embeddings scaled by √d, norms
+//! after attention and after the MLP too, GeGLU, soft-capped scores and logits, sliding-window layers.
 //!
-//! Hookpoints follow sparsify's hooks on `model.layers.L.mlp`: the MLP input is the output of
-//! `post_attention_layernorm` (GGUF `ffn_norm`), the MLP output is `down_proj`'s output before the residual add.
+//! Hookpoints follow sparsify's hooks on `model.layers.L.mlp`: the MLP input is what that module receives (the
+//! output of the norm before it: Llama's `post_attention_layernorm`, GGUF `ffn_norm`, Gemma 2's
+//! `pre_feedforward_layernorm`), the MLP output is what it returns (`down_proj`'s output), before any
+//! post-norm and the residual add.
 
 use crate::gguf::GgufFile;
 use crate::model::{LanguageModel, MlpHook, ModelInfo, Stop};
-use crate::ops::{add_assign, causal_attention, linear, rms_norm, silu, Rope};
+use crate::ops::{
+    add_assign, causal_attention, gelu_tanh, linear, rms_norm, silu, softcap, AttentionSpec, Rope,
+    RopeScaling, RopeSpec,
+};
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
 #[derive(Clone, Debug)]
 pub struct LlamaConfig {
+    pub architecture: String,
     pub num_layers: usize,
     pub d_model: usize,
     pub d_ffn: usize,
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
-    pub rope_base: f64,
+    pub rope: RopeSpec,
     pub rms_eps: f32,
     pub vocab_size: usize,
+    /// Multiplies q·k: `head_dim^-1/2`, Gemma 2's `query_pre_attn_scalar^-1/2`.
+    pub attn_scale: f32,
+    pub attn_softcap: Option<f32>,
+    pub final_softcap: Option<f32>,
+    /// Sliding window of the layers marked in `sliding_layers`.
+    pub sliding_window: Option<usize>,
+    pub sliding_layers: Vec<bool>,
+    /// Gemma: embeddings multiplied by √d.
+    pub embed_scale: Option<f32>,
+    pub mlp_activation: GateActivation,
 }
 
-struct Layer {
-    attn_norm: Vec<f32>,
-    wq: Vec<f32>,
-    wk: Vec<f32>,
-    wv: Vec<f32>,
-    wo: Vec<f32>,
-    ffn_norm: Vec<f32>,
-    w_gate: Vec<f32>,
-    w_up: Vec<f32>,
-    w_down: Vec<f32>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateActivation {
+    /// SwiGLU (Llama).
+    Silu,
+    /// GeGLU with tanh GELU (Gemma).
+    GeluTanh,
+}
+
+impl LlamaConfig {
+    /// Checks the widths and head counts fit together; `source` names the file for the error.
+    pub fn check(&self, source: &str) -> Result<()> {
+        let (h, kv) = (self.heads, self.kv_heads);
+        if h == 0 || kv == 0 || h % kv != 0 || self.head_dim == 0 || self.head_dim % 2 != 0 {
+            bail!(
+                "{source}: head counts {h}/{kv} with head_dim {} do not fit (heads must be a multiple of KV heads, head_dim even)",
+                self.head_dim
+            );
+        }
+        if self.rope.rotary_dims > self.head_dim || self.rope.rotary_dims % 2 != 0 {
+            bail!(
+                "{source}: {} rotary dimensions do not fit head_dim {}",
+                self.rope.rotary_dims,
+                self.head_dim
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One decoder layer's weights, `[out, in]` row-major. Norm weights already include Gemma's `1 +`.
+pub struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub wq: Vec<f32>,
+    pub wk: Vec<f32>,
+    pub wv: Vec<f32>,
+    pub wo: Vec<f32>,
+    /// Gemma 2's `post_attention_layernorm` (on the attention output, before the residual add).
+    pub post_attn_norm: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>,
+    pub w_gate: Vec<f32>,
+    pub w_up: Vec<f32>,
+    pub w_down: Vec<f32>,
+    /// Gemma 2's `post_feedforward_layernorm`.
+    pub post_ffn_norm: Option<Vec<f32>>,
 }
 
 pub struct Llama {
@@ -60,6 +112,31 @@ fn unpermute_qk(w: &[f32], heads: usize, hd: usize, cols: usize) -> Vec<f32> {
 }
 
 impl Llama {
+    /// A model from its parts: `embed[vocab × d]`, layers `0..=max_layer`, and the final norm and output
+    /// projection when logits are wanted.
+    pub fn new(
+        name: String,
+        config: LlamaConfig,
+        embed: Vec<f32>,
+        layers: Vec<Layer>,
+        head: Option<(Vec<f32>, Vec<f32>)>,
+    ) -> Llama {
+        let info = ModelInfo {
+            name,
+            architecture: config.architecture.clone(),
+            num_layers: config.num_layers,
+            d_model: config.d_model,
+            vocab_size: config.vocab_size,
+        };
+        Llama {
+            info,
+            config,
+            embed,
+            layers,
+            head,
+        }
+    }
+
     /// Loads layers `0..=max_layer` (all when `None`), and the output head when `with_head`.
     pub fn from_gguf(g: &GgufFile, max_layer: Option<usize>, with_head: bool) -> Result<Llama> {
         let arch = g.get_str("general.architecture")?;
@@ -77,23 +154,38 @@ impl Llama {
             .map(|v| v as usize)
             .unwrap_or(heads);
         let vocab_size = g.tensor("token_embd.weight")?.dims[1] as usize;
+        if heads == 0 || d_model % heads != 0 {
+            bail!(
+                "{}: {heads} heads do not divide width {d_model}",
+                g.path().display()
+            );
+        }
+        let head_dim = d_model / heads;
+        let num_layers = num("block_count")?;
         let config = LlamaConfig {
-            num_layers: num("block_count")?,
+            architecture: "llama".into(),
+            num_layers,
             d_model,
             d_ffn: num("feed_forward_length")?,
             heads,
             kv_heads,
-            head_dim: d_model / heads,
-            rope_base: g.get_f64("llama.rope.freq_base").unwrap_or(10000.0),
+            head_dim,
+            rope: RopeSpec {
+                rotary_dims: head_dim,
+                base: g.get_f64("llama.rope.freq_base").unwrap_or(10000.0),
+                scaling: RopeScaling::None,
+            },
             rms_eps: g.get_f64("llama.attention.layer_norm_rms_epsilon")? as f32,
             vocab_size,
+            attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            attn_softcap: None,
+            final_softcap: None,
+            sliding_window: None,
+            sliding_layers: vec![false; num_layers],
+            embed_scale: None,
+            mlp_activation: GateActivation::Silu,
         };
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || d_model % heads != 0 {
-            bail!(
-                "{}: head counts {heads}/{kv_heads} do not divide width {d_model}",
-                g.path().display()
-            );
-        }
+        config.check(&g.path().display().to_string())?;
         let last = max_layer.unwrap_or(config.num_layers - 1);
         if last >= config.num_layers {
             bail!(
@@ -122,10 +214,12 @@ impl Llama {
                     wk: unpermute_qk(&t("attn_k", &[d, kvd])?, kv_heads, hd, d_model),
                     wv: t("attn_v", &[d, kvd])?,
                     wo: t("attn_output", &[d, d])?,
+                    post_attn_norm: None,
                     ffn_norm: t("ffn_norm", &[d])?,
                     w_gate: t("ffn_gate", &[d, f])?,
                     w_up: t("ffn_up", &[d, f])?,
                     w_down: t("ffn_down", &[f, d])?,
+                    post_ffn_norm: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -144,20 +238,7 @@ impl Llama {
             None
         };
         let name = g.get_str("general.name").unwrap_or("llama").to_string();
-        let info = ModelInfo {
-            name,
-            architecture: "llama".into(),
-            num_layers: config.num_layers,
-            d_model,
-            vocab_size,
-        };
-        Ok(Llama {
-            info,
-            config,
-            embed,
-            layers,
-            head,
-        })
+        Ok(Llama::new(name, config, embed, layers, head))
     }
 }
 
@@ -166,21 +247,18 @@ impl LanguageModel for Llama {
         &self.info
     }
 
-    fn hookpoints(&self, layer: usize) -> (String, String) {
-        (
-            format!("model.layers.{layer}.mlp (input)"),
-            format!("model.layers.{layer}.mlp (output)"),
-        )
-    }
-
     fn mlp(&self, layer: usize, x: &[f32]) -> Vec<f32> {
         let (c, w) = (&self.config, &self.layers[layer]);
         let rows = x.len() / c.d_model;
         let mut gate = linear(x, rows, c.d_model, &w.w_gate, c.d_ffn);
         let up = linear(x, rows, c.d_model, &w.w_up, c.d_ffn);
+        let act = match c.mlp_activation {
+            GateActivation::Silu => silu,
+            GateActivation::GeluTanh => gelu_tanh,
+        };
         gate.par_iter_mut()
             .zip(up.par_iter())
-            .for_each(|(g, u)| *g = silu(*g) * u);
+            .for_each(|(g, u)| *g = act(*g) * u);
         linear(&gate, rows, c.d_ffn, &w.w_down, c.d_model)
     }
 
@@ -199,25 +277,43 @@ impl LanguageModel for Llama {
             Stop::Logits => c.num_layers - 1,
         };
         assert!(last < self.layers.len(), "layer {last} was not loaded");
-        let rope = Rope::new(c.head_dim, c.rope_base, seq_len);
+        let rope = Rope::new(&c.rope, seq_len);
         let mut x = vec![0f32; rows * d];
         for (row, &t) in x.chunks_mut(d).zip(tokens) {
             row.copy_from_slice(&self.embed[t as usize * d..(t as usize + 1) * d]);
+            if let Some(s) = c.embed_scale {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
         }
-        let kvd = c.kv_heads * c.head_dim;
+        let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
         for (l, w) in self.layers[..=last].iter().enumerate() {
             let h = rms_norm(&x, d, &w.attn_norm, c.rms_eps);
-            let mut q = linear(&h, rows, d, &w.wq, d);
+            let mut q = linear(&h, rows, d, &w.wq, qd);
             let mut k = linear(&h, rows, d, &w.wk, kvd);
             let v = linear(&h, rows, d, &w.wv, kvd);
-            rope.apply(&mut q, c.heads, seq_len);
-            rope.apply(&mut k, c.kv_heads, seq_len);
-            let attn = causal_attention(&q, &k, &v, seq_len, c.heads, c.kv_heads, c.head_dim);
-            add_assign(&mut x, &linear(&attn, rows, d, &w.wo, d));
+            rope.apply(&mut q, c.heads, c.head_dim, seq_len);
+            rope.apply(&mut k, c.kv_heads, c.head_dim, seq_len);
+            let spec = AttentionSpec {
+                heads: c.heads,
+                kv_heads: c.kv_heads,
+                head_dim: c.head_dim,
+                scale: c.attn_scale,
+                softcap: c.attn_softcap,
+                window: c.sliding_window.filter(|_| c.sliding_layers[l]),
+            };
+            let attn = causal_attention(&q, &k, &v, seq_len, &spec);
+            let mut attn_out = linear(&attn, rows, qd, &w.wo, d);
+            if let Some(norm) = &w.post_attn_norm {
+                attn_out = rms_norm(&attn_out, d, norm, c.rms_eps);
+            }
+            add_assign(&mut x, &attn_out);
 
             let mlp_in = rms_norm(&x, d, &w.ffn_norm, c.rms_eps);
             let mut mlp_out = self.mlp(l, &mlp_in);
             hook(l, &mlp_in, &mut mlp_out);
+            if let Some(norm) = &w.post_ffn_norm {
+                mlp_out = rms_norm(&mlp_out, d, norm, c.rms_eps);
+            }
             add_assign(&mut x, &mlp_out);
         }
         if stop != Stop::Logits {
@@ -228,6 +324,10 @@ impl LanguageModel for Llama {
             .as_ref()
             .expect("model loaded without its output head");
         let h = rms_norm(&x, d, norm, c.rms_eps);
-        Some(linear(&h, rows, d, out, c.vocab_size))
+        let mut logits = linear(&h, rows, d, out, c.vocab_size);
+        if let Some(cap) = c.final_softcap {
+            logits.par_iter_mut().for_each(|v| *v = softcap(*v, cap));
+        }
+        Some(logits)
     }
 }

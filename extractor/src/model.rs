@@ -25,9 +25,6 @@ pub type MlpHook<'a> = dyn FnMut(usize, &[f32], &mut [f32]) + 'a;
 pub trait LanguageModel: Send + Sync {
     fn info(&self) -> &ModelInfo;
 
-    /// Names of the MLP input and output hookpoints of `layer`, as the model's own code calls them.
-    fn hookpoints(&self, layer: usize) -> (String, String);
-
     /// Runs `tokens` (`n_seqs` sequences of `seq_len`, row-major). Returns logits `[rows × vocab]` for
     /// [`Stop::Logits`], nothing otherwise.
     fn forward(

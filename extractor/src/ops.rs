@@ -52,6 +52,31 @@ pub fn add_assign(x: &mut [f32], y: &[f32]) {
         });
 }
 
+/// `y[r] += bias` for every row `r` of width `bias.len()`.
+pub fn add_bias(y: &mut [f32], bias: &[f32]) {
+    y.par_chunks_mut(bias.len()).for_each(|row| {
+        for (a, b) in row.iter_mut().zip(bias) {
+            *a += b;
+        }
+    });
+}
+
+/// LayerNorm over rows of width `d`: `(x − mean) / sqrt(var + eps) · weight + bias` (biased variance).
+pub fn layer_norm(x: &[f32], d: usize, weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .for_each(|(out, row)| {
+            let mean = row.iter().sum::<f32>() / d as f32;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let scale = 1.0 / (var + eps).sqrt();
+            for (((o, v), w), b) in out.iter_mut().zip(row).zip(weight).zip(bias) {
+                *o = (v - mean) * scale * w + b;
+            }
+        });
+    y
+}
+
 /// RMSNorm over rows of width `d`: `x / sqrt(mean(x²) + eps) · weight`.
 pub fn rms_norm(x: &[f32], d: usize, weight: &[f32], eps: f32) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
@@ -67,7 +92,63 @@ pub fn rms_norm(x: &[f32], d: usize, weight: &[f32], eps: f32) -> Vec<f32> {
     y
 }
 
-/// Cos/sin tables `[positions × head_dim/2]` for rotary embeddings with frequency `base^(-2i/head_dim)`.
+/// Rotary frequencies `base^(-2i/rotary_dims)` for `i < rotary_dims/2`, and how to rescale them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RopeSpec {
+    pub rotary_dims: usize,
+    pub base: f64,
+    pub scaling: RopeScaling,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Llama 3.1's: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_positions: f64,
+    },
+}
+
+impl RopeSpec {
+    pub fn inv_freq(&self) -> Vec<f32> {
+        let rd = self.rotary_dims;
+        (0..rd / 2)
+            .map(|i| {
+                let f = 1.0 / self.base.powf(2.0 * i as f64 / rd as f64);
+                match self.scaling {
+                    RopeScaling::None => f as f32,
+                    RopeScaling::Llama3 {
+                        factor,
+                        low_freq_factor,
+                        high_freq_factor,
+                        original_max_positions,
+                    } => {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        let (low_wavelen, high_wavelen) = (
+                            original_max_positions / low_freq_factor,
+                            original_max_positions / high_freq_factor,
+                        );
+                        let scaled = if wavelen < high_wavelen {
+                            f
+                        } else if wavelen > low_wavelen {
+                            f / factor
+                        } else {
+                            let smooth = (original_max_positions / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        };
+                        scaled as f32
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// Cos/sin tables `[positions × rotary_dims/2]` for rotary embeddings.
 pub struct Rope {
     pub half: usize,
     pub cos: Vec<f32>,
@@ -75,14 +156,14 @@ pub struct Rope {
 }
 
 impl Rope {
-    pub fn new(head_dim: usize, base: f64, max_pos: usize) -> Rope {
-        let half = head_dim / 2;
+    pub fn new(spec: &RopeSpec, max_pos: usize) -> Rope {
+        let inv_freq = spec.inv_freq();
+        let half = inv_freq.len();
         let mut cos = Vec::with_capacity(max_pos * half);
         let mut sin = Vec::with_capacity(max_pos * half);
         for p in 0..max_pos {
-            for i in 0..half {
-                let inv_freq = (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32;
-                let angle = p as f32 * inv_freq;
+            for f in &inv_freq {
+                let angle = p as f32 * f;
                 cos.push(angle.cos());
                 sin.push(angle.sin());
             }
@@ -90,10 +171,11 @@ impl Rope {
         Rope { half, cos, sin }
     }
 
-    /// Rotates each head of `x[rows × heads·head_dim]` in place, "rotate-half" style (pairs `i`, `i + half`).
+    /// Rotates the first `rotary_dims` of each head of `x[rows × heads·head_dim]` in place, "rotate-half"
+    /// style (pairs `i`, `i + rotary_dims/2`); the rest of each head passes unchanged (partial rotary).
     /// Row `r` is at position `r % seq_len`.
-    pub fn apply(&self, x: &mut [f32], heads: usize, seq_len: usize) {
-        let hd = 2 * self.half;
+    pub fn apply(&self, x: &mut [f32], heads: usize, head_dim: usize, seq_len: usize) {
+        let hd = head_dim;
         x.par_chunks_mut(heads * hd)
             .enumerate()
             .for_each(|(r, row)| {
@@ -103,7 +185,7 @@ impl Rope {
                     &self.sin[p * self.half..][..self.half],
                 );
                 for head in row.chunks_mut(hd) {
-                    let (a, b) = head.split_at_mut(self.half);
+                    let (a, b) = head[..2 * self.half].split_at_mut(self.half);
                     for i in 0..self.half {
                         let (x1, x2) = (a[i], b[i]);
                         a[i] = x1 * cos[i] - x2 * sin[i];
@@ -112,6 +194,20 @@ impl Rope {
                 }
             });
     }
+}
+
+/// The shape and variations of one attention layer.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionSpec {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Multiplies q·k (usually `head_dim^-1/2`).
+    pub scale: f32,
+    /// Gemma 2: scores become `cap · tanh(scores / cap)` before the softmax.
+    pub softcap: Option<f32>,
+    /// Sliding window: query `i` sees keys `j` with `i − window < j ≤ i`.
+    pub window: Option<usize>,
 }
 
 /// Causal grouped-query attention. `q[rows × heads·hd]`, `k`, `v[rows × kv_heads·hd]`; rows are `n_seqs`
@@ -124,15 +220,13 @@ pub fn causal_attention(
     k: &[f32],
     v: &[f32],
     seq_len: usize,
-    heads: usize,
-    kv_heads: usize,
-    hd: usize,
+    spec: &AttentionSpec,
 ) -> Vec<f32> {
     const QB: usize = 64;
+    let (heads, kv_heads, hd, scale) = (spec.heads, spec.kv_heads, spec.head_dim, spec.scale);
     let rows = q.len() / (heads * hd);
     let n_seqs = rows / seq_len;
     let group = heads / kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
     let (qw, kw) = (heads * hd, kv_heads * hd);
     let blocks = seq_len.div_ceil(QB);
     let mut out = vec![0f32; rows * qw];
@@ -177,20 +271,27 @@ pub fn causal_attention(
             }
             for i in 0..nq {
                 let visible = b * QB + i + 1;
+                let first = spec.window.map_or(0, |w| visible.saturating_sub(w));
                 let row = &mut scores[i * nk..(i + 1) * nk];
-                let max = row[..visible]
+                if let Some(cap) = spec.softcap {
+                    for x in row[first..visible].iter_mut() {
+                        *x = softcap(*x, cap);
+                    }
+                }
+                let max = row[first..visible]
                     .iter()
                     .cloned()
                     .fold(f32::NEG_INFINITY, f32::max);
                 let mut sum = 0.0;
-                for x in row[..visible].iter_mut() {
+                for x in row[first..visible].iter_mut() {
                     *x = (*x - max).exp();
                     sum += *x;
                 }
                 let inv = 1.0 / sum;
-                for x in row[..visible].iter_mut() {
+                for x in row[first..visible].iter_mut() {
                     *x *= inv;
                 }
+                row[..first].fill(0.0);
                 row[visible..].fill(0.0);
             }
             unsafe {
@@ -233,6 +334,31 @@ impl SendPtr {
 
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
+}
+
+/// GELU with the exact error function (PyTorch's default, GPT-NeoX's `gelu`).
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// GELU's tanh approximation (`gelu_pytorch_tanh`, Gemma's).
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
+}
+
+/// `y = act(y)` elementwise, in parallel.
+pub fn map_in_place(y: &mut [f32], act: fn(f32) -> f32) {
+    y.par_chunks_mut(4096).for_each(|c| {
+        for v in c {
+            *v = act(*v);
+        }
+    });
+}
+
+/// Gemma 2's final logits: `cap · tanh(logits / cap)`.
+pub fn softcap(x: f32, cap: f32) -> f32 {
+    (x / cap).tanh() * cap
 }
 
 /// Mean next-token cross-entropy of `logits[rows × vocab]` for sequences of `seq_len` (last token has no target).

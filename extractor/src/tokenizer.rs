@@ -116,23 +116,75 @@ impl TextTokenizer {
         })
     }
 
-    /// A Hugging Face `tokenizer.json`; `eos_id`, `bos_id` and `add_bos` come from the model's configuration.
-    pub fn from_json(
-        path: &Path,
-        eos_id: u32,
-        bos_id: Option<u32>,
-        add_bos: bool,
-    ) -> Result<TextTokenizer> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("{}: cannot read tokenizer", path.display()))?;
+    /// A Hugging Face model folder's `tokenizer.json`. EOS is `tokenizer_config.json`'s `eos_token` (what
+    /// sparsify's `chunk_and_tokenize` joins documents with), else `config.json`'s `eos_token_id`. Whether BOS
+    /// starts each sequence is read off the tokenizer itself: its post-processor adds it or not, as in HF.
+    pub fn from_hf_folder(dir: &Path) -> Result<TextTokenizer> {
+        let path = dir.join("tokenizer.json");
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("{}: cannot read the tokenizer", path.display()))?;
         let inner = Tokenizer::from_bytes(&bytes)
             .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+        let read_json = |name: &str| -> Result<Option<serde_json::Value>> {
+            let p = dir.join(name);
+            if !p.exists() {
+                return Ok(None);
+            }
+            let text =
+                std::fs::read(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+            serde_json::from_slice(&text)
+                .map(Some)
+                .with_context(|| format!("{}: not valid JSON", p.display()))
+        };
+        let tok_cfg = read_json("tokenizer_config.json")?;
+        let model_cfg = read_json("config.json")?;
+        let token_text = |v: &serde_json::Value| -> Option<String> {
+            v.as_str()
+                .or_else(|| v.get("content").and_then(|c| c.as_str()))
+                .map(str::to_string)
+        };
+        let eos_from_tokenizer = tok_cfg
+            .as_ref()
+            .and_then(|c| c.get("eos_token"))
+            .and_then(token_text)
+            .map(|t| {
+                inner.token_to_id(&t).ok_or_else(|| {
+                    anyhow!(
+                        "{}: eos_token {t:?} is not in {}",
+                        dir.join("tokenizer_config.json").display(),
+                        path.display()
+                    )
+                })
+            })
+            .transpose()?;
+        let eos_from_config = model_cfg.as_ref().and_then(|c| {
+            let v = c.get("eos_token_id")?;
+            v.as_u64().or_else(|| v.as_array()?.first()?.as_u64())
+        });
+        let eos_id = eos_from_tokenizer
+            .or(eos_from_config.map(|v| v as u32))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: no EOS token: neither tokenizer_config.json's eos_token nor config.json's eos_token_id is set",
+                    dir.display()
+                )
+            })?;
+        // A token the post-processor puts before the text is the BOS every sequence starts with.
+        let probe = |special: bool| -> Result<Vec<u32>> {
+            Ok(inner
+                .encode("a", special)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?
+                .get_ids()
+                .to_vec())
+        };
+        let (with, without) = (probe(true)?, probe(false)?);
+        let bos_id = (with.len() > without.len() && with.ends_with(&without)).then(|| with[0]);
         Ok(TextTokenizer {
             vocab_size: inner.get_vocab_size(true) as u32,
             inner,
             eos_id,
             bos_id,
-            add_bos,
+            add_bos: bos_id.is_some(),
             hash: format!("{:x}", Sha256::digest(&bytes)),
             source: path.display().to_string(),
         })

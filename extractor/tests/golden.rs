@@ -6,12 +6,10 @@ use extractor::llama::Llama;
 use extractor::model::{LanguageModel, MlpHook, Stop};
 use extractor::ops::next_token_loss;
 use extractor::tokenizer::TextTokenizer;
+mod common;
+use common::{ids, load_golden, rel_error, root, Golden};
 use std::collections::HashMap;
 use std::path::PathBuf;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 pub fn model_path() -> PathBuf {
     let p = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -23,61 +21,12 @@ pub fn model_path() -> PathBuf {
     p
 }
 
-struct Golden {
-    meta: serde_json::Value,
-    tensors: HashMap<String, Vec<f32>>,
-    token_ids: Vec<u32>,
-}
-
 fn golden() -> Golden {
     let dir = root().join("tests/fixtures");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("smollm2_golden.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join("smollm2_golden.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors = HashMap::new();
-    let mut token_ids = Vec::new();
-    for (name, view) in st.tensors() {
-        if name == "token_ids" {
-            token_ids = view
-                .data()
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
-                .collect();
-        } else {
-            tensors.insert(
-                name,
-                view.data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            );
-        }
-    }
-    Golden {
-        meta,
-        tensors,
-        token_ids,
-    }
-}
-
-fn rel_error(ours: &[f32], reference: &[f32]) -> f64 {
-    assert_eq!(ours.len(), reference.len());
-    let num: f64 = ours
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum();
-    let den: f64 = reference.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    load_golden(
+        &dir.join("smollm2_golden.json"),
+        &dir.join("smollm2_golden.safetensors"),
+    )
 }
 
 #[test]

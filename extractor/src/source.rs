@@ -1,0 +1,137 @@
+//! What `--model` names: a GGUF file (Llama architecture) or a Hugging Face model folder ([`crate::hf`]).
+//! Both give the same things: sizes, the tokenizer, the model's identity, hookpoint names, and the
+//! [`LanguageModel`] itself, loaded only as deep as needed.
+
+use crate::gguf::GgufFile;
+use crate::hf::{Architecture, HfFolder};
+use crate::llama::Llama;
+use crate::model::LanguageModel;
+use crate::tokenizer::TextTokenizer;
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub enum ModelSource {
+    Gguf(GgufFile),
+    HfFolder(HfFolder),
+}
+
+impl ModelSource {
+    /// A directory is a Hugging Face folder; anything else is read as GGUF.
+    pub fn open(path: &Path) -> Result<ModelSource> {
+        if path.is_dir() {
+            Ok(ModelSource::HfFolder(HfFolder::open(path)?))
+        } else {
+            Ok(ModelSource::Gguf(GgufFile::open(path)?))
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        match self {
+            ModelSource::Gguf(g) => g.path().to_path_buf(),
+            ModelSource::HfFolder(h) => h.dir.clone(),
+        }
+    }
+
+    pub fn num_layers(&self) -> Result<usize> {
+        match self {
+            ModelSource::Gguf(g) => Ok(g.get_u64("llama.block_count")? as usize),
+            ModelSource::HfFolder(h) => h.num_layers(),
+        }
+    }
+
+    pub fn d_model(&self) -> Result<usize> {
+        match self {
+            ModelSource::Gguf(g) => Ok(g.get_u64("llama.embedding_length")? as usize),
+            ModelSource::HfFolder(h) => h.d_model(),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            ModelSource::Gguf(g) => g.get_str("general.name").unwrap_or("unknown").to_string(),
+            ModelSource::HfFolder(h) => h.name(),
+        }
+    }
+
+    pub fn tokenizer(&self) -> Result<TextTokenizer> {
+        match self {
+            ModelSource::Gguf(g) => TextTokenizer::from_gguf(g),
+            ModelSource::HfFolder(h) => TextTokenizer::from_hf_folder(&h.dir),
+        }
+    }
+
+    /// Layers `0..=max_layer` (all when `None`), with the output head when `with_head`.
+    pub fn load(
+        &self,
+        max_layer: Option<usize>,
+        with_head: bool,
+    ) -> Result<Box<dyn LanguageModel>> {
+        match self {
+            ModelSource::Gguf(g) => Ok(Box::new(Llama::from_gguf(g, max_layer, with_head)?)),
+            ModelSource::HfFolder(h) => h.load(max_layer, with_head),
+        }
+    }
+
+    /// The model's identity: sha256 of the GGUF file; for a folder, sha256 over the names and sha256s of
+    /// config.json, tokenizer.json and every weight file.
+    pub fn sha256(&self) -> Result<String> {
+        match self {
+            ModelSource::Gguf(g) => sha256_file(g.path()),
+            ModelSource::HfFolder(h) => {
+                let mut all = Sha256::new();
+                for f in h.identity_files() {
+                    let name = f
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    all.update(format!("{name} {}\n", sha256_file(&f)?));
+                }
+                Ok(format!("{:x}", all.finalize()))
+            }
+        }
+    }
+
+    /// What the MLP input and output hookpoints of `layer` are, in the model's own module names.
+    pub fn hookpoints(&self, layer: usize) -> (String, String) {
+        let arch = match self {
+            ModelSource::Gguf(_) => Architecture::Llama,
+            ModelSource::HfFolder(h) => h.architecture,
+        };
+        match arch {
+            Architecture::Llama => (
+                format!("model.layers.{layer}.mlp input (post_attention_layernorm output)"),
+                format!("model.layers.{layer}.mlp output (down_proj, before the residual add)"),
+            ),
+            Architecture::Gemma2 => (
+                format!("model.layers.{layer}.mlp input (pre_feedforward_layernorm output)"),
+                format!(
+                    "model.layers.{layer}.mlp output (down_proj, before post_feedforward_layernorm and the residual add)"
+                ),
+            ),
+            Architecture::GptNeoX => (
+                format!("gpt_neox.layers.{layer}.mlp input (post_attention_layernorm output)"),
+                format!("gpt_neox.layers.{layer}.mlp output (dense_4h_to_h, before the residual add)"),
+            ),
+        }
+    }
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
