@@ -1,4 +1,4 @@
-//! `inspect`, `validate`, `compress` and `decompress`: the cache-format subcommands.
+//! `inspect`, `validate`, `compress`, `decompress` and `synth-cache`: the cache-format subcommands.
 
 use anyhow::Result;
 use cache_format::stats::{shard_stats, NormStats};
@@ -138,5 +138,24 @@ pub fn archive(dir: &Path, compress: bool, level: i32) -> Result<ExitCode> {
             s.bytes_after as f64 / s.bytes_before as f64
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn synth_cache(
+    dir: &Path,
+    d_in: u32,
+    d_out: u32,
+    rows: usize,
+    shard_rows: u64,
+) -> Result<ExitCode> {
+    let spec =
+        cache_format::synthetic::spec(d_in, d_out, cache_format::DType::Bf16, 256, shard_rows);
+    let (_, m) = cache_format::synthetic::write_cache(dir, spec, rows, 1 << 14, 0)?;
+    println!(
+        "{}: {} random rows, widths {d_in} → {d_out}, {} shards",
+        dir.display(),
+        m.total_rows,
+        m.shards.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

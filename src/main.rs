@@ -25,7 +25,8 @@ struct Cli {
 enum Command {
     /// Run a model over text and cache the MLP inputs and outputs of one or more layers.
     Extract(extract_cmd::ExtractCli),
-    /// Train TopK sparse coders (SAE, transcoder, skip transcoder) from an activation cache, on the CPU.
+    /// Train TopK sparse coders (SAE, transcoder, skip transcoder) from an activation cache, on the CPU or an
+    /// NVIDIA GPU.
     Train(train_cmd::TrainCli),
     /// Compare trained coders on held-out data: FVU, L0, dead latents, and the model's CE loss with the coder
     /// patched in place of the MLP.
@@ -47,6 +48,19 @@ enum Command {
     },
     /// Turn zstd-archived shards back into plain, memory-mappable shards.
     Decompress { dir: PathBuf },
+    /// Write a cache of random rows (bf16) of any width: for benchmarks at shapes no local model has (e.g.
+    /// d = 2048), never for results.
+    SynthCache {
+        dir: PathBuf,
+        #[arg(long)]
+        d_in: u32,
+        #[arg(long)]
+        d_out: u32,
+        #[arg(long)]
+        rows: usize,
+        #[arg(long, default_value_t = 16384)]
+        shard_rows: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,6 +87,13 @@ fn main() -> ExitCode {
         Command::Validate { dir } => cache_cmds::validate(&dir),
         Command::Compress { dir, level } => cache_cmds::archive(&dir, true, level),
         Command::Decompress { dir } => cache_cmds::archive(&dir, false, 0),
+        Command::SynthCache {
+            dir,
+            d_in,
+            d_out,
+            rows,
+            shard_rows,
+        } => cache_cmds::synth_cache(&dir, d_in, d_out, rows, shard_rows),
     };
     match result {
         Ok(code) => code,

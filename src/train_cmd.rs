@@ -4,7 +4,11 @@ use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use trainer::backend::Device;
 use trainer::coder::{Kind, Losses};
+use trainer::cuda::engine::MAX_K;
+use trainer::cuda::gpu_ops::GemmPrecision;
+use trainer::cuda::{probe, Probe};
 use trainer::train::{run, CoderSpec, Side, TrainArgs};
 
 #[derive(Args)]
@@ -65,9 +69,14 @@ pub struct TrainCli {
     /// Continue the run in --out from its last saved state.
     #[arg(long)]
     resume: bool,
-    /// cpu, cuda or auto (auto = cuda when an NVIDIA GPU is usable).
+    /// cpu, cuda or auto (auto = cuda when an NVIDIA GPU is usable and the run needs nothing the GPU trainer
+    /// lacks). cpu-twins runs the GPU trainer's step sequence on the kernels' CPU twins (slow; for testing).
     #[arg(long, default_value = "auto")]
     device: String,
+    /// How cuBLAS multiplies f32 matrices on the GPU: tf32 (tensor cores, as sparsify's
+    /// `float32_matmul_precision("high")`) or f32.
+    #[arg(long, default_value = "tf32")]
+    gpu_gemm: String,
     /// Train every combination on the same batches: KEY=V1,V2,… with KEY one of kind, k, latents, expansion,
     /// sae_on. Repeat for several keys, e.g. `--sweep kind=sae,transcoder,skip-transcoder --sweep k=32,64`.
     #[arg(long)]
@@ -154,17 +163,59 @@ fn specs(cli: &TrainCli) -> Result<Vec<CoderSpec>> {
     Ok(out)
 }
 
-pub fn train(cli: TrainCli) -> Result<ExitCode> {
-    match cli.device.as_str() {
-        "cpu" => {}
-        "auto" => eprintln!("device: cpu (the CUDA trainer is not built yet)"),
-        "cuda" => {
-            bail!("--device cuda: the CUDA trainer is not built yet; use --device cpu or auto")
+/// `--device` → where the steps run, with a one-line message saying which and, for auto, why.
+fn choose_device(cli: &TrainCli, coders: &[CoderSpec]) -> Result<Device> {
+    let precision = match cli.gpu_gemm.as_str() {
+        "tf32" => GemmPrecision::Tf32,
+        "f32" => GemmPrecision::F32,
+        other => bail!("--gpu-gemm must be tf32 or f32, found {other:?}"),
+    };
+    let max_k = coders.iter().map(|c| c.k).max().unwrap_or(0);
+    let gpu_lacks = if cli.auxk_alpha > 0.0 || cli.multi_topk {
+        Some("AuxK and Multi-TopK are in the CPU trainer only".to_string())
+    } else if max_k > MAX_K {
+        Some(format!(
+            "k = {max_k} is above {MAX_K}, the largest the GPU TopK kernel takes"
+        ))
+    } else {
+        None
+    };
+    Ok(match cli.device.as_str() {
+        "cpu" => Device::Cpu,
+        "cpu-twins" => {
+            if let Some(why) = gpu_lacks {
+                bail!("--device cpu-twins: {why}");
+            }
+            eprintln!("device: cpu-twins (the GPU step on CPU loops; slow)");
+            Device::Twins
         }
-        other => bail!("--device must be cpu, cuda or auto, found {other:?}"),
-    }
+        "cuda" | "auto" => match (probe(), gpu_lacks) {
+            (Probe::Ready { name, capability }, None) => {
+                eprintln!(
+                    "device: cuda, {name} (sm_{}{}), {} GEMMs",
+                    capability.0, capability.1, cli.gpu_gemm
+                );
+                Device::Cuda(precision)
+            }
+            (_, Some(why)) if cli.device == "cuda" => {
+                bail!("--device cuda: {why}; use --device cpu")
+            }
+            (Probe::Unavailable(why), _) if cli.device == "cuda" => bail!("--device cuda: {why}"),
+            (Probe::Ready { .. }, Some(why)) | (Probe::Unavailable(why), _) => {
+                eprintln!("device: cpu ({why})");
+                Device::Cpu
+            }
+        },
+        other => bail!("--device must be cpu, cuda, auto or cpu-twins, found {other:?}"),
+    })
+}
+
+pub fn train(cli: TrainCli) -> Result<ExitCode> {
+    let coders = specs(&cli)?;
+    let device = choose_device(&cli, &coders)?;
     let args = TrainArgs {
-        coders: specs(&cli)?,
+        device,
+        coders,
         cache: cli.cache,
         batch_rows: cli.batch,
         epochs: cli.epochs,

@@ -27,8 +27,6 @@ fn train_cmd(cache: &Path, out: &Path, extra: &[&str]) -> Command {
         "--out",
         out.to_str().unwrap(),
         "--quiet",
-        "--device",
-        "cpu",
     ]);
     c.args([
         "--sweep",
@@ -39,7 +37,7 @@ fn train_cmd(cache: &Path, out: &Path, extra: &[&str]) -> Command {
         "200",
     ]);
     c.args(["--warmup", "10", "--save-every", "10"]);
-    for (flag, default) in [("--k", "6"), ("--tokens", "60000")] {
+    for (flag, default) in [("--k", "6"), ("--tokens", "60000"), ("--device", "cpu")] {
         if !extra.contains(&flag) {
             c.args([flag, default]);
         }
@@ -129,6 +127,88 @@ fn killed_training_resumes_to_identical_checkpoints() {
     );
 }
 
+/// The GPU trainer's step sequence (cuda::engine), run on the kernels' CPU twins, trains the same coders as
+/// the CPU trainer: same losses step by step, same checkpoints to f32 rounding.
+#[test]
+fn gpu_step_sequence_on_cpu_twins_matches_the_cpu_trainer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    make_cache(&cache);
+    let (cpu, twins) = (tmp.path().join("cpu"), tmp.path().join("twins"));
+    for (out, device) in [(&cpu, "cpu"), (&twins, "cpu-twins")] {
+        let o = train_cmd(&cache, out, &["--tokens", "8000", "--device", device])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{device}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let metrics = |p: &Path| -> Vec<(String, f64, f64, f64)> {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| {
+                let f = |k: &str| v[k].as_f64().unwrap();
+                (
+                    v["coder"].as_str().unwrap().to_string(),
+                    f("fvu"),
+                    f("l0"),
+                    f("dead_pct"),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (metrics(&cpu), metrics(&twins));
+    assert_eq!(a.len(), 120);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (&x.0, x.2, x.3),
+            (&y.0, y.2, y.3),
+            "coder, L0 and dead % per step"
+        );
+        assert!(
+            (x.1 - y.1).abs() <= 1e-4 * x.1,
+            "{}: FVU {} (cpu) vs {} (twins)",
+            x.0,
+            x.1,
+            y.1
+        );
+    }
+    for coder in CODERS {
+        let (p, _) = trainer::checkpoint::load_coder(&cpu.join(coder)).unwrap();
+        let (q, _) = trainer::checkpoint::load_coder(&twins.join(coder)).unwrap();
+        let tensors = [
+            ("W_enc", &p.w_enc, &q.w_enc),
+            ("b_enc", &p.b_enc, &q.b_enc),
+            ("W_dec", &p.w_dec, &q.w_dec),
+            ("b_dec", &p.b_dec, &q.b_dec),
+        ];
+        for (name, x, y) in tensors.into_iter().chain(
+            p.w_skip
+                .as_ref()
+                .zip(q.w_skip.as_ref())
+                .map(|(x, y)| ("W_skip", x, y)),
+        ) {
+            let diff: f64 = x
+                .iter()
+                .zip(y.iter())
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum();
+            let norm: f64 = x.iter().map(|a| (*a as f64).powi(2)).sum();
+            let rel = (diff / norm.max(1e-30)).sqrt();
+            eprintln!("{coder} {name}: relative difference {rel:.2e}");
+            assert!(
+                rel < 1e-5,
+                "{coder} {name}: cpu and twins differ by {rel:.2e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn checkpoints_match_an_independent_numpy_forward() {
     let tmp = tempfile::tempdir().unwrap();
@@ -214,8 +294,28 @@ fn bad_arguments_give_one_line_errors() {
     let o = out.to_str().unwrap();
     assert!(run(&["--out", o, "--k", "500", "--latents", "400"])
         .contains("k = 500 must be between 1 and the number of latents (400)"));
-    assert!(run(&["--out", o, "--device", "cuda"])
-        .contains("--device cuda: the CUDA trainer is not built yet"));
+    assert!(
+        run(&["--out", o, "--device", "cuda", "--auxk-alpha", "0.1"]).contains(
+            "--device cuda: AuxK and Multi-TopK are in the CPU trainer only; use --device cpu"
+        )
+    );
+    assert!(run(&[
+        "--out",
+        o,
+        "--device",
+        "cuda",
+        "--k",
+        "200",
+        "--latents",
+        "400"
+    ])
+    .contains("k = 200 is above 128, the largest the GPU TopK kernel takes"));
+    if let trainer::cuda::Probe::Unavailable(why) = trainer::cuda::probe() {
+        let err = run(&["--out", o, "--device", "cuda"]);
+        assert!(err.contains(&format!("--device cuda: {why}")), "{err}");
+    }
+    assert!(run(&["--out", o, "--device", "tpu"])
+        .contains("--device must be cpu, cuda, auto or cpu-twins"));
     assert!(run(&["--out", o, "--sweep", "width=3"])
         .contains("key must be kind, k, latents, expansion or sae_on"));
     assert!(run(&["--out", o, "--batch", "100000"]).contains("make no batch of 100000 rows"));

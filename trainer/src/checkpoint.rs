@@ -173,12 +173,33 @@ pub fn load_coder(dir: &Path) -> Result<(SparseCoder, CoderMeta)> {
 }
 
 /// Everything needed to continue training one coder.
+#[derive(Clone, Debug)]
 pub struct CoderState {
     pub coder: SparseCoder,
     /// Adam moments, in the order of the parameter tensors (`encoder.weight`, `encoder.bias`, `W_dec`, `b_dec`,
     /// `W_skip`).
     pub moments: Vec<Moments>,
     pub tokens_since_fired: Vec<u64>,
+}
+
+impl CoderState {
+    /// A coder before its first step: zero moments, no latent counted as silent yet.
+    pub fn fresh(coder: SparseCoder) -> CoderState {
+        let mut moments = vec![
+            Moments::zeros(coder.w_enc.len()),
+            Moments::zeros(coder.b_enc.len()),
+            Moments::zeros(coder.w_dec.len()),
+            Moments::zeros(coder.b_dec.len()),
+        ];
+        if let Some(w) = &coder.w_skip {
+            moments.push(Moments::zeros(w.len()));
+        }
+        CoderState {
+            tokens_since_fired: vec![0; coder.cfg.num_latents],
+            coder,
+            moments,
+        }
+    }
 }
 
 pub fn save_state(path: &Path, s: &CoderState) -> Result<()> {

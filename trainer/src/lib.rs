@@ -5,11 +5,15 @@
 //! - [`topk`], [`linalg`]: the selection and dense products it is built on;
 //! - [`adam`]: the fused Adam step and sparsify's learning-rate schedule;
 //! - [`checkpoint`]: sparsify's checkpoint layout (`cfg.json` + `sae.safetensors`) and our training state;
-//! - [`train`]: the training loop, several coders on the same batches (sweeps), metrics, resume.
+//! - [`train`]: the training loop, several coders on the same batches (sweeps), metrics, resume;
+//! - [`backend`]: where one coder's step runs (CPU, or the GPU engine of [`cuda`]);
+//! - [`cuda`]: the GPU trainer: CUDA kernels with their CPU twins, and the step written against both.
 
 pub mod adam;
+pub mod backend;
 pub mod checkpoint;
 pub mod coder;
+pub mod cuda;
 pub mod linalg;
 pub mod topk;
 pub mod train;

@@ -1,8 +1,9 @@
 //! The training loop: every coder of a sweep steps on the same shuffled batches, so the cache is read once.
 
-use crate::adam::{adam_step, default_lr, lr_multiplier, Moments};
+use crate::adam::{default_lr, lr_multiplier};
+use crate::backend::{Backend, Device, DeviceBatch, StepInput};
 use crate::checkpoint::{load_state, save_coder, save_state, CoderMeta, CoderState};
-use crate::coder::{CoderConfig, Grads, Kind, Losses, SparseCoder};
+use crate::coder::{CoderConfig, Kind, Losses, SparseCoder};
 use anyhow::{bail, Context, Result};
 use cache_format::fsutil::write_atomic;
 use cache_format::loader::batches_per_epoch;
@@ -78,6 +79,9 @@ pub struct TrainArgs {
     pub progress: bool,
     #[serde(skip)]
     pub loader_threads: usize,
+    /// Where the steps run; not part of a run's identity (a run may resume on another device).
+    #[serde(skip)]
+    pub device: Device,
 }
 
 /// The run's position, written last at every save.
@@ -119,7 +123,7 @@ struct Live {
     spec: CoderSpec,
     dir: PathBuf,
     state: CoderState,
-    grads: Grads,
+    backend: Backend,
     recent: Vec<(f64, f64)>,
 }
 
@@ -174,7 +178,14 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
             );
         }
     }
+    if args.device != Device::Cpu && (args.losses.auxk_alpha > 0.0 || args.losses.multi_topk) {
+        bail!("AuxK and Multi-TopK are implemented in the CPU trainer only; use --device cpu for them");
+    }
     cache_format::fsutil::prepare_output_dir(&args.out)?;
+    let gpu = match args.device {
+        Device::Cuda(precision) => Some(crate::cuda::gpu_ops::open(precision)?),
+        _ => None,
+    };
 
     let state_path = args.out.join(STATE_FILE);
     let resumed: Option<RunState> = if state_path.exists() {
@@ -220,30 +231,14 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
                 &dir.join(format!("state-{}.safetensors", r.generation)),
                 &cfg,
             )?,
-            None => {
-                let coder = SparseCoder::new(cfg.clone(), args.seed);
-                let mut moments = vec![
-                    Moments::zeros(coder.w_enc.len()),
-                    Moments::zeros(coder.b_enc.len()),
-                    Moments::zeros(coder.w_dec.len()),
-                    Moments::zeros(coder.b_dec.len()),
-                ];
-                if let Some(w) = &coder.w_skip {
-                    moments.push(Moments::zeros(w.len()));
-                }
-                CoderState {
-                    coder,
-                    moments,
-                    tokens_since_fired: vec![0; spec.num_latents],
-                }
-            }
+            None => CoderState::fresh(SparseCoder::new(cfg.clone(), args.seed)),
         };
-        let grads = state.coder.zero_grads();
+        let backend = Backend::new(args.device, gpu.as_ref(), &state, args.batch_rows)?;
         live.push(Live {
             spec: spec.clone(),
             dir,
             state,
-            grads,
+            backend,
             recent: Vec::new(),
         });
     }
@@ -311,71 +306,72 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
         Ok(())
     };
 
+    // On the GPU a batch is uploaded once for every coder, into one of two device buffers, so that the next
+    // batch's copy overlaps the steps on this one.
+    let mut device_batches = match &gpu {
+        Some(g) => {
+            let (d_in, d_out) = (cache.d_in(), cache.d_out());
+            vec![
+                DeviceBatch::new(g, args.batch_rows, d_in, d_out)?,
+                DeviceBatch::new(g, args.batch_rows, d_in, d_out)?,
+            ]
+        }
+        None => Vec::new(),
+    };
+    let mut current = 0;
     while step < total_steps {
         let cfg = LoaderConfig {
             skip_batches: batch_in_epoch,
             ..loader.clone()
         };
         let mut stream = cache.batches(&train_shards, epoch, &cfg);
-        while let Some(batch) = stream.next() {
-            let batch = batch?;
+        let mut next = stream.next().transpose()?;
+        if let (Some(g), Some(b)) = (&gpu, &next) {
+            device_batches[current].upload(g, &b.mlp_in, &b.mlp_out)?;
+        }
+        while let Some(batch) = next.take() {
             let rows = batch.rows;
             for l in live.iter_mut() {
-                let (x, y) = match (l.spec.kind, l.spec.sae_on) {
-                    (Kind::Sae, Side::MlpIn) => (&batch.mlp_in, &batch.mlp_in),
-                    (Kind::Sae, Side::MlpOut) => (&batch.mlp_out, &batch.mlp_out),
-                    _ => (&batch.mlp_in, &batch.mlp_out),
+                let (x, y, on_device) = match (l.spec.kind, l.spec.sae_on) {
+                    (Kind::Sae, Side::MlpIn) => (&batch.mlp_in, &batch.mlp_in, (true, true)),
+                    (Kind::Sae, Side::MlpOut) => (&batch.mlp_out, &batch.mlp_out, (false, false)),
+                    _ => (&batch.mlp_in, &batch.mlp_out, (true, false)),
                 };
-                let coder = &mut l.state.coder;
-                if step == 0 {
-                    coder.init_from_batch(x, y, rows);
-                }
-                let c = coder.cfg.clone();
-                l.grads.clear(c.d_in, c.d_out);
-                let dead_mask: Option<Vec<bool>> = (args.losses.auxk_alpha > 0.0).then(|| {
-                    l.state
-                        .tokens_since_fired
-                        .iter()
-                        .map(|&f| f > args.dead_tokens)
-                        .collect()
+                let device = device_batches.get(current).map(|b| {
+                    let side = |is_in: bool| if is_in { &b.mlp_in } else { &b.mlp_out };
+                    (side(on_device.0), side(on_device.1))
                 });
-                let (stats, enc) = coder.forward_backward(
+                let input = StepInput {
                     x,
                     y,
+                    device,
                     rows,
-                    &mut l.grads,
-                    &args.losses,
-                    dead_mask.as_deref(),
-                );
-                coder.project_decoder_grad(&mut l.grads);
-                let lr = args.lr.unwrap_or_else(|| default_lr(c.num_latents))
-                    * lr_multiplier(step, args.warmup_steps, total_steps);
-                let t = step + 1;
-                let m = &mut l.state.moments;
-                adam_step(&mut coder.w_enc, &l.grads.w_enc, &mut m[0], lr, t);
-                adam_step(&mut coder.b_enc, &l.grads.b_enc, &mut m[1], lr, t);
-                adam_step(&mut coder.w_dec, &l.grads.w_dec, &mut m[2], lr, t);
-                adam_step(&mut coder.b_dec, &l.grads.b_dec, &mut m[3], lr, t);
-                if let (Some(w), Some(g)) = (coder.w_skip.as_mut(), l.grads.w_skip.as_ref()) {
-                    adam_step(w, g, &mut m[4], lr, t);
+                    lr: step_lr(args, l.spec.num_latents, step, total_steps),
+                    t: step + 1,
+                    dead_tokens: args.dead_tokens,
+                    losses: args.losses,
+                };
+                l.backend.step(&mut l.state, gpu.as_ref(), &input)?;
+            }
+            // While the GPU works: the next batch from the loader, and its copy to the other device buffer.
+            if step + 1 < total_steps {
+                next = stream.next().transpose()?;
+                if let (Some(g), Some(b)) = (&gpu, &next) {
+                    device_batches[1 - current].upload(g, &b.mlp_in, &b.mlp_out)?;
                 }
-                coder.normalize_decoder();
-                let fired = &mut l.state.tokens_since_fired;
-                fired.iter_mut().for_each(|f| *f += rows as u64);
-                for i in SparseCoder::fired(&enc) {
-                    fired[i as usize] = 0;
-                }
-                let dead = fired.iter().filter(|&&f| f > args.dead_tokens).count() as f64
-                    / c.num_latents as f64;
-                l.recent.push((stats.fvu, stats.l0));
-                let elapsed = started.elapsed().as_secs_f64();
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            for l in live.iter_mut() {
+                let r = l.backend.result(gpu.as_ref())?;
+                l.recent.push((r.fvu, r.l0));
+                let lr = step_lr(args, l.spec.num_latents, step, total_steps);
                 writeln!(
                     metrics,
                     "{}",
                     serde_json::json!({
-                        "step": step, "coder": l.spec.name(), "fvu": stats.fvu, "l0": stats.l0,
-                        "auxk": stats.auxk, "multi_topk_fvu": stats.multi_topk_fvu,
-                        "dead_pct": 100.0 * dead, "lr": lr, "tokens": tokens + rows as u64,
+                        "step": step, "coder": l.spec.name(), "fvu": r.fvu, "l0": r.l0,
+                        "auxk": r.auxk, "multi_topk_fvu": r.multi_topk_fvu,
+                        "dead_pct": 100.0 * r.dead_fraction, "lr": lr, "tokens": tokens + rows as u64,
                         "tokens_per_s": (tokens + rows as u64 - tokens_at_start) as f64 / elapsed.max(1e-9),
                     })
                 )?;
@@ -383,6 +379,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
             step += 1;
             batch_in_epoch += 1;
             tokens += rows as u64;
+            current = 1 - current;
             stream.recycle(batch);
             bar.set_position(step);
             let msg: Vec<String> = live
@@ -391,6 +388,9 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
                 .collect();
             bar.set_message(msg.join(", "));
             if step % args.save_every == 0 || step == total_steps {
+                for l in live.iter_mut() {
+                    l.backend.sync_to_host(&mut l.state, gpu.as_ref())?;
+                }
                 generation = 1 - generation;
                 save(
                     &live,
@@ -448,6 +448,12 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
         w.write_all(serde_json::to_string_pretty(&summary)?.as_bytes())
     })?;
     Ok(summary)
+}
+
+/// The learning rate of 0-based step `step`: `--lr` or sparsify's default, times warm-up and decay.
+fn step_lr(args: &TrainArgs, num_latents: usize, step: u64, total_steps: u64) -> f32 {
+    args.lr.unwrap_or_else(|| default_lr(num_latents))
+        * lr_multiplier(step, args.warmup_steps, total_steps)
 }
 
 /// Opens the metrics log for appending, dropping lines past `step` (written after the last save of a run that

@@ -1,0 +1,220 @@
+//! Where one coder's training step runs: the CPU trainer ([`crate::coder`] + [`crate::adam`]), or the GPU step
+//! sequence of [`crate::cuda::engine`] on the CUDA kernels, or on their CPU twins (which lets every test run
+//! exercise the exact step the GPU runs). The training loop ([`crate::train`]) sees one interface: queue a
+//! step, read its statistics, bring the state back to the host for checkpoints.
+
+use crate::adam::{adam_step, Moments};
+use crate::checkpoint::CoderState;
+use crate::coder::{Grads, Losses, SparseCoder};
+use crate::cuda::engine::Engine;
+use crate::cuda::gpu_ops::{GemmPrecision, GpuOps};
+use crate::cuda::ops::{CpuTwins, Ops};
+use anyhow::{bail, Result};
+use cudarc::driver::CudaSlice;
+
+/// Which implementation trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// The GPU (device 0), with cuBLAS at this precision.
+    Cuda(GemmPrecision),
+    /// The GPU's step sequence on the kernels' CPU twins: slow, for tests.
+    Twins,
+}
+
+impl Device {
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Cuda(_) => "cuda",
+            Device::Twins => "cpu-twins",
+        }
+    }
+}
+
+/// The loss, L0 and dead fraction of one coder's step.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepResult {
+    pub fvu: f64,
+    pub l0: f64,
+    pub auxk: f64,
+    pub multi_topk_fvu: f64,
+    pub dead_fraction: f64,
+}
+
+/// What the step of one batch reads: the host batch, and on the GPU its copy on the device.
+pub struct StepInput<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub device: Option<(&'a CudaSlice<f32>, &'a CudaSlice<f32>)>,
+    pub rows: usize,
+    pub lr: f32,
+    /// 1-based optimiser step.
+    pub t: u64,
+    pub dead_tokens: u64,
+    pub losses: Losses,
+}
+
+pub enum Backend {
+    Cpu { grads: Grads, last: StepResult },
+    Twins(Box<Engine<CpuTwins>>),
+    Cuda(Box<Engine<GpuOps>>),
+}
+
+impl Backend {
+    pub fn new(
+        device: Device,
+        gpu: Option<&GpuOps>,
+        state: &CoderState,
+        batch_rows: usize,
+    ) -> Result<Backend> {
+        Ok(match device {
+            Device::Cpu => Backend::Cpu {
+                grads: state.coder.zero_grads(),
+                last: StepResult::default(),
+            },
+            Device::Twins => Backend::Twins(Box::new(Engine::new(&CpuTwins, state, batch_rows)?)),
+            Device::Cuda(_) => {
+                let Some(gpu) = gpu else {
+                    bail!("the CUDA backend needs an open GPU")
+                };
+                Backend::Cuda(Box::new(Engine::new(gpu, state, batch_rows)?))
+            }
+        })
+    }
+
+    /// Queues (GPU) or runs (CPU) one step. At step 0 (`t == 1`) the coder is first initialised from the batch.
+    pub fn step(
+        &mut self,
+        state: &mut CoderState,
+        gpu: Option<&GpuOps>,
+        input: &StepInput,
+    ) -> Result<()> {
+        if input.t == 1 {
+            state.coder.init_from_batch(input.x, input.y, input.rows);
+            match self {
+                Backend::Cpu { .. } => {}
+                Backend::Twins(e) => e.upload_params(&CpuTwins, &state.coder)?,
+                Backend::Cuda(e) => e.upload_params(gpu.unwrap(), &state.coder)?,
+            }
+        }
+        match self {
+            Backend::Cpu { grads, last } => *last = cpu_step(state, grads, input),
+            Backend::Twins(e) => e.step(
+                &CpuTwins,
+                &input.x.to_vec(),
+                &input.y.to_vec(),
+                input.rows,
+                input.lr,
+                input.t,
+                input.dead_tokens,
+            )?,
+            Backend::Cuda(e) => {
+                let (x, y) = input.device.expect("the batch is on the GPU");
+                e.step(
+                    gpu.unwrap(),
+                    x,
+                    y,
+                    input.rows,
+                    input.lr,
+                    input.t,
+                    input.dead_tokens,
+                )?
+            }
+        }
+        Ok(())
+    }
+
+    /// The last step's results (on the GPU, waits for it).
+    pub fn result(&self, gpu: Option<&GpuOps>) -> Result<StepResult> {
+        let from_engine = |s: crate::cuda::engine::StepStats| StepResult {
+            fvu: s.fvu,
+            l0: s.l0,
+            dead_fraction: s.dead_fraction,
+            ..Default::default()
+        };
+        Ok(match self {
+            Backend::Cpu { last, .. } => *last,
+            Backend::Twins(e) => from_engine(e.stats(&CpuTwins)?),
+            Backend::Cuda(e) => from_engine(e.stats(gpu.unwrap())?),
+        })
+    }
+
+    /// Brings parameters, moments and counters back into `state` (a no-op on the CPU, where they live).
+    pub fn sync_to_host(&self, state: &mut CoderState, gpu: Option<&GpuOps>) -> Result<()> {
+        match self {
+            Backend::Cpu { .. } => Ok(()),
+            Backend::Twins(e) => e.download_into(&CpuTwins, state),
+            Backend::Cuda(e) => e.download_into(gpu.unwrap(), state),
+        }
+    }
+}
+
+/// The CPU trainer's step: forward and exact sparse gradients (with the optional losses), the SAE's decoder
+/// projection, Adam on each tensor, the unit-norm constraint, dead-latent counters.
+fn cpu_step(state: &mut CoderState, grads: &mut Grads, input: &StepInput) -> StepResult {
+    let coder = &mut state.coder;
+    let c = coder.cfg.clone();
+    grads.clear(c.d_in, c.d_out);
+    let dead_mask: Option<Vec<bool>> = (input.losses.auxk_alpha > 0.0).then(|| {
+        state
+            .tokens_since_fired
+            .iter()
+            .map(|&f| f > input.dead_tokens)
+            .collect()
+    });
+    let (stats, enc) = coder.forward_backward(
+        input.x,
+        input.y,
+        input.rows,
+        grads,
+        &input.losses,
+        dead_mask.as_deref(),
+    );
+    coder.project_decoder_grad(grads);
+    let (lr, t) = (input.lr, input.t);
+    let m: &mut Vec<Moments> = &mut state.moments;
+    adam_step(&mut coder.w_enc, &grads.w_enc, &mut m[0], lr, t);
+    adam_step(&mut coder.b_enc, &grads.b_enc, &mut m[1], lr, t);
+    adam_step(&mut coder.w_dec, &grads.w_dec, &mut m[2], lr, t);
+    adam_step(&mut coder.b_dec, &grads.b_dec, &mut m[3], lr, t);
+    if let (Some(w), Some(g)) = (coder.w_skip.as_mut(), grads.w_skip.as_ref()) {
+        adam_step(w, g, &mut m[4], lr, t);
+    }
+    coder.normalize_decoder();
+    let fired = &mut state.tokens_since_fired;
+    fired.iter_mut().for_each(|f| *f += input.rows as u64);
+    for i in SparseCoder::fired(&enc) {
+        fired[i as usize] = 0;
+    }
+    let dead = fired.iter().filter(|&&f| f > input.dead_tokens).count();
+    StepResult {
+        fvu: stats.fvu,
+        l0: stats.l0,
+        auxk: stats.auxk,
+        multi_topk_fvu: stats.multi_topk_fvu,
+        dead_fraction: dead as f64 / c.num_latents as f64,
+    }
+}
+
+/// The GPU's copy of a batch: both sides, uploaded once for every coder of a sweep.
+pub struct DeviceBatch {
+    pub mlp_in: CudaSlice<f32>,
+    pub mlp_out: CudaSlice<f32>,
+}
+
+impl DeviceBatch {
+    pub fn new(gpu: &GpuOps, rows: usize, d_in: usize, d_out: usize) -> Result<DeviceBatch> {
+        Ok(DeviceBatch {
+            mlp_in: gpu.zeros_f32(rows * d_in)?,
+            mlp_out: gpu.zeros_f32(rows * d_out)?,
+        })
+    }
+
+    /// Queues the copy of `mlp_in` and `mlp_out` (returns once they are in pinned staging memory).
+    pub fn upload(&mut self, gpu: &GpuOps, mlp_in: &[f32], mlp_out: &[f32]) -> Result<()> {
+        gpu.upload_f32(mlp_in, &mut self.mlp_in)?;
+        gpu.upload_f32(mlp_out, &mut self.mlp_out)
+    }
+}

@@ -1,0 +1,355 @@
+//! One coder's training step as a sequence of [`Ops`]: encoder GEMM, TopK, sparse decode (+ skip GEMM), FVU,
+//! sparse backward, Adam, the SAE decoder constraint and dead-latent counters. Parameters, moments, gradients
+//! and scratch buffers live wherever `O` keeps them (GPU memory for [`super::gpu_ops::GpuOps`]); the host sees
+//! only the two sums of the FVU and two counts per step.
+//!
+//! The same formulas as [`crate::coder::SparseCoder::forward_backward`] (whose results it must reproduce), without
+//! the optional AuxK and Multi-TopK terms.
+
+use super::ops::Ops;
+use crate::adam::{BETA1, BETA2};
+use crate::checkpoint::CoderState;
+use crate::coder::{CoderConfig, Kind, SparseCoder};
+use anyhow::{bail, Result};
+
+/// The coder's tensors, in checkpoint order.
+pub struct Tensors<T> {
+    pub w_enc: T,
+    pub b_enc: T,
+    pub w_dec: T,
+    pub b_dec: T,
+    pub w_skip: Option<T>,
+}
+
+impl<T> Tensors<T> {
+    /// `f` applied to each of the coder's tensors.
+    fn try_map(src: &SparseCoder, mut f: impl FnMut(&[f32]) -> Result<T>) -> Result<Tensors<T>> {
+        Ok(Tensors {
+            w_enc: f(&src.w_enc)?,
+            b_enc: f(&src.b_enc)?,
+            w_dec: f(&src.w_dec)?,
+            b_dec: f(&src.b_dec)?,
+            w_skip: src.w_skip.as_deref().map(&mut f).transpose()?,
+        })
+    }
+
+    fn list(&self) -> Vec<&T> {
+        let mut v = vec![&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec];
+        v.extend(self.w_skip.as_ref());
+        v
+    }
+}
+
+/// What one step gave.
+#[derive(Clone, Copy, Debug)]
+pub struct StepStats {
+    pub fvu: f64,
+    pub l0: f64,
+    /// Latents not fired for more than `dead_after` tokens, as a fraction.
+    pub dead_fraction: f64,
+}
+
+pub struct Engine<O: Ops> {
+    pub cfg: CoderConfig,
+    batch_rows: usize,
+    params: Tensors<O::F32>,
+    grads: Tensors<O::F32>,
+    m: Tensors<O::F32>,
+    v: Tensors<O::F32>,
+    since_fired: O::U64,
+    /// x − b_dec (SAE only).
+    xc: O::F32,
+    pre: O::F32,
+    acts: O::F32,
+    idx: O::U32,
+    g_pre: O::F32,
+    y_hat: O::F32,
+    /// The prediction's error, then the loss gradient with respect to the prediction.
+    dy: O::F32,
+    mean: O::F32,
+    /// SAE: the gradient reaching x − b_dec, and its column sums.
+    g_xc: O::F32,
+    col: O::F32,
+    /// The FVU's sums `[total variance, squared error]` and the counts `[live activations, dead latents]` of
+    /// the last step, left on the device until [`Engine::stats`] reads them.
+    sums: O::F64,
+    counts: O::U64,
+}
+
+/// The largest k the TopK kernel takes (TOPK_MAX_K in topk.cu).
+pub const MAX_K: usize = 128;
+
+impl<O: Ops> Engine<O> {
+    /// Buffers for batches of `batch_rows`, parameters and optimiser state from `state`.
+    pub fn new(ops: &O, state: &CoderState, batch_rows: usize) -> Result<Engine<O>> {
+        let cfg = state.coder.cfg.clone();
+        if cfg.k > MAX_K {
+            bail!(
+                "k = {} is above {MAX_K}, the largest the GPU TopK kernel takes; use --device cpu",
+                cfg.k
+            );
+        }
+        let (rows, n) = (batch_rows, cfg.num_latents);
+        let sae = !cfg.kind.transcodes();
+        let moment = |i: usize, second: bool| -> Result<O::F32> {
+            let mo = &state.moments[i];
+            ops.from_host_f32(if second { &mo.v } else { &mo.m })
+        };
+        let with_skip = |f: &dyn Fn(usize) -> Result<O::F32>| -> Result<Tensors<O::F32>> {
+            Ok(Tensors {
+                w_enc: f(0)?,
+                b_enc: f(1)?,
+                w_dec: f(2)?,
+                b_dec: f(3)?,
+                w_skip: if cfg.kind == Kind::SkipTranscoder {
+                    Some(f(4)?)
+                } else {
+                    None
+                },
+            })
+        };
+        Ok(Engine {
+            batch_rows,
+            params: Tensors::try_map(&state.coder, |t| ops.from_host_f32(t))?,
+            grads: Tensors::try_map(&state.coder, |t| ops.zeros_f32(t.len()))?,
+            m: with_skip(&|i| moment(i, false))?,
+            v: with_skip(&|i| moment(i, true))?,
+            since_fired: ops.from_host_u64(&state.tokens_since_fired)?,
+            xc: ops.zeros_f32(if sae { rows * cfg.d_in } else { 0 })?,
+            pre: ops.zeros_f32(rows * n)?,
+            acts: ops.zeros_f32(rows * cfg.k)?,
+            idx: ops.zeros_u32(rows * cfg.k)?,
+            g_pre: ops.zeros_f32(rows * cfg.k)?,
+            y_hat: ops.zeros_f32(rows * cfg.d_out)?,
+            dy: ops.zeros_f32(rows * cfg.d_out)?,
+            mean: ops.zeros_f32(cfg.d_out)?,
+            g_xc: ops.zeros_f32(if sae { rows * cfg.d_in } else { 0 })?,
+            col: ops.zeros_f32(cfg.d_in)?,
+            sums: ops.zeros_f64(2)?,
+            counts: ops.zeros_u64(2)?,
+            cfg,
+        })
+    }
+
+    /// Replaces the parameters (after the host's step-0 initialisation from the first batch).
+    pub fn upload_params(&mut self, ops: &O, coder: &SparseCoder) -> Result<()> {
+        self.params = Tensors::try_map(coder, |t| ops.from_host_f32(t))?;
+        Ok(())
+    }
+
+    /// Parameters, moments and counters back into `state`, for checkpoints.
+    pub fn download_into(&self, ops: &O, state: &mut CoderState) -> Result<()> {
+        let p: Vec<Vec<f32>> = self
+            .params
+            .list()
+            .into_iter()
+            .map(|t| ops.download_f32(t))
+            .collect::<Result<_>>()?;
+        let c = &mut state.coder;
+        let mut it = p.into_iter();
+        c.w_enc = it.next().unwrap();
+        c.b_enc = it.next().unwrap();
+        c.w_dec = it.next().unwrap();
+        c.b_dec = it.next().unwrap();
+        c.w_skip = it.next();
+        for (i, (m, v)) in self.m.list().into_iter().zip(self.v.list()).enumerate() {
+            state.moments[i].m = ops.download_f32(m)?;
+            state.moments[i].v = ops.download_f32(v)?;
+        }
+        state.tokens_since_fired = ops.download_u64(&self.since_fired)?;
+        Ok(())
+    }
+
+    /// Queues one optimisation step on the batch `x → y` (`rows` must be the batch size given to
+    /// [`Engine::new`]); [`Engine::stats`] waits for it and reads its loss and counts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &mut self,
+        ops: &O,
+        x: &O::F32,
+        y: &O::F32,
+        rows: usize,
+        lr: f32,
+        t: u64,
+        dead_after: u64,
+    ) -> Result<()> {
+        assert_eq!(
+            rows, self.batch_rows,
+            "the engine's buffers are sized for one batch size"
+        );
+        let c = &self.cfg;
+        let (k, d_in, d_out, n) = (c.k, c.d_in, c.d_out, c.num_latents);
+        let sae = !c.kind.transcodes();
+        let (p, g) = (&mut self.params, &mut self.grads);
+        for t in [&mut g.w_enc, &mut g.b_enc, &mut g.w_dec, &mut g.b_dec] {
+            ops.fill_zero(t)?;
+        }
+
+        // Forward: encode, decode, FVU.
+        let xc = if sae {
+            ops.sub_row_vector(x, &p.b_dec, rows, d_in, &mut self.xc)?;
+            &self.xc
+        } else {
+            x
+        };
+        ops.linear(xc, rows, d_in, &p.w_enc, n, &mut self.pre, false)?;
+        ops.topk_relu(
+            &self.pre,
+            &p.b_enc,
+            rows,
+            n,
+            k,
+            &mut self.acts,
+            &mut self.idx,
+        )?;
+        if let Some(w_skip) = &p.w_skip {
+            ops.linear(x, rows, d_in, w_skip, d_out, &mut self.y_hat, false)?;
+        }
+        let accumulate = p.w_skip.is_some();
+        ops.sparse_decode(
+            &self.acts,
+            &self.idx,
+            &p.w_dec,
+            Some(&p.b_dec),
+            rows,
+            k,
+            d_out,
+            accumulate,
+            &mut self.y_hat,
+        )?;
+        ops.column_sums(y, rows, d_out, rows as f32, &mut self.mean)?;
+        ops.fvu_sums(
+            y,
+            &self.mean,
+            &self.y_hat,
+            rows,
+            d_out,
+            &mut self.dy,
+            &mut self.sums,
+        )?;
+        ops.fvu_grad(&mut self.dy, &self.sums)?;
+
+        // Backward, touching only the k active latents per row.
+        ops.column_sums(&self.dy, rows, d_out, 1.0, &mut g.b_dec)?;
+        ops.latent_grads(
+            &self.dy,
+            &self.acts,
+            &self.idx,
+            &p.w_dec,
+            rows,
+            k,
+            d_out,
+            &mut self.g_pre,
+        )?;
+        ops.scatter_rows(
+            &self.acts,
+            &self.idx,
+            &self.dy,
+            rows,
+            k,
+            d_out,
+            &mut g.w_dec,
+            None,
+        )?;
+        ops.scatter_rows(
+            &self.g_pre,
+            &self.idx,
+            xc,
+            rows,
+            k,
+            d_in,
+            &mut g.w_enc,
+            Some(&mut g.b_enc),
+        )?;
+        if sae {
+            // b_dec also enters through x − b_dec.
+            ops.sparse_decode(
+                &self.g_pre,
+                &self.idx,
+                &p.w_enc,
+                None,
+                rows,
+                k,
+                d_in,
+                false,
+                &mut self.g_xc,
+            )?;
+            ops.column_sums(&self.g_xc, rows, d_in, 1.0, &mut self.col)?;
+            ops.sub_assign(&mut g.b_dec, &self.col)?;
+            ops.project_decoder_grad(&p.w_dec, &mut g.w_dec, n, d_out)?;
+        }
+        if let Some(gs) = g.w_skip.as_mut() {
+            ops.outer_grad(&self.dy, x, rows, d_out, d_in, gs)?;
+        }
+
+        // Adam on every tensor, then the SAE's unit-norm decoder rows.
+        let bias1 = 1.0 - (BETA1 as f64).powi(t as i32);
+        let bias2 = 1.0 - (BETA2 as f64).powi(t as i32);
+        let (step_size, bias2_sqrt) = ((lr as f64 / bias1) as f32, bias2.sqrt() as f32);
+        let (m, v) = (&mut self.m, &mut self.v);
+        ops.adam(
+            &mut p.w_enc,
+            &g.w_enc,
+            &mut m.w_enc,
+            &mut v.w_enc,
+            step_size,
+            bias2_sqrt,
+        )?;
+        ops.adam(
+            &mut p.b_enc,
+            &g.b_enc,
+            &mut m.b_enc,
+            &mut v.b_enc,
+            step_size,
+            bias2_sqrt,
+        )?;
+        ops.adam(
+            &mut p.w_dec,
+            &g.w_dec,
+            &mut m.w_dec,
+            &mut v.w_dec,
+            step_size,
+            bias2_sqrt,
+        )?;
+        ops.adam(
+            &mut p.b_dec,
+            &g.b_dec,
+            &mut m.b_dec,
+            &mut v.b_dec,
+            step_size,
+            bias2_sqrt,
+        )?;
+        if let (Some(w), Some(gw), Some(mw), Some(vw)) = (
+            p.w_skip.as_mut(),
+            g.w_skip.as_ref(),
+            m.w_skip.as_mut(),
+            v.w_skip.as_mut(),
+        ) {
+            ops.adam(w, gw, mw, vw, step_size, bias2_sqrt)?;
+        }
+        if sae {
+            ops.normalize_rows(&mut p.w_dec, n, d_out)?;
+        }
+        ops.track_fired(
+            &self.acts,
+            &self.idx,
+            rows,
+            k,
+            &mut self.since_fired,
+            n,
+            dead_after,
+            &mut self.counts,
+        )
+    }
+
+    /// The last step's FVU, L0 and dead fraction (waits for the step to finish).
+    pub fn stats(&self, ops: &O) -> Result<StepStats> {
+        let sums = ops.download_f64(&self.sums)?;
+        let counts = ops.download_u64(&self.counts)?;
+        Ok(StepStats {
+            fvu: sums[1] / sums[0],
+            l0: counts[0] as f64 / self.batch_rows as f64,
+            dead_fraction: counts[1] as f64 / self.cfg.num_latents as f64,
+        })
+    }
+}
