@@ -464,6 +464,17 @@ impl HfFolder {
         Ok(config)
     }
 
+    /// Every layer and the head of a Llama-family folder (for generation).
+    pub fn load_llama_with_head(&self) -> Result<Llama> {
+        if self.architecture == Architecture::GptNeoX {
+            bail!(
+                "{}: generation supports the Llama family (Llama, Gemma 2), not GPT-NeoX",
+                self.dir.display()
+            );
+        }
+        self.load_llama(self.num_layers()?.saturating_sub(1), true)
+    }
+
     fn load_llama(&self, last: usize, with_head: bool) -> Result<Llama> {
         let config = self.llama_config()?;
         let gemma = self.architecture == Architecture::Gemma2;

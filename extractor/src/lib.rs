@@ -8,10 +8,13 @@
 //! - [`source`]: what `--model` names (a GGUF file or a Hugging Face folder, [`hf`]);
 //! - [`model`], [`llama`] (Llama, Gemma 2), [`neox`] (GPT-NeoX), [`ops`]: the forward pass on the CPU behind an
 //!   architecture trait;
-//! - [`extract`]: the extraction run (resumable, one forward pass for several layers).
+//! - [`extract`]: the extraction run (resumable, one forward pass for several layers);
+//! - [`generate`]: text generation with a KV cache and the model's chat template (the offline explainer and
+//!   scorer of `interp`).
 
 pub mod corpus;
 pub mod extract;
+pub mod generate;
 pub mod gguf;
 pub mod hf;
 pub mod llama;

@@ -242,6 +242,79 @@ impl Llama {
     }
 }
 
+/// A layer's attention core: rotates q and k (`[rows × heads·hd]`, `[rows × kv_heads·hd]`) for their positions
+/// and attends over whatever keys the caller keeps, returning `[rows × heads·hd]`.
+pub type Attend<'a> = dyn FnMut(&mut [f32], &mut [f32], Vec<f32>, &AttentionSpec) -> Vec<f32> + 'a;
+
+impl Llama {
+    /// Token embeddings `[tokens × d]` (scaled by √d for Gemma).
+    pub fn embed_tokens(&self, tokens: &[u32]) -> Vec<f32> {
+        let d = self.config.d_model;
+        let mut x = vec![0f32; tokens.len() * d];
+        for (row, &t) in x.chunks_mut(d).zip(tokens) {
+            row.copy_from_slice(&self.embed[t as usize * d..(t as usize + 1) * d]);
+            if let Some(s) = self.config.embed_scale {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
+        }
+        x
+    }
+
+    /// Decoder layer `l` on the residual stream `x[rows × d]`, in place; `attend` supplies positions and keys
+    /// (whole sequences for extraction, a KV cache for generation).
+    pub fn layer(&self, l: usize, x: &mut [f32], hook: &mut MlpHook, attend: &mut Attend) {
+        let (c, w) = (&self.config, &self.layers[l]);
+        let (d, rows) = (c.d_model, x.len() / c.d_model);
+        let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let h = rms_norm(x, d, &w.attn_norm, c.rms_eps);
+        let mut q = linear(&h, rows, d, &w.wq, qd);
+        let mut k = linear(&h, rows, d, &w.wk, kvd);
+        let v = linear(&h, rows, d, &w.wv, kvd);
+        let spec = AttentionSpec {
+            heads: c.heads,
+            kv_heads: c.kv_heads,
+            head_dim: c.head_dim,
+            scale: c.attn_scale,
+            softcap: c.attn_softcap,
+            window: c.sliding_window.filter(|_| c.sliding_layers[l]),
+        };
+        let attn = attend(&mut q, &mut k, v, &spec);
+        let mut attn_out = linear(&attn, rows, qd, &w.wo, d);
+        if let Some(norm) = &w.post_attn_norm {
+            attn_out = rms_norm(&attn_out, d, norm, c.rms_eps);
+        }
+        add_assign(x, &attn_out);
+
+        let mlp_in = rms_norm(x, d, &w.ffn_norm, c.rms_eps);
+        let mut mlp_out = self.mlp(l, &mlp_in);
+        hook(l, &mlp_in, &mut mlp_out);
+        if let Some(norm) = &w.post_ffn_norm {
+            mlp_out = rms_norm(&mlp_out, d, norm, c.rms_eps);
+        }
+        add_assign(x, &mlp_out);
+    }
+
+    /// The final norm and output projection (with Gemma's soft cap) of residual rows `x`.
+    pub fn logits(&self, x: &[f32]) -> Vec<f32> {
+        let c = &self.config;
+        let (norm, out) = self
+            .head
+            .as_ref()
+            .expect("model loaded without its output head");
+        let h = rms_norm(x, c.d_model, norm, c.rms_eps);
+        let mut logits = linear(&h, x.len() / c.d_model, c.d_model, out, c.vocab_size);
+        if let Some(cap) = c.final_softcap {
+            logits.par_iter_mut().for_each(|v| *v = softcap(*v, cap));
+        }
+        logits
+    }
+
+    /// How many layers were loaded.
+    pub fn loaded_layers(&self) -> usize {
+        self.layers.len()
+    }
+}
+
 impl LanguageModel for Llama {
     fn info(&self) -> &ModelInfo {
         &self.info
@@ -270,64 +343,27 @@ impl LanguageModel for Llama {
         hook: &mut MlpHook,
     ) -> Option<Vec<f32>> {
         let c = &self.config;
-        let (d, rows) = (c.d_model, tokens.len());
-        assert!(rows % seq_len == 0, "tokens must be whole sequences");
+        assert!(
+            tokens.len() % seq_len == 0,
+            "tokens must be whole sequences"
+        );
         let last = match stop {
             Stop::AfterLayer(l) => l,
             Stop::Logits => c.num_layers - 1,
         };
         assert!(last < self.layers.len(), "layer {last} was not loaded");
         let rope = Rope::new(&c.rope, seq_len);
-        let mut x = vec![0f32; rows * d];
-        for (row, &t) in x.chunks_mut(d).zip(tokens) {
-            row.copy_from_slice(&self.embed[t as usize * d..(t as usize + 1) * d]);
-            if let Some(s) = c.embed_scale {
-                row.iter_mut().for_each(|v| *v *= s);
-            }
-        }
-        let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
-        for (l, w) in self.layers[..=last].iter().enumerate() {
-            let h = rms_norm(&x, d, &w.attn_norm, c.rms_eps);
-            let mut q = linear(&h, rows, d, &w.wq, qd);
-            let mut k = linear(&h, rows, d, &w.wk, kvd);
-            let v = linear(&h, rows, d, &w.wv, kvd);
-            rope.apply(&mut q, c.heads, c.head_dim, seq_len);
-            rope.apply(&mut k, c.kv_heads, c.head_dim, seq_len);
-            let spec = AttentionSpec {
-                heads: c.heads,
-                kv_heads: c.kv_heads,
-                head_dim: c.head_dim,
-                scale: c.attn_scale,
-                softcap: c.attn_softcap,
-                window: c.sliding_window.filter(|_| c.sliding_layers[l]),
-            };
-            let attn = causal_attention(&q, &k, &v, seq_len, &spec);
-            let mut attn_out = linear(&attn, rows, qd, &w.wo, d);
-            if let Some(norm) = &w.post_attn_norm {
-                attn_out = rms_norm(&attn_out, d, norm, c.rms_eps);
-            }
-            add_assign(&mut x, &attn_out);
-
-            let mlp_in = rms_norm(&x, d, &w.ffn_norm, c.rms_eps);
-            let mut mlp_out = self.mlp(l, &mlp_in);
-            hook(l, &mlp_in, &mut mlp_out);
-            if let Some(norm) = &w.post_ffn_norm {
-                mlp_out = rms_norm(&mlp_out, d, norm, c.rms_eps);
-            }
-            add_assign(&mut x, &mlp_out);
+        let mut x = self.embed_tokens(tokens);
+        for l in 0..=last {
+            self.layer(l, &mut x, hook, &mut |q, k, v, spec| {
+                rope.apply(q, c.heads, c.head_dim, seq_len);
+                rope.apply(k, c.kv_heads, c.head_dim, seq_len);
+                causal_attention(q, k, &v, seq_len, spec)
+            });
         }
         if stop != Stop::Logits {
             return None;
         }
-        let (norm, out) = self
-            .head
-            .as_ref()
-            .expect("model loaded without its output head");
-        let h = rms_norm(&x, d, norm, c.rms_eps);
-        let mut logits = linear(&h, rows, d, out, c.vocab_size);
-        if let Some(cap) = c.final_softcap {
-            logits.par_iter_mut().for_each(|v| *v = softcap(*v, cap));
-        }
-        Some(logits)
+        Some(self.logits(&x))
     }
 }

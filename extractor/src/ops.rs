@@ -175,11 +175,25 @@ impl Rope {
     /// style (pairs `i`, `i + rotary_dims/2`); the rest of each head passes unchanged (partial rotary).
     /// Row `r` is at position `r % seq_len`.
     pub fn apply(&self, x: &mut [f32], heads: usize, head_dim: usize, seq_len: usize) {
-        let hd = head_dim;
+        self.rotate(x, heads, head_dim, |r| r % seq_len);
+    }
+
+    /// As [`Rope::apply`] for one sequence whose rows start at position `first` (decoding after a KV cache).
+    pub fn apply_from(&self, x: &mut [f32], heads: usize, head_dim: usize, first: usize) {
+        self.rotate(x, heads, head_dim, |r| first + r);
+    }
+
+    fn rotate(
+        &self,
+        x: &mut [f32],
+        heads: usize,
+        hd: usize,
+        position: impl Fn(usize) -> usize + Sync,
+    ) {
         x.par_chunks_mut(heads * hd)
             .enumerate()
             .for_each(|(r, row)| {
-                let p = r % seq_len;
+                let p = position(r);
                 let (cos, sin) = (
                     &self.cos[p * self.half..][..self.half],
                     &self.sin[p * self.half..][..self.half],
@@ -270,29 +284,7 @@ pub fn causal_attention(
                 );
             }
             for i in 0..nq {
-                let visible = b * QB + i + 1;
-                let first = spec.window.map_or(0, |w| visible.saturating_sub(w));
-                let row = &mut scores[i * nk..(i + 1) * nk];
-                if let Some(cap) = spec.softcap {
-                    for x in row[first..visible].iter_mut() {
-                        *x = softcap(*x, cap);
-                    }
-                }
-                let max = row[first..visible]
-                    .iter()
-                    .cloned()
-                    .fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
-                for x in row[first..visible].iter_mut() {
-                    *x = (*x - max).exp();
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
-                for x in row[first..visible].iter_mut() {
-                    *x *= inv;
-                }
-                row[..first].fill(0.0);
-                row[visible..].fill(0.0);
+                masked_softmax(&mut scores[i * nk..(i + 1) * nk], b * QB + i + 1, spec);
             }
             unsafe {
                 gemm::gemm(
@@ -318,6 +310,120 @@ pub fn causal_attention(
                 );
             }
         });
+    out
+}
+
+/// One query's scores → attention weights: keys `visible..` are in its future and keys before the sliding
+/// window are out of sight (both get weight 0); the rest are soft-capped (Gemma 2) and softmaxed.
+fn masked_softmax(row: &mut [f32], visible: usize, spec: &AttentionSpec) {
+    let first = spec.window.map_or(0, |w| visible.saturating_sub(w));
+    if let Some(cap) = spec.softcap {
+        for x in row[first..visible].iter_mut() {
+            *x = softcap(*x, cap);
+        }
+    }
+    let max = row[first..visible]
+        .iter()
+        .cloned()
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in row[first..visible].iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in row[first..visible].iter_mut() {
+        *x *= inv;
+    }
+    row[..first].fill(0.0);
+    row[visible..].fill(0.0);
+}
+
+/// Attention of `nq` new queries of one sequence, at positions `past..past + nq`, over all its keys so far:
+/// `keys`, `values` `[(past + nq) × kv_heads·hd]` (the KV cache with the new rows appended). The same masking
+/// as [`causal_attention`]; used for decoding token by token. Returns `[nq × heads·hd]`.
+pub fn cached_attention(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    past: usize,
+    spec: &AttentionSpec,
+) -> Vec<f32> {
+    let (heads, kv_heads, hd) = (spec.heads, spec.kv_heads, spec.head_dim);
+    let (qw, kw) = (heads * hd, kv_heads * hd);
+    let nq = q.len() / qw;
+    let nk = past + nq;
+    assert_eq!(
+        keys.len(),
+        nk * kw,
+        "the cache must hold every key up to the last query"
+    );
+    let group = heads / kv_heads;
+    let per_head: Vec<Vec<f32>> = (0..heads)
+        .into_par_iter()
+        .map(|h| {
+            let kvh = h / group;
+            let mut scores = vec![0f32; nq * nk];
+            // SAFETY: strided views inside q, keys and values, bounds asserted above.
+            unsafe {
+                gemm::gemm(
+                    nq,
+                    nk,
+                    hd,
+                    scores.as_mut_ptr(),
+                    1,
+                    nk as isize,
+                    false,
+                    q.as_ptr().add(h * hd),
+                    1,
+                    qw as isize,
+                    keys.as_ptr().add(kvh * hd),
+                    kw as isize,
+                    1,
+                    0.0,
+                    spec.scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            for i in 0..nq {
+                masked_softmax(&mut scores[i * nk..(i + 1) * nk], past + i + 1, spec);
+            }
+            let mut out = vec![0f32; nq * hd];
+            unsafe {
+                gemm::gemm(
+                    nq,
+                    hd,
+                    nk,
+                    out.as_mut_ptr(),
+                    1,
+                    hd as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    nk as isize,
+                    values.as_ptr().add(kvh * hd),
+                    1,
+                    kw as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            out
+        })
+        .collect();
+    let mut out = vec![0f32; nq * qw];
+    for (h, o) in per_head.iter().enumerate() {
+        for i in 0..nq {
+            out[i * qw + h * hd..][..hd].copy_from_slice(&o[i * hd..(i + 1) * hd]);
+        }
+    }
     out
 }
 

@@ -1,0 +1,273 @@
+//! Text generation with the Llama forward pass: the offline language model behind `sparsecoder interp`.
+//! A KV cache per layer, so each new token costs one row through the model; greedy or seeded sampling; the
+//! chat template from the model's own metadata (GGUF `tokenizer.chat_template`, or `tokenizer_config.json`'s
+//! `chat_template`), rendered with minijinja as transformers renders it with Jinja.
+
+use crate::llama::Llama;
+use crate::ops::{cached_attention, Rope};
+use crate::source::ModelSource;
+use crate::tokenizer::TextTokenizer;
+use anyhow::{anyhow, bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Keys and values of every position seen so far, per layer, `[positions × kv_heads·head_dim]`.
+pub struct KvCache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Llama {
+    pub fn new_cache(&self) -> KvCache {
+        let n = self.config.num_layers;
+        KvCache {
+            keys: vec![Vec::new(); n],
+            values: vec![Vec::new(); n],
+            len: 0,
+        }
+    }
+
+    /// Runs `tokens` (one sequence) after the positions already in `cache`, appends their keys and values, and
+    /// returns the logits of the last one.
+    pub fn extend(&self, cache: &mut KvCache, tokens: &[u32]) -> Vec<f32> {
+        let c = &self.config;
+        assert!(!tokens.is_empty());
+        assert_eq!(
+            self.loaded_layers(),
+            c.num_layers,
+            "generation needs every layer"
+        );
+        let past = cache.len;
+        let rope = Rope::new(&c.rope, past + tokens.len());
+        let mut x = self.embed_tokens(tokens);
+        for l in 0..c.num_layers {
+            let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
+            self.layer(l, &mut x, &mut |_, _, _| {}, &mut |q, k, v, spec| {
+                rope.apply_from(q, c.heads, c.head_dim, past);
+                rope.apply_from(k, c.kv_heads, c.head_dim, past);
+                keys.extend_from_slice(k);
+                values.extend_from_slice(&v);
+                cached_attention(q, keys, values, past, spec)
+            });
+        }
+        cache.len += tokens.len();
+        let d = c.d_model;
+        self.logits(&x[x.len() - d..])
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A chat template and the special tokens it may refer to.
+pub struct ChatTemplate {
+    source: String,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl ChatTemplate {
+    pub fn new(source: String, bos_token: String, eos_token: String) -> ChatTemplate {
+        ChatTemplate {
+            source,
+            bos_token,
+            eos_token,
+        }
+    }
+
+    /// The prompt text for `messages`, ending with the assistant's turn opened (`add_generation_prompt`).
+    pub fn render(&self, messages: &[ChatMessage]) -> Result<String> {
+        let mut env = minijinja::Environment::new();
+        env.add_template("chat", &self.source)
+            .map_err(|e| anyhow!("the chat template does not parse: {e}"))?;
+        let ctx = minijinja::context! {
+            messages => messages,
+            add_generation_prompt => true,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        env.get_template("chat")
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| anyhow!("rendering the chat template: {e}"))
+    }
+}
+
+/// How the next token is chosen: greedy at temperature 0, else sampled from softmax(logits / temperature).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub seed: u64,
+}
+
+fn choose(logits: &[f32], sampling: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
+    let argmax = || {
+        logits
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                if v > best.1 {
+                    (i, v)
+                } else {
+                    best
+                }
+            })
+            .0 as u32
+    };
+    if sampling.temperature <= 0.0 {
+        return argmax();
+    }
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&v| (((v - max) / sampling.temperature) as f64).exp())
+        .collect();
+    let mut target = rng.random::<f64>() * weights.iter().sum::<f64>();
+    for (i, w) in weights.iter().enumerate() {
+        target -= w;
+        if target <= 0.0 {
+            return i as u32;
+        }
+    }
+    argmax()
+}
+
+/// A chat model run locally: the whole Llama-family model with its head, its tokenizer and chat template.
+pub struct LocalChat {
+    pub model: Llama,
+    pub tokenizer: TextTokenizer,
+    pub template: ChatTemplate,
+    /// Generation stops at any of these (EOS and the template's end-of-turn token).
+    stop_ids: Vec<u32>,
+    pub name: String,
+}
+
+impl LocalChat {
+    pub fn open(source: &ModelSource) -> Result<LocalChat> {
+        let (model, template) = source.chat_parts()?;
+        let tokenizer = source.tokenizer()?;
+        let mut stop_ids = vec![tokenizer.eos_id];
+        for end_of_turn in ["<|im_end|>", "<|eot_id|>", "<end_of_turn>"] {
+            if let Some(id) = tokenizer.inner.token_to_id(end_of_turn) {
+                stop_ids.push(id);
+            }
+        }
+        Ok(LocalChat {
+            name: source.name(),
+            model,
+            tokenizer,
+            template,
+            stop_ids,
+        })
+    }
+
+    /// The token ids of the prompt for `messages`.
+    pub fn prompt_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let text = self.template.render(messages)?;
+        self.tokenizer.encode(&text)
+    }
+
+    /// The generated token ids (without the stop token), at most `max_tokens`.
+    pub fn generate_ids(
+        &self,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampling: &Sampling,
+    ) -> Result<Vec<u32>> {
+        if prompt.is_empty() {
+            bail!("an empty prompt");
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
+        let mut cache = self.model.new_cache();
+        let mut logits = self.model.extend(&mut cache, prompt);
+        let mut out = Vec::new();
+        while out.len() < max_tokens {
+            let next = choose(&logits, sampling, &mut rng);
+            if self.stop_ids.contains(&next) {
+                break;
+            }
+            out.push(next);
+            logits = self.model.extend(&mut cache, &[next]);
+        }
+        Ok(out)
+    }
+
+    /// The assistant's answer to `messages`.
+    pub fn chat(
+        &self,
+        messages: &[ChatMessage],
+        max_tokens: usize,
+        sampling: &Sampling,
+    ) -> Result<String> {
+        let prompt = self.prompt_ids(messages)?;
+        let ids = self.generate_ids(&prompt, max_tokens, sampling)?;
+        self.tokenizer
+            .inner
+            .decode(&ids, true)
+            .map_err(|e| anyhow!("decoding the answer: {e}"))
+    }
+}
+
+impl ModelSource {
+    /// The whole model with its head, and its chat template: for Llama-family GGUF files and folders.
+    pub fn chat_parts(&self) -> Result<(Llama, ChatTemplate)> {
+        let tokenizer = self.tokenizer()?;
+        let token = |id: Option<u32>| {
+            id.and_then(|i| tokenizer.inner.id_to_token(i))
+                .unwrap_or_default()
+        };
+        let (bos, eos) = (token(tokenizer.bos_id), token(Some(tokenizer.eos_id)));
+        match self {
+            ModelSource::Gguf(g) => {
+                let source = g
+                    .get_str("tokenizer.chat_template")
+                    .with_context(|| {
+                        format!("{}: no chat template in the metadata", g.path().display())
+                    })?
+                    .to_string();
+                Ok((
+                    Llama::from_gguf(g, None, true)?,
+                    ChatTemplate::new(source, bos, eos),
+                ))
+            }
+            ModelSource::HfFolder(h) => {
+                let path = h.dir.join("tokenizer_config.json");
+                let cfg: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(&path)
+                        .with_context(|| format!("{}: cannot read", path.display()))?,
+                )
+                .with_context(|| format!("{}: not JSON", path.display()))?;
+                let source = cfg["chat_template"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("{}: no chat_template", path.display()))?
+                    .to_string();
+                Ok((
+                    h.load_llama_with_head()?,
+                    ChatTemplate::new(source, bos, eos),
+                ))
+            }
+        }
+    }
+}

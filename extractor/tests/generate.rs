@@ -1,0 +1,124 @@
+//! Local generation (the offline model of `interp`) against transformers on the same GGUF
+//! (scripts/golden_generate.py): the chat template renders the same prompt text and token ids, the first new
+//! token's logits agree, greedy decoding gives the same tokens; and decoding over the KV cache equals the plain
+//! forward pass.
+use extractor::generate::{ChatMessage, LocalChat, Sampling};
+use extractor::model::{LanguageModel, Stop};
+use extractor::source::ModelSource;
+mod common;
+use common::{rel_error, root};
+
+fn chat() -> LocalChat {
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    LocalChat::open(&ModelSource::open(&model).unwrap()).unwrap()
+}
+
+#[test]
+fn greedy_chat_matches_transformers() {
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/generate_smollm2.json")).unwrap(),
+    )
+    .unwrap();
+    let chat = chat();
+    for conv in golden["conversations"].as_array().unwrap() {
+        let messages: Vec<ChatMessage> = serde_json::from_value(conv["messages"].clone()).unwrap();
+        let text = chat.template.render(&messages).unwrap();
+        assert_eq!(text, conv["prompt"].as_str().unwrap(), "rendered prompt");
+        let ids: Vec<u32> = serde_json::from_value(conv["prompt_ids"].clone()).unwrap();
+        assert_eq!(chat.prompt_ids(&messages).unwrap(), ids, "prompt token ids");
+
+        // The first new token's logits.
+        let mut cache = chat.model.new_cache();
+        let logits = chat.model.extend(&mut cache, &ids);
+        let first = &conv["first_logits"];
+        let head: Vec<f32> = serde_json::from_value(first["head"].clone()).unwrap();
+        let err = rel_error(&logits[..head.len()], &head);
+        println!(
+            "first-token logits (ids < {}): relative error {err:.2e}",
+            head.len()
+        );
+        assert!(err < 1e-4, "first-token logits: relative error {err:.2e}");
+        let top_ids: Vec<usize> = serde_json::from_value(first["top_ids"].clone()).unwrap();
+        let top: Vec<f32> = serde_json::from_value(first["top_values"].clone()).unwrap();
+        let ours: Vec<f32> = top_ids.iter().map(|&i| logits[i]).collect();
+        assert!(rel_error(&ours, &top) < 1e-4, "top-64 logits");
+
+        // Greedy decoding: the same tokens (every step's top-2 gap in the fixture is far above f32 noise).
+        let want: Vec<u32> = serde_json::from_value(conv["generated_ids"].clone()).unwrap();
+        let gaps: Vec<f64> = serde_json::from_value(conv["top2_gaps"].clone()).unwrap();
+        assert!(
+            gaps.iter().all(|&g| g > 1e-3),
+            "the fixture has a near-tie; regenerate with other prompts"
+        );
+        let greedy = Sampling {
+            temperature: 0.0,
+            seed: 0,
+        };
+        let got = chat
+            .generate_ids(
+                &ids,
+                golden["new_tokens"].as_u64().unwrap() as usize,
+                &greedy,
+            )
+            .unwrap();
+        assert_eq!(got, want, "greedy continuation");
+        let answer = chat.chat(&messages, 48, &greedy).unwrap();
+        assert_eq!(answer, conv["answer"].as_str().unwrap());
+        println!("{answer:?}");
+    }
+}
+
+#[test]
+fn decoding_over_the_cache_equals_the_full_forward() {
+    let chat = chat();
+    let ids = chat
+        .tokenizer
+        .encode("Errors detected during execution are called exceptions and are not unconditionally fatal.")
+        .unwrap();
+    let n = ids.len();
+    let full = chat
+        .model
+        .forward(&ids, n, Stop::Logits, &mut |_, _, _| {})
+        .unwrap();
+    let vocab = chat.model.info().vocab_size;
+    // A prefill of most of the text, then one token at a time, then a chunk of two.
+    let mut cache = chat.model.new_cache();
+    let mut pos = n - 5;
+    let mut last = chat.model.extend(&mut cache, &ids[..pos]);
+    assert!(rel_error(&last, &full[(pos - 1) * vocab..pos * vocab]) < 1e-5);
+    for step in [1, 1, 1, 2] {
+        last = chat.model.extend(&mut cache, &ids[pos..pos + step]);
+        pos += step;
+        let err = rel_error(&last, &full[(pos - 1) * vocab..pos * vocab]);
+        assert!(
+            err < 1e-5,
+            "logits at position {}: relative error {err:.2e}",
+            pos - 1
+        );
+    }
+    assert_eq!(cache.len(), n);
+}
+
+#[test]
+fn sampling_is_seeded() {
+    let chat = chat();
+    let messages = [ChatMessage::new("user", "Name a fruit.")];
+    let ids = chat.prompt_ids(&messages).unwrap();
+    let hot = |seed| Sampling {
+        temperature: 1.0,
+        seed,
+    };
+    let a = chat.generate_ids(&ids, 12, &hot(1)).unwrap();
+    assert_eq!(
+        a,
+        chat.generate_ids(&ids, 12, &hot(1)).unwrap(),
+        "same seed, same tokens"
+    );
+    let others: Vec<Vec<u32>> = (2..6)
+        .map(|s| chat.generate_ids(&ids, 12, &hot(s)).unwrap())
+        .collect();
+    assert!(
+        others.iter().any(|o| *o != a),
+        "other seeds sample other tokens"
+    );
+}
