@@ -6,7 +6,8 @@
 //! - On held-out sequences: the model's next-token cross-entropy clean, with layer L's MLP output replaced by
 //!   the coder's prediction, and with it replaced by zeros; the increase in %, and KL(clean ‖ patched).
 
-use anyhow::{bail, Context, Result};
+use crate::coders::{find_coders, sides};
+use anyhow::{bail, Result};
 use cache_format::{Cache, Section};
 use clap::Args;
 use extractor::model::{MlpHook, Stop};
@@ -71,40 +72,6 @@ struct Report {
     ce_clean: f64,
     ce_zero_ablated: f64,
     coders: Vec<CoderEval>,
-}
-
-/// Every coder folder at or directly below each path, in sorted order.
-fn find_coders(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    for p in paths {
-        if p.join("sparsecoder.json").exists() {
-            found.push(p.clone());
-            continue;
-        }
-        let mut subs: Vec<PathBuf> = std::fs::read_dir(p)
-            .with_context(|| format!("{}: cannot read checkpoints folder", p.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|d| d.join("sparsecoder.json").exists())
-            .collect();
-        if subs.is_empty() {
-            bail!(
-                "{}: holds no coder (no sparsecoder.json in it or its subfolders)",
-                p.display()
-            );
-        }
-        subs.sort();
-        found.extend(subs);
-    }
-    Ok(found)
-}
-
-/// Input and target of a coder among a row's two sides.
-fn sides(meta: &CoderMeta) -> (Section, Section) {
-    match (meta.config.kind, meta.sae_on.as_deref()) {
-        (Kind::Sae, Some("mlp_in")) => (Section::MlpIn, Section::MlpIn),
-        (Kind::Sae, _) => (Section::MlpOut, Section::MlpOut),
-        _ => (Section::MlpIn, Section::MlpOut),
-    }
 }
 
 struct ActivationStats {

@@ -1,8 +1,10 @@
 //! `sparsecoder`: the command line. Each subcommand lives in its own module and only wires the crates together.
 
 mod cache_cmds;
+mod coders;
 mod eval_cmd;
 mod extract_cmd;
+mod interp_cmd;
 mod plots;
 mod train_cmd;
 
@@ -31,6 +33,10 @@ enum Command {
     /// Compare trained coders on held-out data: FVU, L0, dead latents, and the model's CE loss with the coder
     /// patched in place of the MLP.
     Eval(eval_cmd::EvalCli),
+    /// Explain and score coder latents (automated interpretability): explanations from activating examples,
+    /// detection and fuzzing scores, an HTML report; with the local model (offline) or an OpenAI-compatible
+    /// server.
+    Interp(interp_cmd::InterpCli),
     /// Print what an activation cache holds: its manifest and per-shard statistics.
     Inspect {
         /// Cache directory (the one holding manifest.json).
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => extract_cmd::extract(args),
         Command::Train(args) => train_cmd::train(args),
         Command::Eval(args) => eval_cmd::eval(args),
+        Command::Interp(args) => interp_cmd::interp(args),
         Command::Inspect { dir } => cache_cmds::inspect(&dir),
         Command::Validate { dir } => cache_cmds::validate(&dir),
         Command::Compress { dir, level } => cache_cmds::archive(&dir, true, level),

@@ -1,6 +1,6 @@
-//! `cargo run --release -p extractor --example chat -- MODEL "question"`: one greedy answer from the local
-//! chat model, with timings (prefill and per-token decode).
-use extractor::generate::{ChatMessage, LocalChat, Sampling};
+//! `cargo run --release -p extractor --example chat -- MODEL "question"` (or a JSON file of messages): one
+//! greedy answer from the local chat model, with timings.
+use extractor::generate::{LocalChat, Sampling};
 use extractor::source::ModelSource;
 use std::time::Instant;
 
@@ -10,7 +10,11 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let chat = LocalChat::open(&source)?;
     eprintln!("loaded in {:.2} s", t.elapsed().as_secs_f64());
-    let messages = [ChatMessage::new("user", args[2].clone())];
+    let messages: Vec<serde_json::Value> = if args[2].ends_with(".json") {
+        serde_json::from_slice(&std::fs::read(&args[2])?)?
+    } else {
+        vec![serde_json::json!({"role": "user", "content": args[2]})]
+    };
     let prompt = chat.prompt_ids(&messages)?;
     let t = Instant::now();
     let ids = chat.generate_ids(

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
 
 /// Keys and values of every position seen so far, per layer, `[positions × kv_heads·head_dim]`.
 pub struct KvCache {
@@ -20,6 +21,18 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// Forgets every position from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            for (k, v) in self.keys.iter_mut().zip(&mut self.values) {
+                let width = k.len() / self.len;
+                k.truncate(len * width);
+                v.truncate(len * width);
+            }
+            self.len = len;
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -67,21 +80,6 @@ impl Llama {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: &str, content: impl Into<String>) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-}
-
 /// A chat template and the special tokens it may refer to.
 pub struct ChatTemplate {
     source: String,
@@ -98,8 +96,9 @@ impl ChatTemplate {
         }
     }
 
-    /// The prompt text for `messages`, ending with the assistant's turn opened (`add_generation_prompt`).
-    pub fn render(&self, messages: &[ChatMessage]) -> Result<String> {
+    /// The prompt text for `messages` (each with `role` and `content`), ending with the assistant's turn
+    /// opened (`add_generation_prompt`).
+    pub fn render<M: Serialize>(&self, messages: &[M]) -> Result<String> {
         let mut env = minijinja::Environment::new();
         env.add_template("chat", &self.source)
             .map_err(|e| anyhow!("the chat template does not parse: {e}"))?;
@@ -162,6 +161,9 @@ pub struct LocalChat {
     /// Generation stops at any of these (EOS and the template's end-of-turn token).
     stop_ids: Vec<u32>,
     pub name: String,
+    /// The tokens of the last call and their KV cache: a new prompt reuses the part of it they share
+    /// (scoring prompts of one latent differ only after the explanation).
+    last: Mutex<Option<(Vec<u32>, KvCache)>>,
 }
 
 impl LocalChat {
@@ -180,11 +182,93 @@ impl LocalChat {
             tokenizer,
             template,
             stop_ids,
+            last: Mutex::new(None),
         })
     }
 
+    /// A KV cache holding `prompt` but its last token, reused from the previous call where they agree, and
+    /// the logits after the whole prompt.
+    fn prefill(&self, prompt: &[u32]) -> (KvCache, Vec<u32>, Vec<f32>) {
+        let previous = self.last.lock().unwrap().take();
+        let (mut cache, mut seen) = match previous {
+            Some((tokens, mut cache)) => {
+                let common = tokens
+                    .iter()
+                    .zip(prompt)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                // At least the last prompt token is run again: its logits are needed.
+                let keep = common.min(prompt.len() - 1);
+                cache.truncate(keep);
+                (cache, tokens[..keep].to_vec())
+            }
+            None => (self.model.new_cache(), Vec::new()),
+        };
+        let logits = self.model.extend(&mut cache, &prompt[seen.len()..]);
+        seen.extend_from_slice(&prompt[seen.len()..]);
+        (cache, seen, logits)
+    }
+
+    fn keep(&self, tokens: Vec<u32>, cache: KvCache) {
+        *self.last.lock().unwrap() = Some((tokens, cache));
+    }
+
+    /// Answers `messages` with a list of `n` zeros and ones, `[1, 0, …]`, decoding under that format: the
+    /// brackets and separators are given, and at each entry the model chooses between the tokens `0` and `1`
+    /// (greedily, or sampled from those two at `sampling.temperature`).
+    pub fn binary_list<M: Serialize>(
+        &self,
+        messages: &[M],
+        n: usize,
+        sampling: &Sampling,
+    ) -> Result<String> {
+        if n == 0 {
+            bail!("a list of no entries");
+        }
+        let digit = |s: &str| -> Result<u32> {
+            match self.tokenizer.encode(s)?.as_slice() {
+                [id] => Ok(*id),
+                other => bail!("the tokenizer splits {s:?} into {} tokens", other.len()),
+            }
+        };
+        let (zero, one) = (digit("0")?, digit("1")?);
+        // The format's tokens, with every entry a `0`; digits are single tokens, so any entry may become `1`.
+        let template = format!("[{}0]", "0, ".repeat(n - 1));
+        let format_ids = self.tokenizer.encode(&template)?;
+        let slots: Vec<usize> = (0..format_ids.len())
+            .filter(|&i| format_ids[i] == zero)
+            .collect();
+        if slots.len() != n {
+            bail!("the tokenizer does not keep the digits of {template:?} apart");
+        }
+        let mut prompt = self.prompt_ids(messages)?;
+        prompt.extend_from_slice(&format_ids[..slots[0]]);
+        let (mut cache, mut tokens, mut logits) = self.prefill(&prompt);
+        let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
+        let mut answer = format_ids.clone();
+        for (j, &slot) in slots.iter().enumerate() {
+            let pair = [logits[zero as usize], logits[one as usize]];
+            let pick = if choose(&pair, sampling, &mut rng) == 1 {
+                one
+            } else {
+                zero
+            };
+            answer[slot] = pick;
+            if j + 1 < n {
+                let next = &answer[slot..slots[j + 1]];
+                logits = self.model.extend(&mut cache, next);
+                tokens.extend_from_slice(next);
+            }
+        }
+        self.keep(tokens, cache);
+        self.tokenizer
+            .inner
+            .decode(&answer, false)
+            .map_err(|e| anyhow!("decoding the answer: {e}"))
+    }
+
     /// The token ids of the prompt for `messages`.
-    pub fn prompt_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+    pub fn prompt_ids<M: Serialize>(&self, messages: &[M]) -> Result<Vec<u32>> {
         let text = self.template.render(messages)?;
         self.tokenizer.encode(&text)
     }
@@ -200,8 +284,7 @@ impl LocalChat {
             bail!("an empty prompt");
         }
         let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
-        let mut cache = self.model.new_cache();
-        let mut logits = self.model.extend(&mut cache, prompt);
+        let (mut cache, mut tokens, mut logits) = self.prefill(prompt);
         let mut out = Vec::new();
         while out.len() < max_tokens {
             let next = choose(&logits, sampling, &mut rng);
@@ -209,15 +292,17 @@ impl LocalChat {
                 break;
             }
             out.push(next);
+            tokens.push(next);
             logits = self.model.extend(&mut cache, &[next]);
         }
+        self.keep(tokens, cache);
         Ok(out)
     }
 
     /// The assistant's answer to `messages`.
-    pub fn chat(
+    pub fn chat<M: Serialize>(
         &self,
-        messages: &[ChatMessage],
+        messages: &[M],
         max_tokens: usize,
         sampling: &Sampling,
     ) -> Result<String> {

@@ -2,7 +2,7 @@
 //! (scripts/golden_generate.py): the chat template renders the same prompt text and token ids, the first new
 //! token's logits agree, greedy decoding gives the same tokens; and decoding over the KV cache equals the plain
 //! forward pass.
-use extractor::generate::{ChatMessage, LocalChat, Sampling};
+use extractor::generate::{LocalChat, Sampling};
 use extractor::model::{LanguageModel, Stop};
 use extractor::source::ModelSource;
 mod common;
@@ -21,11 +21,11 @@ fn greedy_chat_matches_transformers() {
     .unwrap();
     let chat = chat();
     for conv in golden["conversations"].as_array().unwrap() {
-        let messages: Vec<ChatMessage> = serde_json::from_value(conv["messages"].clone()).unwrap();
-        let text = chat.template.render(&messages).unwrap();
+        let messages = conv["messages"].as_array().unwrap();
+        let text = chat.template.render(messages).unwrap();
         assert_eq!(text, conv["prompt"].as_str().unwrap(), "rendered prompt");
         let ids: Vec<u32> = serde_json::from_value(conv["prompt_ids"].clone()).unwrap();
-        assert_eq!(chat.prompt_ids(&messages).unwrap(), ids, "prompt token ids");
+        assert_eq!(chat.prompt_ids(messages).unwrap(), ids, "prompt token ids");
 
         // The first new token's logits.
         let mut cache = chat.model.new_cache();
@@ -62,7 +62,7 @@ fn greedy_chat_matches_transformers() {
             )
             .unwrap();
         assert_eq!(got, want, "greedy continuation");
-        let answer = chat.chat(&messages, 48, &greedy).unwrap();
+        let answer = chat.chat(messages, 48, &greedy).unwrap();
         assert_eq!(answer, conv["answer"].as_str().unwrap());
         println!("{answer:?}");
     }
@@ -102,7 +102,7 @@ fn decoding_over_the_cache_equals_the_full_forward() {
 #[test]
 fn sampling_is_seeded() {
     let chat = chat();
-    let messages = [ChatMessage::new("user", "Name a fruit.")];
+    let messages = [serde_json::json!({"role": "user", "content": "Name a fruit."})];
     let ids = chat.prompt_ids(&messages).unwrap();
     let hot = |seed| Sampling {
         temperature: 1.0,
@@ -121,4 +121,73 @@ fn sampling_is_seeded() {
         others.iter().any(|o| *o != a),
         "other seeds sample other tokens"
     );
+}
+
+/// A list decoded under the `[d, d, …]` format: every entry is the better of `0` and `1` given everything
+/// before it, checked against a plain forward pass over the whole text (no cache); the cache kept from the
+/// previous prompt changes nothing.
+#[test]
+fn binary_lists_choose_the_likelier_digit() {
+    let chat = chat();
+    let ask = |n: usize| {
+        let examples: String = (1..=n)
+            .map(|i| {
+                format!(
+                    "Example {i}: {}\n",
+                    if i % 2 == 0 {
+                        "the for loop"
+                    } else {
+                        "an exception"
+                    }
+                )
+            })
+            .collect();
+        let content = format!(
+            "Does each example mention a loop?\n{examples}Answer with a list of {n} numbers."
+        );
+        vec![serde_json::json!({"role": "user", "content": content})]
+    };
+    let greedy = Sampling {
+        temperature: 0.0,
+        seed: 0,
+    };
+    for n in [1, 5] {
+        let messages = ask(n);
+        let answer = chat.binary_list(&messages, n, &greedy).unwrap();
+        let digits: Vec<&str> = answer
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(", ")
+            .collect();
+        assert_eq!(digits.len(), n, "{answer}");
+        assert!(digits.iter().all(|d| *d == "0" || *d == "1"), "{answer}");
+        let prompt = chat.prompt_ids(&messages).unwrap();
+        let answer_ids = chat.tokenizer.encode(&answer).unwrap();
+        let (zero, one) = (
+            chat.tokenizer.encode("0").unwrap()[0],
+            chat.tokenizer.encode("1").unwrap()[0],
+        );
+        let vocab = chat.model.info().vocab_size;
+        let all: Vec<u32> = prompt.iter().chain(&answer_ids).cloned().collect();
+        let logits = chat
+            .model
+            .forward(&all, all.len(), Stop::Logits, &mut |_, _, _| {})
+            .unwrap();
+        for (j, &id) in answer_ids.iter().enumerate() {
+            if id == zero || id == one {
+                let row = &logits[(prompt.len() + j - 1) * vocab..][..vocab];
+                let better = if row[one as usize] > row[zero as usize] {
+                    one
+                } else {
+                    zero
+                };
+                assert_eq!(id, better, "entry at token {j} of {answer}");
+            }
+        }
+        assert_eq!(
+            chat.binary_list(&messages, n, &greedy).unwrap(),
+            answer,
+            "again, from the kept cache"
+        );
+    }
 }

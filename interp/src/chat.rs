@@ -1,0 +1,276 @@
+//! The language model behind the explainer and the scorers: a [`ChatModel`] is anything that answers a list of
+//! chat messages. Two exist: [`HttpChat`], any OpenAI-compatible chat-completions server (vLLM, llama.cpp,
+//! ollama, …), and the offline local model the CLI wires in. [`CachedChat`] puts either behind an on-disk
+//! cache keyed by a hash of the model's identity and the messages, so a re-run or a crash loses nothing done,
+//! and runs many prompts with bounded concurrency.
+
+use anyhow::{anyhow, bail, Context, Result};
+use cache_format::fsutil::write_atomic;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// What kind of answer a prompt wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Answer {
+    /// Free text, at most this many tokens.
+    Text { max_tokens: usize },
+    /// A list of `n` zeros and ones, `[1, 0, …]`. A model may decode under that format (the local one does);
+    /// a server generates freely and the answer is parsed.
+    BinaryList { n: usize },
+}
+
+impl Answer {
+    /// Tokens enough for the answer.
+    pub fn max_tokens(self) -> usize {
+        match self {
+            Answer::Text { max_tokens } => max_tokens,
+            Answer::BinaryList { n } => 4 * n + 16,
+        }
+    }
+}
+
+pub trait ChatModel: Send + Sync {
+    /// Everything that changes answers (server, model, sampling), for the cache key.
+    fn identity(&self) -> String;
+    fn complete(&self, messages: &[ChatMessage], answer: Answer) -> Result<String>;
+    /// How many prompts may run at once.
+    fn concurrency(&self) -> usize {
+        1
+    }
+}
+
+/// An OpenAI-compatible `/chat/completions` endpoint.
+pub struct HttpChat {
+    pub base_url: String,
+    pub model: String,
+    api_key: Option<String>,
+    pub temperature: f32,
+    pub seed: u64,
+    pub retries: u32,
+    pub concurrency: usize,
+    agent: ureq::Agent,
+}
+
+impl HttpChat {
+    /// `api_key_env` names the environment variable holding the key (unset: no Authorization header).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        base_url: &str,
+        model: &str,
+        api_key_env: &str,
+        temperature: f32,
+        seed: u64,
+        timeout: Duration,
+        retries: u32,
+        concurrency: usize,
+    ) -> HttpChat {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        HttpChat {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            model: model.to_string(),
+            api_key: std::env::var(api_key_env).ok().filter(|k| !k.is_empty()),
+            temperature,
+            seed,
+            retries,
+            concurrency: concurrency.max(1),
+            agent,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/chat/completions", self.base_url)
+    }
+
+    /// One request: Ok(answer), or Err((retryable, why)).
+    fn attempt(&self, body: &serde_json::Value) -> std::result::Result<String, (bool, String)> {
+        let mut req = self
+            .agent
+            .post(&self.url())
+            .header("Content-Type", "application/json");
+        if let Some(key) = &self.api_key {
+            req = req.header("Authorization", &format!("Bearer {key}"));
+        }
+        let mut resp = req
+            .send_json(body)
+            .map_err(|e| (true, format!("{}: {e}", self.url())))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| (true, format!("{}: reading the answer: {e}", self.url())))?;
+        if status != 200 {
+            let retry = status == 429 || status >= 500;
+            let snippet: String = text.chars().take(300).collect();
+            return Err((retry, format!("{}: HTTP {status}: {snippet}", self.url())));
+        }
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            (
+                false,
+                format!("{}: the answer is not JSON ({e})", self.url()),
+            )
+        })?;
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                (
+                    false,
+                    format!("{}: no choices[0].message.content in {v}", self.url()),
+                )
+            })
+    }
+}
+
+impl ChatModel for HttpChat {
+    fn identity(&self) -> String {
+        format!(
+            "http {} model={} temperature={} seed={}",
+            self.base_url, self.model, self.temperature, self.seed
+        )
+    }
+
+    fn complete(&self, messages: &[ChatMessage], answer: Answer) -> Result<String> {
+        let body = serde_json::json!({
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": answer.max_tokens(),
+            "temperature": self.temperature,
+            "seed": self.seed,
+        });
+        let mut delay = Duration::from_millis(500);
+        for attempt in 0..=self.retries {
+            match self.attempt(&body) {
+                Ok(answer) => return Ok(answer),
+                Err((true, why)) if attempt < self.retries => {
+                    eprintln!("{why}; retrying in {:.1} s", delay.as_secs_f64());
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+                Err((_, why)) => bail!("{why}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+}
+
+/// What the cache stores per prompt.
+#[derive(Serialize, Deserialize)]
+struct CacheEntry {
+    identity: String,
+    answer_kind: Answer,
+    messages: Vec<ChatMessage>,
+    answer: String,
+}
+
+/// A model behind a disk cache: `dir/ab/abcdef….json` per prompt, written atomically.
+pub struct CachedChat<'a> {
+    pub model: &'a dyn ChatModel,
+    dir: PathBuf,
+    identity: String,
+    pub hits: AtomicUsize,
+    pub calls: AtomicUsize,
+}
+
+impl<'a> CachedChat<'a> {
+    pub fn new(model: &'a dyn ChatModel, dir: PathBuf) -> CachedChat<'a> {
+        CachedChat {
+            identity: model.identity(),
+            model,
+            dir,
+            hits: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    fn path(&self, messages: &[ChatMessage], kind: Answer) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(self.identity.as_bytes());
+        h.update(format!("\0{kind:?}\0"));
+        h.update(serde_json::to_vec(messages).expect("messages serialise"));
+        let key = format!("{:x}", h.finalize());
+        self.dir.join(&key[..2]).join(format!("{key}.json"))
+    }
+
+    pub fn complete(&self, messages: &[ChatMessage], kind: Answer) -> Result<String> {
+        let path = self.path(messages, kind);
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(e) = serde_json::from_slice::<CacheEntry>(&bytes) {
+                if e.identity == self.identity && e.answer_kind == kind && e.messages == messages {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(e.answer);
+                }
+            }
+        }
+        let answer = self.model.complete(messages, kind)?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        std::fs::create_dir_all(path.parent().unwrap())
+            .with_context(|| format!("{}: cannot create the answer cache", self.dir.display()))?;
+        let entry = CacheEntry {
+            identity: self.identity.clone(),
+            answer_kind: kind,
+            messages: messages.to_vec(),
+            answer: answer.clone(),
+        };
+        write_atomic(&path, |w| w.write_all(&serde_json::to_vec_pretty(&entry)?))?;
+        Ok(answer)
+    }
+
+    /// Answers every prompt, at most `model.concurrency()` at a time, in order; `done` is called after each.
+    pub fn complete_all(
+        &self,
+        prompts: &[(Vec<ChatMessage>, Answer)],
+        done: &(dyn Fn() + Sync),
+    ) -> Vec<Result<String>> {
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Result<String>>>> =
+            Mutex::new((0..prompts.len()).map(|_| None).collect());
+        let workers = self.model.concurrency().min(prompts.len()).max(1);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= prompts.len() {
+                        break;
+                    }
+                    let (messages, kind) = &prompts[i];
+                    let r = self.complete(messages, *kind);
+                    results.lock().unwrap()[i] = Some(r);
+                    done();
+                });
+            }
+        });
+        results
+            .into_inner()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(anyhow!("not answered"))))
+            .collect()
+    }
+}

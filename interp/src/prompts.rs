@@ -1,0 +1,206 @@
+//! The three prompts of the method (explain, detect, fuzz) and the parsers of their answers. Windows are shown
+//! as text, with the tokens to point at wrapped in `<<` `>>`; every prompt is a system and a user message.
+//! Answers that do not parse give `None` and are counted by the caller, never fatal.
+
+use crate::chat::ChatMessage;
+
+pub const OPEN: &str = "<<";
+pub const CLOSE: &str = ">>";
+
+/// A window's token strings as one line of text, with each run of marked tokens wrapped in `<<` `>>` (leading
+/// whitespace of a run stays outside the marks) and newlines shown as `\n`.
+pub fn render_window(token_text: &[String], marked: &[bool]) -> String {
+    let mut out = String::new();
+    let mut open = false;
+    for (i, text) in token_text.iter().enumerate() {
+        let text = text.replace('\n', "\\n");
+        if marked[i] && !open {
+            let trimmed = text.trim_start();
+            out.push_str(&text[..text.len() - trimmed.len()]);
+            out.push_str(OPEN);
+            out.push_str(trimmed);
+            open = true;
+        } else {
+            if !marked[i] && open {
+                out.push_str(CLOSE);
+                open = false;
+            }
+            out.push_str(&text);
+        }
+    }
+    if open {
+        out.push_str(CLOSE);
+    }
+    out
+}
+
+/// One example for the explainer: its text with the active tokens marked, and those tokens with their
+/// activation on a 0–10 scale.
+pub struct ExplainerExample {
+    pub text: String,
+    pub active: Vec<(String, u32)>,
+}
+
+const EXPLAIN_SYSTEM: &str = "You study one feature of a neural network that reads text. You will see text \
+examples. In each one the tokens where the feature is active are marked <<like this>>, and the line after it \
+lists each marked token with how strongly the feature fired on it, from 1 to 10. Look for what the marked \
+tokens, and the words just before them, have in common. Then write one sentence saying what makes the feature \
+fire. Write it on the last line, after \"[EXPLANATION]:\".";
+
+pub fn explain_prompt(examples: &[ExplainerExample]) -> Vec<ChatMessage> {
+    let mut user = String::new();
+    for (i, e) in examples.iter().enumerate() {
+        let acts: Vec<String> = e
+            .active
+            .iter()
+            .map(|(t, a)| format!("({:?}, {a})", t.trim()))
+            .collect();
+        user.push_str(&format!(
+            "Example {}: {}\nActivations: {}\n\n",
+            i + 1,
+            e.text,
+            acts.join(", ")
+        ));
+    }
+    user.push_str("What makes the feature fire? Answer in one sentence, after \"[EXPLANATION]:\".");
+    vec![
+        ChatMessage::new("system", EXPLAIN_SYSTEM),
+        ChatMessage::new("user", user),
+    ]
+}
+
+/// The explanation in an explainer's answer: the text after the last `[EXPLANATION]:`, else the answer's last
+/// non-empty line (without a leading `Explanation:`); its first line, trimmed. `None` if that is empty.
+pub fn parse_explanation(answer: &str) -> Option<String> {
+    let tail = match answer.rfind("[EXPLANATION]:") {
+        Some(i) => answer[i + "[EXPLANATION]:".len()..].trim_start(),
+        None => answer.lines().rev().find(|l| !l.trim().is_empty())?.trim(),
+    };
+    let line = tail.lines().next().unwrap_or("").trim();
+    let line = line
+        .strip_prefix("Explanation:")
+        .or_else(|| line.strip_prefix("explanation:"))
+        .unwrap_or(line)
+        .trim();
+    (!line.is_empty()).then(|| line.to_string())
+}
+
+const DETECT_SYSTEM: &str = "You check an explanation of a feature of a neural network that reads text. You \
+will see the explanation and numbered text examples. For each example, decide whether the feature, as the \
+explanation describes it, would fire on some token of that text. Answer with one list holding a number per \
+example, in order: 1 if it would fire, 0 if not. For five examples an answer looks like [1, 0, 0, 1, 0]. Write \
+nothing else.";
+
+const FUZZ_SYSTEM: &str = "You check an explanation of a feature of a neural network that reads text. You \
+will see the explanation and numbered text examples, each with some tokens marked <<like this>>. For each \
+example, decide whether the marked tokens are ones the explanation says the feature fires on. Answer with one \
+list holding a number per example, in order: 1 if the marking fits the explanation, 0 if not. For five \
+examples an answer looks like [1, 0, 0, 1, 0]. Write nothing else.";
+
+fn scoring_prompt(system: &str, explanation: &str, texts: &[String]) -> Vec<ChatMessage> {
+    let mut user = format!("Explanation: {explanation}\n\n");
+    for (i, t) in texts.iter().enumerate() {
+        user.push_str(&format!("Example {}: {t}\n", i + 1));
+    }
+    user.push_str(&format!("\nAnswer with a list of {} numbers.", texts.len()));
+    vec![
+        ChatMessage::new("system", system),
+        ChatMessage::new("user", user),
+    ]
+}
+
+/// Detection: plain windows (no marks); does the feature fire somewhere in each?
+pub fn detection_prompt(explanation: &str, texts: &[String]) -> Vec<ChatMessage> {
+    scoring_prompt(DETECT_SYSTEM, explanation, texts)
+}
+
+/// Fuzzing: windows with marked tokens; does each marking fit the explanation?
+pub fn fuzzing_prompt(explanation: &str, texts: &[String]) -> Vec<ChatMessage> {
+    scoring_prompt(FUZZ_SYSTEM, explanation, texts)
+}
+
+/// The answer's list of `n` zeros and ones: the last bracketed list made only of 0s and 1s, else the 0/1
+/// digits standing alone in the answer. `None` unless exactly `n` are found.
+pub fn parse_binary_list(answer: &str, n: usize) -> Option<Vec<bool>> {
+    let as_bits = |s: &str| -> Option<Vec<bool>> {
+        s.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|t| !t.is_empty())
+            .map(|t| match t {
+                "0" => Some(false),
+                "1" => Some(true),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut lists = Vec::new();
+    let mut rest = answer;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']') else {
+            break;
+        };
+        lists.push(&rest[open + 1..open + close]);
+        rest = &rest[open + close + 1..];
+    }
+    if let Some(bits) = lists.iter().rev().find_map(|l| as_bits(l)) {
+        return (bits.len() == n).then_some(bits);
+    }
+    let bits: Vec<bool> = answer
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| match t {
+            "0" => Some(false),
+            "1" => Some(true),
+            _ => None,
+        })
+        .collect();
+    (bits.len() == n).then_some(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn marks_wrap_runs_and_keep_leading_space_outside() {
+        let t = strings(&["The", " for", " loop", " runs", "\n", "x"]);
+        let m = [false, true, true, false, false, true];
+        assert_eq!(render_window(&t, &m), "The <<for loop>> runs\\n<<x>>");
+        assert_eq!(render_window(&t, &[false; 6]), "The for loop runs\\nx");
+    }
+
+    #[test]
+    fn explanations_are_found() {
+        assert_eq!(
+            parse_explanation("Looking at these...\n[EXPLANATION]: the keyword for in loops\nmore"),
+            Some("the keyword for in loops".into())
+        );
+        assert_eq!(
+            parse_explanation("Explanation: Python loop keywords.\n"),
+            Some("Python loop keywords.".into())
+        );
+        assert_eq!(parse_explanation("  \n [EXPLANATION]:   \n"), None);
+        assert_eq!(parse_explanation(""), None);
+    }
+
+    #[test]
+    fn binary_lists_parse_or_are_refused() {
+        assert_eq!(
+            parse_binary_list("[1, 0, 1]", 3),
+            Some(vec![true, false, true])
+        );
+        assert_eq!(
+            parse_binary_list("Here: [a, b]\nAnswer: [0,0, 1]", 3),
+            Some(vec![false, false, true])
+        );
+        assert_eq!(
+            parse_binary_list("1 0 0 1", 4),
+            Some(vec![true, false, false, true])
+        );
+        assert_eq!(parse_binary_list("[1, 0]", 3), None, "wrong length");
+        assert_eq!(parse_binary_list("Example 1: yes", 2), None);
+        assert_eq!(parse_binary_list("[1, 2, 0]", 3), None);
+    }
+}

@@ -1,0 +1,420 @@
+//! The method for one coder's sampled latents: explain each from 40 activating examples (4 per activation
+//! quantile), then score the explanation by detection (50 activating + 50 silent windows, unmarked: which
+//! activate?) and fuzzing (50 activating windows, half with the truly active tokens marked and half with as
+//! many other tokens marked: does the marking fit?), and, as a sanity floor, detection with another latent's
+//! explanation. All prompts of a phase go to the model together, so an HTTP server sees them concurrently.
+
+use crate::chat::{Answer, CachedChat, ChatMessage};
+use crate::prompts::{
+    detection_prompt, explain_prompt, fuzzing_prompt, parse_binary_list, parse_explanation,
+    render_window, ExplainerExample,
+};
+use crate::records::{shuffle, split_examples, Example, LatentRecord, Window};
+use crate::score::{mean, score, Judgement, Scores};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InterpConfig {
+    pub quantiles: u32,
+    pub explain_per_quantile: usize,
+    pub score_per_quantile: usize,
+    pub non_activating: usize,
+    /// Examples per scoring prompt.
+    pub batch: usize,
+    pub seed: u64,
+    /// The explainer's answer length.
+    pub explain_max_tokens: usize,
+}
+
+impl Default for InterpConfig {
+    fn default() -> InterpConfig {
+        InterpConfig {
+            quantiles: 10,
+            explain_per_quantile: 4,
+            score_per_quantile: 5,
+            non_activating: 50,
+            batch: 5,
+            seed: 0,
+            explain_max_tokens: 120,
+        }
+    }
+}
+
+/// A window as shown in results and reports: its tokens' text and the latent's activation on each.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShownWindow {
+    pub quantile: Option<u32>,
+    pub tokens: Vec<String>,
+    pub acts: Vec<f32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LatentResult {
+    pub latent: u32,
+    /// Fraction of the token set's tokens it fired on.
+    pub frequency: f64,
+    pub firings: u64,
+    /// None when it never fired, or the explainer's answer did not parse.
+    pub explanation: Option<String>,
+    pub explainer_answer: Option<String>,
+    pub detection: Option<Scores>,
+    pub fuzzing: Option<Scores>,
+    /// Detection scored with another latent's explanation (the sanity floor).
+    pub control_detection: Option<Scores>,
+    pub detection_judgements: Vec<Judgement>,
+    pub fuzzing_judgements: Vec<Judgement>,
+    pub explain_examples: Vec<ShownWindow>,
+    pub non_activating_examples: Vec<ShownWindow>,
+    /// Why nothing was scored, when nothing was.
+    pub note: Option<String>,
+}
+
+/// The coder's line of the summary table: means over latents with scores.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CoderSummary {
+    pub coder: String,
+    pub latents: usize,
+    pub explained: usize,
+    pub detection_accuracy: f64,
+    pub detection_balanced: f64,
+    pub detection_fpr: f64,
+    pub fuzzing_accuracy: f64,
+    pub fuzzing_balanced: f64,
+    pub control_detection_balanced: f64,
+    pub unparsed_explanations: usize,
+    pub unparsed_judgements: usize,
+    /// (quantile, detection accuracy on its activating examples, examples), pooled over latents.
+    pub detection_per_quantile: Vec<(u32, f64, usize)>,
+}
+
+/// One scoring prompt's items, to map the parsed answer back.
+struct Batch {
+    latent: usize,
+    kind: Task,
+    items: Vec<Judgement>,
+    prompt: Vec<ChatMessage>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Task {
+    Detection,
+    Fuzzing,
+    Control,
+}
+
+/// Turns token ids into their text (one string per token).
+pub type TokenText<'a> = dyn Fn(&[u32]) -> Vec<String> + Sync + 'a;
+
+fn shown(w: &Window, quantile: Option<u32>, text: &TokenText) -> ShownWindow {
+    ShownWindow {
+        quantile,
+        tokens: text(&w.tokens),
+        acts: w.acts.clone(),
+    }
+}
+
+/// Explains and scores every record's latent. `tokens` is the size of the token set (for frequencies).
+pub fn interpret(
+    records: &[LatentRecord],
+    tokens: u64,
+    text: &TokenText,
+    chat: &CachedChat,
+    cfg: &InterpConfig,
+    progress: &(dyn Fn(&str, usize, usize) + Sync),
+) -> Vec<LatentResult> {
+    let sets: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(cfg.seed ^ (r.latent as u64).wrapping_mul(0x9e37_79b9));
+            let s = split_examples(
+                r,
+                cfg.quantiles,
+                cfg.explain_per_quantile,
+                cfg.score_per_quantile,
+                cfg.non_activating,
+                &mut rng,
+            );
+            (s, rng)
+        })
+        .collect();
+
+    // Phase 1: explanations.
+    let explainable: Vec<usize> = (0..records.len())
+        .filter(|&i| !sets[i].0.explain.is_empty())
+        .collect();
+    let explain = Answer::Text {
+        max_tokens: cfg.explain_max_tokens,
+    };
+    let prompts: Vec<(Vec<ChatMessage>, Answer)> = explainable
+        .iter()
+        .map(|&i| {
+            (
+                explain_prompt(&explainer_examples(&sets[i].0.explain, text)),
+                explain,
+            )
+        })
+        .collect();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let tick = |phase: &str, total: usize| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress(phase, n, total);
+    };
+    let answers = chat.complete_all(&prompts, &|| tick("explain", prompts.len()));
+    let mut results: Vec<LatentResult> = records
+        .iter()
+        .zip(&sets)
+        .map(|(r, (s, _))| LatentResult {
+            latent: r.latent,
+            frequency: r.firings as f64 / tokens.max(1) as f64,
+            firings: r.firings,
+            explanation: None,
+            explainer_answer: None,
+            detection: None,
+            fuzzing: None,
+            control_detection: None,
+            detection_judgements: Vec::new(),
+            fuzzing_judgements: Vec::new(),
+            explain_examples: s
+                .explain
+                .iter()
+                .map(|e| shown(&e.window, Some(e.quantile), text))
+                .collect(),
+            non_activating_examples: s
+                .non_activating
+                .iter()
+                .map(|w| shown(w, None, text))
+                .collect(),
+            note: (r.firings == 0).then(|| "never fired on the token set".to_string()),
+        })
+        .collect();
+    for (&i, answer) in explainable.iter().zip(answers) {
+        match answer {
+            Ok(a) => {
+                results[i].explanation = parse_explanation(&a);
+                if results[i].explanation.is_none() {
+                    results[i].note = Some("the explainer's answer did not parse".into());
+                }
+                results[i].explainer_answer = Some(a);
+            }
+            Err(e) => results[i].note = Some(format!("explainer failed: {e:#}")),
+        }
+    }
+
+    // Phase 2: detection, fuzzing, and detection with a shuffled explanation, all in one go.
+    let explained: Vec<usize> = (0..records.len())
+        .filter(|&i| results[i].explanation.is_some())
+        .collect();
+    let mut batches = Vec::new();
+    for (pos, &i) in explained.iter().enumerate() {
+        let explanation = results[i].explanation.clone().unwrap();
+        let (sets_i, rng) = (
+            &sets[i].0,
+            &mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec0de ^ i as u64),
+        );
+        let detection_items = detection_items(&sets_i.score, &sets_i.non_activating, rng);
+        let chunks = |items: &[(Judgement, String)], kind: Task, explanation: &str| -> Vec<Batch> {
+            items
+                .chunks(cfg.batch.max(1))
+                .map(|c| {
+                    let texts: Vec<String> = c.iter().map(|(_, t)| t.clone()).collect();
+                    Batch {
+                        latent: i,
+                        kind,
+                        items: c.iter().map(|(j, _)| j.clone()).collect(),
+                        prompt: match kind {
+                            Task::Fuzzing => fuzzing_prompt(explanation, &texts),
+                            _ => detection_prompt(explanation, &texts),
+                        },
+                    }
+                })
+                .collect()
+        };
+        let render = |items: Vec<(Judgement, Window, Vec<bool>)>| -> Vec<(Judgement, String)> {
+            items
+                .into_iter()
+                .map(|(j, w, m)| (j, render_window(&text(&w.tokens), &m)))
+                .collect()
+        };
+        let detection = render(detection_items);
+        batches.extend(chunks(&detection, Task::Detection, &explanation));
+        let fuzz = render(fuzzing_items(&sets_i.score, rng));
+        batches.extend(chunks(&fuzz, Task::Fuzzing, &explanation));
+        if explained.len() > 1 {
+            let other = explained[(pos + 1) % explained.len()];
+            let theirs = results[other].explanation.clone().unwrap();
+            batches.extend(chunks(&detection, Task::Control, &theirs));
+        }
+    }
+    let prompts: Vec<(Vec<ChatMessage>, Answer)> = batches
+        .iter()
+        .map(|b| (b.prompt.clone(), Answer::BinaryList { n: b.items.len() }))
+        .collect();
+    done.store(0, std::sync::atomic::Ordering::Relaxed);
+    let answers = chat.complete_all(&prompts, &|| tick("score", prompts.len()));
+    let mut judged: Vec<[Vec<Judgement>; 3]> = vec![Default::default(); records.len()];
+    for (b, answer) in batches.into_iter().zip(answers) {
+        let verdicts = answer
+            .ok()
+            .and_then(|a| parse_binary_list(&a, b.items.len()));
+        let slot = &mut judged[b.latent][b.kind as usize];
+        for (k, mut j) in b.items.into_iter().enumerate() {
+            j.predicted = verdicts.as_ref().map(|v| v[k]);
+            slot.push(j);
+        }
+    }
+    for &i in &explained {
+        let [det, fuzz, control] = std::mem::take(&mut judged[i]);
+        results[i].detection = Some(score(&det));
+        results[i].fuzzing = Some(score(&fuzz));
+        results[i].control_detection = (!control.is_empty()).then(|| score(&control));
+        results[i].detection_judgements = det;
+        results[i].fuzzing_judgements = fuzz;
+    }
+    results
+}
+
+/// The explainer's view of its examples: active tokens marked, activations on a 1–10 scale of the strongest.
+fn explainer_examples(examples: &[Example], text: &TokenText) -> Vec<ExplainerExample> {
+    let max = examples
+        .iter()
+        .map(|e| e.window.max_act())
+        .fold(0.0, f32::max)
+        .max(f32::MIN_POSITIVE);
+    examples
+        .iter()
+        .map(|e| {
+            let strings = text(&e.window.tokens);
+            let marked: Vec<bool> = e.window.acts.iter().map(|&a| a > 0.0).collect();
+            let active = strings
+                .iter()
+                .zip(&e.window.acts)
+                .filter(|(_, &a)| a > 0.0)
+                .map(|(t, &a)| (t.clone(), ((10.0 * a / max).round() as u32).clamp(1, 10)))
+                .collect();
+            ExplainerExample {
+                text: render_window(&strings, &marked),
+                active,
+            }
+        })
+        .collect()
+}
+
+/// Detection: activating and silent windows, unmarked, shuffled.
+fn detection_items(
+    activating: &[Example],
+    silent: &[Window],
+    rng: &mut ChaCha8Rng,
+) -> Vec<(Judgement, Window, Vec<bool>)> {
+    let none = |w: &Window| vec![false; w.tokens.len()];
+    let mut items: Vec<_> = activating
+        .iter()
+        .map(|e| {
+            (
+                Judgement {
+                    truth: true,
+                    predicted: None,
+                    quantile: Some(e.quantile),
+                },
+                e.window.clone(),
+                none(&e.window),
+            )
+        })
+        .chain(silent.iter().map(|w| {
+            (
+                Judgement {
+                    truth: false,
+                    predicted: None,
+                    quantile: None,
+                },
+                w.clone(),
+                none(w),
+            )
+        }))
+        .collect();
+    shuffle(&mut items, rng);
+    items
+}
+
+/// Fuzzing: activating windows, every other one (after a shuffle) marked at as many random silent tokens as
+/// it has active ones instead of at its active tokens.
+fn fuzzing_items(
+    activating: &[Example],
+    rng: &mut ChaCha8Rng,
+) -> Vec<(Judgement, Window, Vec<bool>)> {
+    let mut order: Vec<&Example> = activating.iter().collect();
+    shuffle(&mut order, rng);
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(n, e)| {
+            let active: Vec<bool> = e.window.acts.iter().map(|&a| a > 0.0).collect();
+            let mut silent: Vec<usize> = (0..active.len()).filter(|&t| !active[t]).collect();
+            let wanted = active.iter().filter(|&&a| a).count();
+            let correct = n % 2 == 0 || silent.is_empty();
+            let marks = if correct {
+                active
+            } else {
+                shuffle(&mut silent, rng);
+                let mut m = vec![false; active.len()];
+                silent.iter().take(wanted.max(1)).for_each(|&t| m[t] = true);
+                m
+            };
+            let j = Judgement {
+                truth: correct,
+                predicted: None,
+                quantile: Some(e.quantile),
+            };
+            (j, e.window.clone(), marks)
+        })
+        .collect()
+}
+
+pub fn summarize(coder: &str, results: &[LatentResult]) -> CoderSummary {
+    let scored: Vec<&LatentResult> = results.iter().filter(|r| r.detection.is_some()).collect();
+    let m = |f: &dyn Fn(&LatentResult) -> Option<f64>| mean(scored.iter().filter_map(|r| f(r)));
+    let pooled: Vec<Judgement> = scored
+        .iter()
+        .flat_map(|r| r.detection_judgements.iter().cloned())
+        .collect();
+    let unparsed = scored
+        .iter()
+        .map(|r| {
+            let u = |s: &Option<Scores>| s.as_ref().map_or(0, |s| s.unparsed);
+            u(&r.detection) + u(&r.fuzzing) + u(&r.control_detection)
+        })
+        .sum();
+    CoderSummary {
+        coder: coder.to_string(),
+        latents: results.len(),
+        explained: scored.len(),
+        detection_accuracy: m(&|r| r.detection.as_ref().map(|s| s.accuracy)),
+        detection_balanced: m(&|r| r.detection.as_ref().map(|s| s.balanced_accuracy)),
+        detection_fpr: m(&|r| r.detection.as_ref().map(|s| s.false_positive_rate)),
+        fuzzing_accuracy: m(&|r| r.fuzzing.as_ref().map(|s| s.accuracy)),
+        fuzzing_balanced: m(&|r| r.fuzzing.as_ref().map(|s| s.balanced_accuracy)),
+        control_detection_balanced: m(&|r| {
+            r.control_detection.as_ref().map(|s| s.balanced_accuracy)
+        }),
+        unparsed_explanations: results
+            .iter()
+            .filter(|r| r.explainer_answer.is_some() && r.explanation.is_none())
+            .count(),
+        unparsed_judgements: unparsed,
+        detection_per_quantile: score(&pooled).per_quantile,
+    }
+}
+
+/// A random sample of `n` latents among those with at least `min_firings` firings (all of them if fewer).
+pub fn sample_latents(fired: &[u64], n: usize, min_firings: u64, seed: u64) -> Vec<u32> {
+    let mut eligible: Vec<u32> = (0..fired.len() as u32)
+        .filter(|&l| fired[l as usize] >= min_firings)
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    shuffle(&mut eligible, &mut rng);
+    eligible.truncate(n);
+    eligible.sort();
+    eligible
+}

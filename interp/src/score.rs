@@ -1,0 +1,141 @@
+//! Scores from the scorer's yes/no judgements: accuracy, balanced accuracy (the mean of the true-positive and
+//! true-negative rates, so a scorer that always says yes gets 0.5), false-positive rate, and accuracy per
+//! activation quantile (the paper's Figure 2). Judgements whose answer did not parse are counted apart and
+//! left out of the rates.
+
+use serde::{Deserialize, Serialize};
+
+/// One example's verdict: what it is (`truth`), what the scorer said (None: unparsed answer), and for
+/// activating examples the quantile of their activation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Judgement {
+    pub truth: bool,
+    pub predicted: Option<bool>,
+    pub quantile: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    /// Judgements with a parsed answer.
+    pub n: usize,
+    pub unparsed: usize,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    pub true_positive_rate: f64,
+    pub false_positive_rate: f64,
+    /// (quantile, accuracy, examples) for each quantile with examples.
+    pub per_quantile: Vec<(u32, f64, usize)>,
+}
+
+fn rate(hits: usize, of: usize) -> f64 {
+    if of == 0 {
+        f64::NAN
+    } else {
+        hits as f64 / of as f64
+    }
+}
+
+pub fn score(judgements: &[Judgement]) -> Scores {
+    let parsed: Vec<(&Judgement, bool)> = judgements
+        .iter()
+        .filter_map(|j| j.predicted.map(|p| (j, p)))
+        .collect();
+    let count = |truth: bool, predicted: bool| {
+        parsed
+            .iter()
+            .filter(|(j, p)| j.truth == truth && *p == predicted)
+            .count()
+    };
+    let (tp, fn_, tn, fp) = (
+        count(true, true),
+        count(true, false),
+        count(false, false),
+        count(false, true),
+    );
+    let (tpr, tnr) = (rate(tp, tp + fn_), rate(tn, tn + fp));
+    let balanced = match (tpr.is_nan(), tnr.is_nan()) {
+        (false, false) => (tpr + tnr) / 2.0,
+        (false, true) => tpr,
+        (true, false) => tnr,
+        (true, true) => f64::NAN,
+    };
+    let mut quantiles: Vec<u32> = parsed.iter().filter_map(|(j, _)| j.quantile).collect();
+    quantiles.sort();
+    quantiles.dedup();
+    let per_quantile = quantiles
+        .into_iter()
+        .map(|q| {
+            let of: Vec<_> = parsed
+                .iter()
+                .filter(|(j, _)| j.quantile == Some(q))
+                .collect();
+            let right = of.iter().filter(|(j, p)| j.truth == *p).count();
+            (q, rate(right, of.len()), of.len())
+        })
+        .collect();
+    Scores {
+        n: parsed.len(),
+        unparsed: judgements.len() - parsed.len(),
+        accuracy: rate(tp + tn, parsed.len()),
+        balanced_accuracy: balanced,
+        true_positive_rate: tpr,
+        false_positive_rate: rate(fp, fp + tn),
+        per_quantile,
+    }
+}
+
+/// The mean of the finite values (NaN when there are none).
+pub fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn j(truth: bool, predicted: Option<bool>, quantile: Option<u32>) -> Judgement {
+        Judgement {
+            truth,
+            predicted,
+            quantile,
+        }
+    }
+
+    #[test]
+    fn rates_on_a_worked_example() {
+        // 4 activating (q1: right, wrong; q2: right, right), 4 silent (3 right, 1 false positive), 1 unparsed.
+        let js = [
+            j(true, Some(true), Some(1)),
+            j(true, Some(false), Some(1)),
+            j(true, Some(true), Some(2)),
+            j(true, Some(true), Some(2)),
+            j(false, Some(false), None),
+            j(false, Some(false), None),
+            j(false, Some(false), None),
+            j(false, Some(true), None),
+            j(true, None, Some(2)),
+        ];
+        let s = score(&js);
+        assert_eq!((s.n, s.unparsed), (8, 1));
+        assert_eq!(s.accuracy, 6.0 / 8.0);
+        assert_eq!(s.true_positive_rate, 0.75);
+        assert_eq!(s.false_positive_rate, 0.25);
+        assert_eq!(s.balanced_accuracy, 0.75);
+        assert_eq!(s.per_quantile, vec![(1, 0.5, 2), (2, 1.0, 2)]);
+    }
+
+    #[test]
+    fn always_yes_is_chance_when_balanced() {
+        let js: Vec<Judgement> = (0..10).map(|i| j(i % 2 == 0, Some(true), None)).collect();
+        let s = score(&js);
+        assert_eq!(
+            (s.accuracy, s.balanced_accuracy, s.false_positive_rate),
+            (0.5, 0.5, 1.0)
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! `sparsecoder interp`: automated interpretability of coder latents (explanations, detection and fuzzing
+//! scores) on the held-out shards of a cache, with the offline local chat model or an OpenAI-compatible
+//! server. Wires `interp` (the method) to the cache, the coders (`trainer`) and the model (`extractor`).
+
+use crate::coders::{find_coders, sides};
+use anyhow::{bail, Result};
+use cache_format::Cache;
+use clap::Args;
+use extractor::generate::{LocalChat, Sampling};
+use extractor::source::ModelSource;
+use interp::chat::{Answer, CachedChat, ChatMessage, ChatModel, HttpChat};
+use interp::records::{RecordConfig, Recorder};
+use interp::report::{write_html, write_latents, write_summary};
+use interp::run::{interpret, sample_latents, summarize, InterpConfig};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use trainer::checkpoint::{load_coder, CoderMeta};
+use trainer::coder::SparseCoder;
+
+#[derive(Args)]
+pub struct InterpCli {
+    /// The model the cache was extracted from: its tokenizer turns token ids into text, and with `--llm local`
+    /// (and no --chat-model) it also explains and scores.
+    #[arg(long)]
+    model: PathBuf,
+    /// The activation cache; its held-out shards are the token set.
+    #[arg(long)]
+    cache: PathBuf,
+    /// Coder folders, or folders holding coder folders (a sweep's output).
+    #[arg(long, num_args = 1.., required = true)]
+    checkpoints: Vec<PathBuf>,
+    /// Latents per coder, drawn at random (with --seed) among those firing at least --min-firings times.
+    #[arg(long, default_value_t = 20)]
+    latents: usize,
+    #[arg(long, default_value_t = 40)]
+    min_firings: u64,
+    /// The last N shards are held out (as in `train`) and are the token set.
+    #[arg(long, default_value_t = 1)]
+    holdout_shards: usize,
+    /// The token set is every shard of --cache (a cache extracted for interpretation, not trained on).
+    #[arg(long)]
+    all_shards: bool,
+    /// Read at most this many held-out tokens.
+    #[arg(long)]
+    tokens: Option<u64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder: summary.json/.csv, index.html and a page per coder, <coder>/latents.jsonl, and the
+    /// answer cache (llm-cache/) that makes a re-run free.
+    #[arg(long)]
+    out: PathBuf,
+    /// local: a Llama-family chat model run here (--chat-model, default --model); http: an OpenAI-compatible
+    /// chat-completions server (--api-base, --api-model).
+    #[arg(long, default_value = "local")]
+    llm: String,
+    #[arg(long)]
+    chat_model: Option<PathBuf>,
+    /// e.g. http://127.0.0.1:8080/v1
+    #[arg(long)]
+    api_base: Option<String>,
+    #[arg(long)]
+    api_model: Option<String>,
+    /// The environment variable holding the API key (none sent when it is unset).
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    api_key_env: String,
+    /// Requests in flight at once (http).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds per request (http).
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Retries of a failed request, with exponential back-off (http).
+    #[arg(long, default_value_t = 4)]
+    retries: u32,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Activating examples per quantile shown to the explainer (10 quantiles).
+    #[arg(long, default_value_t = 4)]
+    explain_per_quantile: usize,
+    /// Activating examples per quantile for detection and fuzzing.
+    #[arg(long, default_value_t = 5)]
+    score_per_quantile: usize,
+    /// Silent windows for detection.
+    #[arg(long, default_value_t = 50)]
+    non_activating: usize,
+    /// Examples per scoring prompt.
+    #[arg(long, default_value_t = 5)]
+    batch: usize,
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The local chat model as `interp` sees it.
+struct Local {
+    chat: LocalChat,
+    identity: String,
+    sampling: Sampling,
+}
+
+impl ChatModel for Local {
+    fn identity(&self) -> String {
+        self.identity.clone()
+    }
+    fn complete(&self, messages: &[ChatMessage], answer: Answer) -> Result<String> {
+        match answer {
+            Answer::Text { max_tokens } => self.chat.chat(messages, max_tokens, &self.sampling),
+            Answer::BinaryList { n } => self.chat.binary_list(messages, n, &self.sampling),
+        }
+    }
+}
+
+/// Each held-out shard's rows, encoded in chunks, fed to `rec` as runs of consecutive positions of a sequence.
+fn record(
+    cache: &Cache,
+    held: &[usize],
+    coder: &SparseCoder,
+    meta: &CoderMeta,
+    max_tokens: u64,
+    rec: &mut Recorder,
+) -> Result<()> {
+    let (input, _) = sides(meta);
+    let d = coder.cfg.d_in;
+    let mut left = max_tokens;
+    for &i in held {
+        let shard = cache.open_shard(i)?;
+        let n = (shard.rows().min(left)) as usize;
+        left -= n as u64;
+        let (mut acts, mut idx) = (
+            Vec::with_capacity(n * coder.cfg.k),
+            Vec::with_capacity(n * coder.cfg.k),
+        );
+        const CHUNK: usize = 2048;
+        for first in (0..n).step_by(CHUNK) {
+            let rows = CHUNK.min(n - first);
+            let mut x = vec![0f32; rows * d];
+            shard.read_rows_f32(input, first, &mut x);
+            let enc = coder.encode(&x, rows);
+            acts.extend(enc.acts);
+            idx.extend(enc.idx);
+        }
+        let (tokens, seqs, positions) = (shard.token_ids(), shard.seq_ids(), shard.positions());
+        let k = coder.cfg.k;
+        let mut start = 0;
+        for r in 1..=n {
+            if r == n || seqs[r] != seqs[r - 1] || positions[r] != positions[r - 1] + 1 {
+                rec.add_sequence(
+                    seqs[start],
+                    positions[start],
+                    &tokens[start..r],
+                    &acts[start * k..r * k],
+                    &idx[start * k..r * k],
+                );
+                start = r;
+            }
+        }
+        if left == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub fn interp(cli: InterpCli) -> Result<ExitCode> {
+    let cache = Cache::open(&cli.cache)?;
+    let spec = cache.manifest().spec.clone();
+    let source = ModelSource::open(&cli.model)?;
+    let sha = source.sha256()?;
+    if sha != spec.model.sha256 {
+        bail!(
+            "{}: sha256 {sha} is not that of the model the cache was extracted from ({})",
+            cli.model.display(),
+            spec.model.sha256
+        );
+    }
+    let tokenizer = source.tokenizer()?;
+    let held: Vec<usize> = if cli.all_shards {
+        (0..cache.num_shards()).collect()
+    } else {
+        cache.split(cli.holdout_shards)?.1
+    };
+    let coder_dirs = find_coders(&cli.checkpoints)?;
+    cache_format::fsutil::prepare_output_dir(&cli.out)?;
+
+    let llm: Box<dyn ChatModel> = match cli.llm.as_str() {
+        "local" => {
+            let path = cli.chat_model.clone().unwrap_or(cli.model.clone());
+            let chat_source = ModelSource::open(&path)?;
+            let sampling = Sampling {
+                temperature: cli.temperature,
+                seed: cli.seed,
+            };
+            let identity = format!(
+                "local {} sha256={} temperature={} seed={}",
+                chat_source.name(),
+                chat_source.sha256()?,
+                cli.temperature,
+                cli.seed
+            );
+            Box::new(Local {
+                chat: LocalChat::open(&chat_source)?,
+                identity,
+                sampling,
+            })
+        }
+        "http" => {
+            let (Some(base), Some(model)) = (&cli.api_base, &cli.api_model) else {
+                bail!(
+                    "--llm http needs --api-base (e.g. http://127.0.0.1:8080/v1) and --api-model"
+                );
+            };
+            Box::new(HttpChat::new(
+                base,
+                model,
+                &cli.api_key_env,
+                cli.temperature,
+                cli.seed,
+                Duration::from_secs(cli.timeout),
+                cli.retries,
+                cli.concurrency,
+            ))
+        }
+        other => bail!("--llm must be local or http, found {other:?}"),
+    };
+    let chat = CachedChat::new(llm.as_ref(), cli.out.join("llm-cache"));
+    let cfg = InterpConfig {
+        explain_per_quantile: cli.explain_per_quantile,
+        score_per_quantile: cli.score_per_quantile,
+        non_activating: cli.non_activating,
+        batch: cli.batch,
+        seed: cli.seed,
+        ..Default::default()
+    };
+    let text = |ids: &[u32]| -> Vec<String> {
+        ids.iter()
+            .map(|&id| tokenizer.inner.decode(&[id], false).unwrap_or_default())
+            .collect()
+    };
+    let quiet = cli.quiet;
+    let started = Instant::now();
+    let progress = |phase: &str, n: usize, total: usize| {
+        if !quiet {
+            eprint!(
+                "\r  {phase} {n}/{total} ({:.0} s)   ",
+                started.elapsed().as_secs_f64()
+            );
+            if n == total {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+        }
+    };
+
+    let max_tokens = cli.tokens.unwrap_or(u64::MAX);
+    let mut coders = Vec::new();
+    for dir in &coder_dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let (coder, meta) = load_coder(dir)?;
+        if meta.layer != spec.layer || coder.cfg.d_in != spec.d_in as usize {
+            bail!(
+                "{}: trained on layer {} width {}, but the cache holds layer {} width {}",
+                dir.display(),
+                meta.layer,
+                coder.cfg.d_in,
+                spec.layer,
+                spec.d_in
+            );
+        }
+        // Pass one counts every latent's firings, pass two records examples of the sampled ones.
+        let n = coder.cfg.num_latents;
+        let mut counts = Recorder::new(n, &[], RecordConfig::default());
+        record(&cache, &held, &coder, &meta, max_tokens, &mut counts)?;
+        let (_, fired, tokens) = counts.finish();
+        let chosen = sample_latents(&fired, cli.latents, cli.min_firings, cli.seed);
+        if chosen.is_empty() {
+            bail!(
+                "{name}: no latent fired {} times on the {tokens} held-out tokens",
+                cli.min_firings
+            );
+        }
+        let rcfg = RecordConfig {
+            seed: cli.seed,
+            ..Default::default()
+        };
+        let mut rec = Recorder::new(n, &chosen, rcfg);
+        record(&cache, &held, &coder, &meta, max_tokens, &mut rec)?;
+        let (records, _, tokens) = rec.finish();
+        eprintln!(
+            "{name}: {} latents of {n} over {tokens} held-out tokens",
+            chosen.len()
+        );
+        let results = interpret(&records, tokens, &text, &chat, &cfg, &progress);
+        write_latents(&cli.out.join(&name), &results)?;
+        coders.push((summarize(&name, &results), results));
+    }
+    let summaries: Vec<_> = coders.iter().map(|(s, _)| s.clone()).collect();
+    write_summary(&cli.out, &summaries)?;
+    let title = format!(
+        "Latent interpretability: {} layer {}",
+        spec.model.name, spec.layer
+    );
+    write_html(&cli.out, &title, &coders)?;
+
+    let f = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.3}")
+        } else {
+            "–".into()
+        }
+    };
+    println!(
+        "{:<24} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "coder",
+        "latents",
+        "explained",
+        "det.acc",
+        "det.bal",
+        "det.FPR",
+        "fuzz.acc",
+        "fuzz.bal",
+        "shuffled"
+    );
+    for s in &summaries {
+        println!(
+            "{:<24} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            s.coder,
+            s.latents,
+            s.explained,
+            f(s.detection_accuracy),
+            f(s.detection_balanced),
+            f(s.detection_fpr),
+            f(s.fuzzing_accuracy),
+            f(s.fuzzing_balanced),
+            f(s.control_detection_balanced)
+        );
+    }
+    let (hits, calls) = (
+        chat.hits.load(std::sync::atomic::Ordering::Relaxed),
+        chat.calls.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    println!(
+        "{calls} model calls, {hits} answers from the cache, {:.0} s; report: {}",
+        started.elapsed().as_secs_f64(),
+        cli.out.join("index.html").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,178 @@
+//! `sparsecoder interp` end to end on the real model, offline: a small cache, an SAE and a skip transcoder, two
+//! latents each explained and scored by the local SmolLM2 chat model; the files it writes, and a re-run that
+//! takes every answer from the cache.
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sc(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_sparsecoder"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn interp_explains_and_scores_latents_offline() {
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        model.exists(),
+        "{} is missing: run scripts/fetch_default.sh first",
+        model.display()
+    );
+    let model = model.display().to_string();
+    let text = root()
+        .join("data/python-3.11-docs/tutorial")
+        .display()
+        .to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |p: &str| tmp.path().join(p).display().to_string();
+    let (cache, run, out) = (path("cache"), path("run"), path("interp"));
+    let (ok, _, err) = sc(&[
+        "extract",
+        "--model",
+        &model,
+        "--text",
+        &text,
+        "--layers",
+        "1",
+        "--ctx-len",
+        "64",
+        "--max-tokens",
+        "8192",
+        "--shard-rows",
+        "2048",
+        "--out",
+        &cache,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = sc(&[
+        "train",
+        "--cache",
+        &cache,
+        "--sweep",
+        "kind=sae,skip-transcoder",
+        "--latents",
+        "1152",
+        "--k",
+        "16",
+        "--batch",
+        "512",
+        "--warmup",
+        "2",
+        "--out",
+        &run,
+        "--quiet",
+        "--device",
+        "cpu",
+    ]);
+    assert!(ok, "{err}");
+    let interp = [
+        "interp",
+        "--model",
+        &model,
+        "--cache",
+        &cache,
+        "--checkpoints",
+        &run,
+        "--latents",
+        "2",
+        "--min-firings",
+        "10",
+        "--explain-per-quantile",
+        "1",
+        "--score-per-quantile",
+        "1",
+        "--non-activating",
+        "5",
+        "--out",
+        &out,
+        "--quiet",
+    ];
+    let (ok, stdout, err) = sc(&interp);
+    assert!(ok, "{err}");
+    println!("{stdout}");
+    let coders = ["sae-mlp_out-k16-l1152", "sst-k16-l1152"];
+    for c in coders {
+        assert!(stdout.contains(c), "{stdout}");
+    }
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("interp/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary.as_array().unwrap().len(), 2);
+    for (c, s) in coders.iter().zip(summary.as_array().unwrap()) {
+        assert_eq!(s["coder"], *c);
+        assert_eq!(s["latents"], 2);
+        let lines =
+            std::fs::read_to_string(tmp.path().join("interp").join(c).join("latents.jsonl"))
+                .unwrap();
+        let latents: Vec<serde_json::Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(latents.len(), 2);
+        for l in &latents {
+            assert!(l["frequency"].as_f64().unwrap() > 0.0);
+            assert!(
+                l["explainer_answer"].is_string(),
+                "the explainer was asked: {l}"
+            );
+            let examples = l["explain_examples"].as_array().unwrap();
+            assert!(!examples.is_empty() && examples.len() <= 10);
+            for e in examples {
+                let acts: Vec<f64> = e["acts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_f64().unwrap())
+                    .collect();
+                assert_eq!(acts.len(), 32);
+                assert_eq!(e["tokens"].as_array().unwrap().len(), 32);
+                assert!(acts.iter().any(|&a| a > 0.0), "an activating example fires");
+            }
+            for e in l["non_activating_examples"].as_array().unwrap() {
+                assert!(e["acts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|a| a.as_f64().unwrap() == 0.0));
+            }
+            if l["explanation"].is_string() {
+                let det = &l["detection"];
+                assert_eq!(
+                    det["n"].as_u64().unwrap() + det["unparsed"].as_u64().unwrap(),
+                    15,
+                    "10 + 5 examples"
+                );
+                let fuzz = &l["fuzzing"];
+                assert_eq!(
+                    fuzz["n"].as_u64().unwrap() + fuzz["unparsed"].as_u64().unwrap(),
+                    10
+                );
+            }
+        }
+        let page =
+            std::fs::read_to_string(tmp.path().join("interp").join(format!("{c}.html"))).unwrap();
+        assert!(
+            page.contains("<h2>latent ") && page.contains("rgba(255,140,0,"),
+            "examples are shaded"
+        );
+    }
+    let index = std::fs::read_to_string(tmp.path().join("interp/index.html")).unwrap();
+    assert!(index.contains("sst-k16-l1152.html"));
+
+    // A re-run asks the model nothing: every prompt's answer is in the cache.
+    let (ok, stdout, err) = sc(&interp);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("\n0 model calls"), "{stdout}");
+}
