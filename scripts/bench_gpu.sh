@@ -5,15 +5,20 @@
 #
 # Usage (on the GPU machine, which has no Rust toolchain: build here, carry the binaries):
 #   scripts/bench_gpu.sh BIN_DIR [WHEELS_DIR] [STEPS]
-# BIN_DIR holds `sparsecoder` and `cuda_kernels` (the test binary: cargo test --release -p trainer --test
-# cuda_kernels --no-run, copied without its hash); WHEELS_DIR holds eai-sparsify and whatever of its pure-Python
-# dependencies the machine lacks (pip download here; the GPU machine is offline).
+# BIN_DIR holds `sparsecoder` and `cuda_kernels` (the kernel test binary), WHEELS_DIR the pure-Python wheels of
+# sparsify's coder: both made by scripts/gpu_bundle.sh here (the GPU machine is offline). Wheels already
+# installed there are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:?BIN_DIR}
 wheels=${2:-}
 steps=${3:-40}
-if [ -n "$wheels" ]; then python3 -m pip install --quiet --no-index --no-deps "$wheels"/*.whl; fi
+if [ -n "$wheels" ]; then
+  for w in "$wheels"/*.whl; do
+    name=$(basename "$w" | cut -d- -f1)
+    python3 -m pip show "$name" >/dev/null 2>&1 || python3 -m pip install --quiet --no-index --no-deps "$w"
+  done
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 
 echo "== kernels against their CPU twins"

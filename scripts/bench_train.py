@@ -16,9 +16,20 @@ import time
 
 if "cuda" not in sys.argv[1:]:
     os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")  # no GPU: the eager decoder
+import importlib.util
+import types
+
 import numpy as np
 import torch
-from sparsify import SparseCoder, SparseCoderConfig
+
+# Import the coder without sparsify/__init__.py, which pulls in its trainer (datasets, wandb, …) that this
+# benchmark does not use, so an offline GPU machine needs only the coder's own dependencies.
+_spec = importlib.util.find_spec("sparsify")
+_pkg = types.ModuleType("sparsify")
+_pkg.__path__ = list(_spec.submodule_search_locations)
+sys.modules["sparsify"] = _pkg
+from sparsify.config import SparseCoderConfig  # noqa: E402
+from sparsify.sparse_coder import SparseCoder  # noqa: E402
 
 cache, threads = sys.argv[1], int(sys.argv[2])
 latents, k, batch, steps = (int(a) for a in (sys.argv[3:7] + ["18432", "32", "4096", "5"][len(sys.argv[3:7]):]))

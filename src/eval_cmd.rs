@@ -6,7 +6,7 @@
 //! - On held-out sequences: the model's next-token cross-entropy clean, with layer L's MLP output replaced by
 //!   the coder's prediction, and with it replaced by zeros; the increase in %, and KL(clean ‖ patched).
 
-use crate::coders::{find_coders, sides};
+use crate::coders::{find_coders, load_for_cache, sides};
 use anyhow::{bail, Result};
 use cache_format::{Cache, Section};
 use clap::Args;
@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use trainer::checkpoint::{load_coder, CoderMeta};
+use trainer::checkpoint::CoderMeta;
 use trainer::coder::{Kind, SparseCoder};
 
 #[derive(Args)]
@@ -208,22 +208,7 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
     let coder_dirs = find_coders(&cli.checkpoints)?;
     let mut coders = Vec::new();
     for dir in &coder_dirs {
-        let (coder, meta) = load_coder(dir)?;
-        if meta.layer != spec.layer || coder.cfg.d_in != spec.d_in as usize {
-            bail!(
-                "{}: trained on layer {} width {}, but the cache holds layer {} width {}",
-                dir.display(),
-                meta.layer,
-                coder.cfg.d_in,
-                spec.layer,
-                spec.d_in
-            );
-        }
-        coders.push((
-            dir.file_name().unwrap().to_string_lossy().into_owned(),
-            coder,
-            meta,
-        ));
+        coders.push(load_for_cache(dir, &spec)?);
     }
 
     let ctx = spec.ctx_len as usize;

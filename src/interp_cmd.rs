@@ -2,13 +2,14 @@
 //! scores) on the held-out shards of a cache, with the offline local chat model or an OpenAI-compatible
 //! server. Wires `interp` (the method) to the cache, the coders (`trainer`) and the model (`extractor`).
 
-use crate::coders::{find_coders, sides};
+use crate::coders::{find_coders, load_for_cache, sides};
 use anyhow::{bail, Result};
 use cache_format::Cache;
 use clap::Args;
+use extractor::extract::{run as extract, ExtractArgs};
 use extractor::generate::{LocalChat, Sampling};
 use extractor::source::ModelSource;
-use interp::chat::{Answer, CachedChat, ChatMessage, ChatModel, HttpChat};
+use interp::chat::{Answer, CachedChat, ChatMessage, ChatModel, HttpChat, ResponseFormat};
 use interp::records::{RecordConfig, Recorder};
 use interp::report::{write_html, write_latents, write_summary};
 use interp::run::{interpret, sample_latents, summarize, InterpConfig};
@@ -26,8 +27,15 @@ pub struct InterpCli {
     #[arg(long)]
     model: PathBuf,
     /// The activation cache; its held-out shards are the token set.
+    #[arg(long, required_unless_present = "text", conflicts_with = "text")]
+    cache: Option<PathBuf>,
+    /// Instead of a cache: text (a file or directory, as `extract --text` takes) run through the model to the
+    /// coders' layer; the activations are cached in <out>/text-cache (bounded by --tokens, default 65536).
     #[arg(long)]
-    cache: PathBuf,
+    text: Option<PathBuf>,
+    /// Sequence length for --text.
+    #[arg(long, default_value_t = 256)]
+    ctx_len: usize,
     /// Coder folders, or folders holding coder folders (a sweep's output).
     #[arg(long, num_args = 1.., required = true)]
     checkpoints: Vec<PathBuf>,
@@ -74,6 +82,10 @@ pub struct InterpCli {
     /// Retries of a failed request, with exponential back-off (http).
     #[arg(long, default_value_t = 4)]
     retries: u32,
+    /// How the server is asked to keep scoring answers a list (http): free (parse what comes), json_schema
+    /// (OpenAI's structured outputs: OpenAI, vLLM, llama.cpp's server) or json_object (llama-cpp-python).
+    #[arg(long, default_value = "free")]
+    response_format: String,
     /// 0 = greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
@@ -163,8 +175,41 @@ fn record(
     Ok(())
 }
 
+/// The token set's cache: `--cache`, or one extracted from `--text` at the coders' layer.
+fn token_cache(cli: &InterpCli, coder_dirs: &[PathBuf]) -> Result<PathBuf> {
+    if let Some(cache) = &cli.cache {
+        return Ok(cache.clone());
+    }
+    let text = cli.text.clone().expect("clap requires --cache or --text");
+    let (_, meta) = load_coder(&coder_dirs[0])?;
+    let args = ExtractArgs {
+        model: cli.model.clone(),
+        text,
+        text_field: "text".into(),
+        layers: vec![meta.layer as usize],
+        ctx_len: cli.ctx_len,
+        max_tokens: Some(cli.tokens.unwrap_or(65536)),
+        out: cli.out.join("text-cache"),
+        dtype: cache_format::DType::Bf16,
+        shard_rows: 16384,
+        seed: cli.seed,
+        batch_seqs: 8,
+        shuffle_buffer: 65536,
+        progress: !cli.quiet,
+    };
+    let s = extract(&args)?;
+    eprintln!(
+        "token set: {} tokens of --text at layer {}",
+        s.rows_total, meta.layer
+    );
+    Ok(args.out)
+}
+
 pub fn interp(cli: InterpCli) -> Result<ExitCode> {
-    let cache = Cache::open(&cli.cache)?;
+    let coder_dirs = find_coders(&cli.checkpoints)?;
+    cache_format::fsutil::prepare_output_dir(&cli.out)?;
+    let cache_dir = token_cache(&cli, &coder_dirs)?;
+    let cache = Cache::open(&cache_dir)?;
     let spec = cache.manifest().spec.clone();
     let source = ModelSource::open(&cli.model)?;
     let sha = source.sha256()?;
@@ -176,13 +221,11 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         );
     }
     let tokenizer = source.tokenizer()?;
-    let held: Vec<usize> = if cli.all_shards {
+    let held: Vec<usize> = if cli.all_shards || cli.text.is_some() {
         (0..cache.num_shards()).collect()
     } else {
         cache.split(cli.holdout_shards)?.1
     };
-    let coder_dirs = find_coders(&cli.checkpoints)?;
-    cache_format::fsutil::prepare_output_dir(&cli.out)?;
 
     let llm: Box<dyn ChatModel> = match cli.llm.as_str() {
         "local" => {
@@ -211,7 +254,13 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
                     "--llm http needs --api-base (e.g. http://127.0.0.1:8080/v1) and --api-model"
                 );
             };
-            Box::new(HttpChat::new(
+            let Some(format) = ResponseFormat::parse(&cli.response_format) else {
+                bail!(
+                    "--response-format must be free, json_schema or json_object, found {:?}",
+                    cli.response_format
+                );
+            };
+            let mut chat = HttpChat::new(
                 base,
                 model,
                 &cli.api_key_env,
@@ -220,7 +269,9 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
                 Duration::from_secs(cli.timeout),
                 cli.retries,
                 cli.concurrency,
-            ))
+            );
+            chat.response_format = format;
+            Box::new(chat)
         }
         other => bail!("--llm must be local or http, found {other:?}"),
     };
@@ -256,18 +307,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
     let max_tokens = cli.tokens.unwrap_or(u64::MAX);
     let mut coders = Vec::new();
     for dir in &coder_dirs {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let (coder, meta) = load_coder(dir)?;
-        if meta.layer != spec.layer || coder.cfg.d_in != spec.d_in as usize {
-            bail!(
-                "{}: trained on layer {} width {}, but the cache holds layer {} width {}",
-                dir.display(),
-                meta.layer,
-                coder.cfg.d_in,
-                spec.layer,
-                spec.d_in
-            );
-        }
+        let (name, coder, meta) = load_for_cache(dir, &spec)?;
         // Pass one counts every latent's firings, pass two records examples of the sampled ones.
         let n = coder.cfg.num_latents;
         let mut counts = Recorder::new(n, &[], RecordConfig::default());

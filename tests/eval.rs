@@ -1,81 +1,12 @@
 //! `sparsecoder eval` end to end on the real model: a small cache, a small sweep, the table and its files.
-use std::path::PathBuf;
-use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sc(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_sparsecoder"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+mod common;
+use common::{model, root, sc, small_cache_and_sweep};
 
 #[test]
 fn eval_reports_every_coder_of_a_sweep() {
-    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        model.exists(),
-        "{} is missing: run scripts/fetch_default.sh first",
-        model.display()
-    );
-    let (model, text) = (
-        model.display().to_string(),
-        root()
-            .join("data/python-3.11-docs/tutorial")
-            .display()
-            .to_string(),
-    );
+    let model = model();
     let tmp = tempfile::tempdir().unwrap();
-    let cache = tmp.path().join("cache").display().to_string();
-    let run = tmp.path().join("run").display().to_string();
-    let (ok, _, err) = sc(&[
-        "extract",
-        "--model",
-        &model,
-        "--text",
-        &text,
-        "--layers",
-        "1",
-        "--ctx-len",
-        "64",
-        "--max-tokens",
-        "8192",
-        "--shard-rows",
-        "2048",
-        "--out",
-        &cache,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = sc(&[
-        "train",
-        "--cache",
-        &cache,
-        "--sweep",
-        "kind=sae,transcoder,skip-transcoder",
-        "--latents",
-        "1152",
-        "--k",
-        "16",
-        "--batch",
-        "512",
-        "--warmup",
-        "2",
-        "--out",
-        &run,
-        "--quiet",
-        "--device",
-        "cpu",
-    ]);
-    assert!(ok, "{err}");
+    let (cache, run) = small_cache_and_sweep(tmp.path(), "sae,transcoder,skip-transcoder");
     let (ok, out, err) = sc(&[
         "eval",
         "--model",

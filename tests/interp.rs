@@ -1,81 +1,15 @@
 //! `sparsecoder interp` end to end on the real model, offline: a small cache, an SAE and a skip transcoder, two
 //! latents each explained and scored by the local SmolLM2 chat model; the files it writes, and a re-run that
 //! takes every answer from the cache.
-use std::path::PathBuf;
-use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sc(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_sparsecoder"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+mod common;
+use common::{model, sc, small_cache_and_sweep};
 
 #[test]
 fn interp_explains_and_scores_latents_offline() {
-    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        model.exists(),
-        "{} is missing: run scripts/fetch_default.sh first",
-        model.display()
-    );
-    let model = model.display().to_string();
-    let text = root()
-        .join("data/python-3.11-docs/tutorial")
-        .display()
-        .to_string();
+    let model = model();
     let tmp = tempfile::tempdir().unwrap();
-    let path = |p: &str| tmp.path().join(p).display().to_string();
-    let (cache, run, out) = (path("cache"), path("run"), path("interp"));
-    let (ok, _, err) = sc(&[
-        "extract",
-        "--model",
-        &model,
-        "--text",
-        &text,
-        "--layers",
-        "1",
-        "--ctx-len",
-        "64",
-        "--max-tokens",
-        "8192",
-        "--shard-rows",
-        "2048",
-        "--out",
-        &cache,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = sc(&[
-        "train",
-        "--cache",
-        &cache,
-        "--sweep",
-        "kind=sae,skip-transcoder",
-        "--latents",
-        "1152",
-        "--k",
-        "16",
-        "--batch",
-        "512",
-        "--warmup",
-        "2",
-        "--out",
-        &run,
-        "--quiet",
-        "--device",
-        "cpu",
-    ]);
-    assert!(ok, "{err}");
+    let (cache, run) = small_cache_and_sweep(tmp.path(), "sae,skip-transcoder");
+    let out = tmp.path().join("interp").display().to_string();
     let interp = [
         "interp",
         "--model",

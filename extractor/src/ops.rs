@@ -261,52 +261,33 @@ pub fn causal_attention(
             let mut scores = vec![0f32; nq * nk];
             // SAFETY: strided views inside q, k, v; each task writes its own rows × head columns of `out`.
             unsafe {
-                gemm::gemm(
+                let q = q.as_ptr().add(q0 * qw + h * hd);
+                head_scores(
                     nq,
                     nk,
                     hd,
-                    scores.as_mut_ptr(),
-                    1,
-                    nk as isize,
-                    false,
-                    q.as_ptr().add(q0 * qw + h * hd),
-                    1,
-                    qw as isize,
+                    q,
+                    qw,
                     k.as_ptr().add(k0 * kw + kvh * hd),
-                    kw as isize,
-                    1,
-                    0.0,
+                    kw,
                     scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    &mut scores,
                 );
             }
             for i in 0..nq {
                 masked_softmax(&mut scores[i * nk..(i + 1) * nk], b * QB + i + 1, spec);
             }
             unsafe {
-                gemm::gemm(
+                let out = out_ptr.get().add(q0 * qw + h * hd);
+                head_mix(
                     nq,
-                    hd,
                     nk,
-                    out_ptr.get().add(q0 * qw + h * hd),
-                    1,
-                    qw as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    nk as isize,
+                    hd,
+                    &scores,
                     v.as_ptr().add(k0 * kw + kvh * hd),
-                    1,
-                    kw as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    kw,
+                    out,
+                    qw,
                 );
             }
         });
@@ -359,72 +340,107 @@ pub fn cached_attention(
         "the cache must hold every key up to the last query"
     );
     let group = heads / kv_heads;
-    let per_head: Vec<Vec<f32>> = (0..heads)
-        .into_par_iter()
-        .map(|h| {
-            let kvh = h / group;
-            let mut scores = vec![0f32; nq * nk];
-            // SAFETY: strided views inside q, keys and values, bounds asserted above.
-            unsafe {
-                gemm::gemm(
-                    nq,
-                    nk,
-                    hd,
-                    scores.as_mut_ptr(),
-                    1,
-                    nk as isize,
-                    false,
-                    q.as_ptr().add(h * hd),
-                    1,
-                    qw as isize,
-                    keys.as_ptr().add(kvh * hd),
-                    kw as isize,
-                    1,
-                    0.0,
-                    spec.scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            for i in 0..nq {
-                masked_softmax(&mut scores[i * nk..(i + 1) * nk], past + i + 1, spec);
-            }
-            let mut out = vec![0f32; nq * hd];
-            unsafe {
-                gemm::gemm(
-                    nq,
-                    hd,
-                    nk,
-                    out.as_mut_ptr(),
-                    1,
-                    hd as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    nk as isize,
-                    values.as_ptr().add(kvh * hd),
-                    1,
-                    kw as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            out
-        })
-        .collect();
     let mut out = vec![0f32; nq * qw];
-    for (h, o) in per_head.iter().enumerate() {
-        for i in 0..nq {
-            out[i * qw + h * hd..][..hd].copy_from_slice(&o[i * hd..(i + 1) * hd]);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..heads).into_par_iter().for_each(|h| {
+        let kvh = h / group;
+        let mut scores = vec![0f32; nq * nk];
+        // SAFETY: strided views inside q, keys and values (bounds asserted above); each task writes its own head
+        // columns of `out`.
+        unsafe {
+            let (qh, kh) = (q.as_ptr().add(h * hd), keys.as_ptr().add(kvh * hd));
+            head_scores(nq, nk, hd, qh, qw, kh, kw, spec.scale, &mut scores);
         }
-    }
+        for i in 0..nq {
+            masked_softmax(&mut scores[i * nk..(i + 1) * nk], past + i + 1, spec);
+        }
+        unsafe {
+            let vh = values.as_ptr().add(kvh * hd);
+            head_mix(nq, nk, hd, &scores, vh, kw, out_ptr.get().add(h * hd), qw);
+        }
+    });
     out
+}
+
+/// One head's `scores[nq × nk] = scale · Q Kᵀ`, where row i of Q starts at `q + i·q_stride` and row j of K at
+/// `k + j·k_stride` (each `hd` long).
+///
+/// # Safety
+/// Every row read must lie inside its buffer.
+#[allow(clippy::too_many_arguments)]
+unsafe fn head_scores(
+    nq: usize,
+    nk: usize,
+    hd: usize,
+    q: *const f32,
+    q_stride: usize,
+    k: *const f32,
+    k_stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    assert!(scores.len() >= nq * nk);
+    gemm::gemm(
+        nq,
+        nk,
+        hd,
+        scores.as_mut_ptr(),
+        1,
+        nk as isize,
+        false,
+        q,
+        1,
+        q_stride as isize,
+        k,
+        k_stride as isize,
+        1,
+        0.0,
+        scale,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+}
+
+/// One head's output `out[nq × hd] = weights[nq × nk] · V`, row j of V at `v + j·v_stride`, row i of the
+/// output at `out + i·out_stride`.
+///
+/// # Safety
+/// Every row read or written must lie inside its buffer, and no other thread may write those outputs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn head_mix(
+    nq: usize,
+    nk: usize,
+    hd: usize,
+    weights: &[f32],
+    v: *const f32,
+    v_stride: usize,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    assert!(weights.len() >= nq * nk);
+    gemm::gemm(
+        nq,
+        hd,
+        nk,
+        out,
+        1,
+        out_stride as isize,
+        false,
+        weights.as_ptr(),
+        1,
+        nk as isize,
+        v,
+        1,
+        v_stride as isize,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// A raw pointer that tasks writing disjoint parts of one buffer may share.

@@ -58,6 +58,49 @@ pub trait ChatModel: Send + Sync {
     }
 }
 
+/// How a server is asked to keep a list answer in its format (servers differ in what they accept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseFormat {
+    /// Nothing asked: the answer is generated freely and parsed.
+    Free,
+    /// OpenAI's `{"type": "json_schema", "json_schema": {…}}` (OpenAI, vLLM, SGLang, llama.cpp's server).
+    JsonSchema,
+    /// `{"type": "json_object", "schema": {…}}` (llama-cpp-python, llama.cpp's server).
+    JsonObject,
+}
+
+impl ResponseFormat {
+    pub fn parse(s: &str) -> Option<ResponseFormat> {
+        match s {
+            "free" => Some(ResponseFormat::Free),
+            "json_schema" => Some(ResponseFormat::JsonSchema),
+            "json_object" => Some(ResponseFormat::JsonObject),
+            _ => None,
+        }
+    }
+
+    /// The request's `response_format` for a list of `n` zeros and ones, as `{"answers": [...]}`.
+    fn for_list(self, n: usize) -> Option<serde_json::Value> {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {"answers": {"type": "array", "items": {"type": "integer", "enum": [0, 1]},
+                                       "minItems": n, "maxItems": n}},
+            "required": ["answers"],
+            "additionalProperties": false,
+        });
+        match self {
+            ResponseFormat::Free => None,
+            ResponseFormat::JsonSchema => Some(serde_json::json!({
+                "type": "json_schema",
+                "json_schema": {"name": "verdicts", "strict": true, "schema": schema},
+            })),
+            ResponseFormat::JsonObject => {
+                Some(serde_json::json!({"type": "json_object", "schema": schema}))
+            }
+        }
+    }
+}
+
 /// An OpenAI-compatible `/chat/completions` endpoint.
 pub struct HttpChat {
     pub base_url: String,
@@ -67,6 +110,7 @@ pub struct HttpChat {
     pub seed: u64,
     pub retries: u32,
     pub concurrency: usize,
+    pub response_format: ResponseFormat,
     agent: ureq::Agent,
 }
 
@@ -96,6 +140,7 @@ impl HttpChat {
             seed,
             retries,
             concurrency: concurrency.max(1),
+            response_format: ResponseFormat::Free,
             agent,
         }
     }
@@ -147,19 +192,24 @@ impl HttpChat {
 impl ChatModel for HttpChat {
     fn identity(&self) -> String {
         format!(
-            "http {} model={} temperature={} seed={}",
-            self.base_url, self.model, self.temperature, self.seed
+            "http {} model={} temperature={} seed={} format={:?}",
+            self.base_url, self.model, self.temperature, self.seed, self.response_format
         )
     }
 
     fn complete(&self, messages: &[ChatMessage], answer: Answer) -> Result<String> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "model": self.model,
             "messages": messages,
             "max_tokens": answer.max_tokens(),
             "temperature": self.temperature,
             "seed": self.seed,
         });
+        if let Answer::BinaryList { n } = answer {
+            if let Some(format) = self.response_format.for_list(n) {
+                body["response_format"] = format;
+            }
+        }
         let mut delay = Duration::from_millis(500);
         for attempt in 0..=self.retries {
             match self.attempt(&body) {

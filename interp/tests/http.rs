@@ -2,7 +2,7 @@
 //! other errors, bounded concurrency and the answer cache. A loopback HTTP/1.1 server scripted per test plays
 //! the endpoint (the failures a real server gives only under load must be produced on demand). Against a real
 //! server: set SPARSECODER_CHAT_SERVER (base URL, e.g. http://127.0.0.1:8080/v1) and SPARSECODER_CHAT_MODEL.
-use interp::chat::{Answer, CachedChat, ChatMessage, ChatModel, HttpChat};
+use interp::chat::{Answer, CachedChat, ChatMessage, ChatModel, HttpChat, ResponseFormat};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -178,6 +178,34 @@ fn concurrent_prompts_are_answered_in_order_and_cached() {
         "longer"
     );
     assert_eq!(seen.lock().unwrap()[0].1["max_tokens"], 11);
+}
+
+#[test]
+fn list_answers_can_ask_for_a_schema() {
+    let (url, seen) = serve(vec![(200, answer("{\"answers\": [1, 0, 1]}")); 2]);
+    let q = [ChatMessage::new("user", "which?")];
+    for (format, kind) in [
+        (ResponseFormat::JsonSchema, "json_schema"),
+        (ResponseFormat::JsonObject, "json_object"),
+    ] {
+        let mut chat = client(&url, 0, 1);
+        chat.response_format = format;
+        let a = chat.complete(&q, Answer::BinaryList { n: 3 }).unwrap();
+        assert_eq!(
+            interp::prompts::parse_binary_list(&a, 3),
+            Some(vec![true, false, true])
+        );
+        let body = seen.lock().unwrap().last().unwrap().1.clone();
+        let rf = &body["response_format"];
+        assert_eq!(rf["type"], kind);
+        let schema = if kind == "json_schema" {
+            &rf["json_schema"]["schema"]
+        } else {
+            &rf["schema"]
+        };
+        assert_eq!(schema["properties"]["answers"]["minItems"], 3);
+        assert_eq!(schema["properties"]["answers"]["maxItems"], 3);
+    }
 }
 
 #[test]

@@ -10,7 +10,8 @@ use super::KERNEL_SOURCES;
 use anyhow::{anyhow, bail, Context, Result};
 use cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig,
+    PinnedHostSlice, PushKernelArg,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -188,6 +189,8 @@ fn kernel_names(source: &'static str) -> Vec<&'static str> {
         .collect()
 }
 
+/// Launches a kernel on the compute stream. An optional buffer goes in as its raw address (0 for none), from
+/// `device_ptr(_mut)`, whose guard, dropped after the launch, does cudarc's stream bookkeeping.
 macro_rules! launch {
     ($ops:expr, $name:literal, $cfg:expr, $($arg:expr),+ $(,)?) => {{
         let mut b = $ops.stream.launch_builder($ops.kernel($name));
@@ -391,39 +394,27 @@ impl Ops for GpuOps {
             accumulate as i32,
         );
         let cfg = per_row(rows, 128);
-        match bias {
-            Some(b) => launch!(
-                self,
-                "sparse_decode",
-                cfg,
-                acts,
-                idx,
-                w,
-                b,
-                &rows_i,
-                &k_i,
-                &d_i,
-                &acc,
-                out
-            ),
-            None => {
-                let null = 0u64;
-                launch!(
-                    self,
-                    "sparse_decode",
-                    cfg,
-                    acts,
-                    idx,
-                    w,
-                    &null,
-                    &rows_i,
-                    &k_i,
-                    &d_i,
-                    &acc,
-                    out
-                )
+        let (bias, _guard) = match bias {
+            Some(b) => {
+                let (ptr, guard) = b.device_ptr(&self.stream);
+                (ptr, Some(guard))
             }
-        }
+            None => (0, None),
+        };
+        launch!(
+            self,
+            "sparse_decode",
+            cfg,
+            acts,
+            idx,
+            w,
+            &bias,
+            &rows_i,
+            &k_i,
+            &d_i,
+            &acc,
+            out
+        )
     }
 
     fn latent_grads(
@@ -473,37 +464,26 @@ impl Ops for GpuOps {
     ) -> Result<()> {
         let (rows_i, k_i, d_i) = (int(rows, "rows")?, int(k, "k")?, int(d, "width")?);
         let cfg = per_row(rows, 128);
-        match bias_grad {
-            Some(b) => launch!(
-                self,
-                "scatter_rows",
-                cfg,
-                coef,
-                idx,
-                src,
-                &rows_i,
-                &k_i,
-                &d_i,
-                grad,
-                b
-            ),
-            None => {
-                let null = 0u64;
-                launch!(
-                    self,
-                    "scatter_rows",
-                    cfg,
-                    coef,
-                    idx,
-                    src,
-                    &rows_i,
-                    &k_i,
-                    &d_i,
-                    grad,
-                    &null
-                )
+        let (bias_grad, _guard) = match bias_grad {
+            Some(b) => {
+                let (ptr, guard) = b.device_ptr_mut(&self.stream);
+                (ptr, Some(guard))
             }
-        }
+            None => (0, None),
+        };
+        launch!(
+            self,
+            "scatter_rows",
+            cfg,
+            coef,
+            idx,
+            src,
+            &rows_i,
+            &k_i,
+            &d_i,
+            grad,
+            &bias_grad
+        )
     }
 
     fn column_sums(

@@ -1,0 +1,88 @@
+//! What the end-to-end tests on the real model share: running the binary, and a small cache of the embedded
+//! default (layer 1, 8192 tokens of the tutorial, sequences of 64) with a small sweep trained on it.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `sparsecoder args`: (success, stdout, stderr).
+pub fn sc(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_sparsecoder"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The embedded default model's path (fetched by scripts/fetch_default.sh).
+pub fn model() -> String {
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        model.exists(),
+        "{} is missing: run scripts/fetch_default.sh first",
+        model.display()
+    );
+    model.display().to_string()
+}
+
+/// Extracts the small cache into `dir/cache` and trains `kinds` (a --sweep kind list; k 16, 1152 latents) into
+/// `dir/run`; returns both paths.
+pub fn small_cache_and_sweep(dir: &Path, kinds: &str) -> (String, String) {
+    let text = root()
+        .join("data/python-3.11-docs/tutorial")
+        .display()
+        .to_string();
+    let (cache, run) = (
+        dir.join("cache").display().to_string(),
+        dir.join("run").display().to_string(),
+    );
+    let (ok, _, err) = sc(&[
+        "extract",
+        "--model",
+        &model(),
+        "--text",
+        &text,
+        "--layers",
+        "1",
+        "--ctx-len",
+        "64",
+        "--max-tokens",
+        "8192",
+        "--shard-rows",
+        "2048",
+        "--out",
+        &cache,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let sweep = format!("kind={kinds}");
+    let (ok, _, err) = sc(&[
+        "train",
+        "--cache",
+        &cache,
+        "--sweep",
+        &sweep,
+        "--latents",
+        "1152",
+        "--k",
+        "16",
+        "--batch",
+        "512",
+        "--warmup",
+        "2",
+        "--out",
+        &run,
+        "--quiet",
+        "--device",
+        "cpu",
+    ]);
+    assert!(ok, "{err}");
+    (cache, run)
+}
