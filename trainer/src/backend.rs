@@ -9,6 +9,7 @@ use crate::coder::{Grads, Losses, SparseCoder};
 use crate::cuda::engine::Engine;
 use crate::cuda::gpu_ops::{GemmPrecision, GpuOps};
 use crate::cuda::ops::{CpuTwins, Ops};
+use crate::train::Side;
 use anyhow::{bail, Result};
 use cudarc::driver::CudaSlice;
 
@@ -210,6 +211,13 @@ impl DeviceBatch {
             mlp_in: gpu.zeros_f32(rows * d_in)?,
             mlp_out: gpu.zeros_f32(rows * d_out)?,
         })
+    }
+
+    pub fn side(&self, side: Side) -> &CudaSlice<f32> {
+        match side {
+            Side::MlpIn => &self.mlp_in,
+            Side::MlpOut => &self.mlp_out,
+        }
     }
 
     /// Queues the copy of `mlp_in` and `mlp_out` (returns once they are in pinned staging memory).

@@ -129,12 +129,21 @@ struct Live {
 
 const STATE_FILE: &str = "train_state.json";
 
-fn widths(cache: &Cache, spec: &CoderSpec) -> (usize, usize) {
-    match (spec.kind, spec.sae_on) {
-        (Kind::Sae, Side::MlpIn) => (cache.d_in(), cache.d_in()),
-        (Kind::Sae, Side::MlpOut) => (cache.d_out(), cache.d_out()),
-        _ => (cache.d_in(), cache.d_out()),
+/// The cache sides a coder reads: (input, target).
+fn io_sides(spec: &CoderSpec) -> (Side, Side) {
+    match spec.kind {
+        Kind::Sae => (spec.sae_on, spec.sae_on),
+        _ => (Side::MlpIn, Side::MlpOut),
     }
+}
+
+fn widths(cache: &Cache, spec: &CoderSpec) -> (usize, usize) {
+    let width = |s| match s {
+        Side::MlpIn => cache.d_in(),
+        Side::MlpOut => cache.d_out(),
+    };
+    let (i, o) = io_sides(spec);
+    (width(i), width(o))
 }
 
 pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
@@ -332,15 +341,15 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
         while let Some(batch) = next.take() {
             let rows = batch.rows;
             for l in live.iter_mut() {
-                let (x, y, on_device) = match (l.spec.kind, l.spec.sae_on) {
-                    (Kind::Sae, Side::MlpIn) => (&batch.mlp_in, &batch.mlp_in, (true, true)),
-                    (Kind::Sae, Side::MlpOut) => (&batch.mlp_out, &batch.mlp_out, (false, false)),
-                    _ => (&batch.mlp_in, &batch.mlp_out, (true, false)),
+                let (input, target) = io_sides(&l.spec);
+                let host = |s| match s {
+                    Side::MlpIn => &batch.mlp_in,
+                    Side::MlpOut => &batch.mlp_out,
                 };
-                let device = device_batches.get(current).map(|b| {
-                    let side = |is_in: bool| if is_in { &b.mlp_in } else { &b.mlp_out };
-                    (side(on_device.0), side(on_device.1))
-                });
+                let (x, y) = (host(input), host(target));
+                let device = device_batches
+                    .get(current)
+                    .map(|b| (b.side(input), b.side(target)));
                 let input = StepInput {
                     x,
                     y,
