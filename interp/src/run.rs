@@ -129,21 +129,20 @@ pub fn interpret(
         .map(|r| {
             let mut rng =
                 ChaCha8Rng::seed_from_u64(cfg.seed ^ (r.latent as u64).wrapping_mul(0x9e37_79b9));
-            let s = split_examples(
+            split_examples(
                 r,
                 cfg.quantiles,
                 cfg.explain_per_quantile,
                 cfg.score_per_quantile,
                 cfg.non_activating,
                 &mut rng,
-            );
-            (s, rng)
+            )
         })
         .collect();
 
     // Phase 1: explanations.
     let explainable: Vec<usize> = (0..records.len())
-        .filter(|&i| !sets[i].0.explain.is_empty())
+        .filter(|&i| !sets[i].explain.is_empty())
         .collect();
     let explain = Answer::Text {
         max_tokens: cfg.explain_max_tokens,
@@ -152,7 +151,7 @@ pub fn interpret(
         .iter()
         .map(|&i| {
             (
-                explain_prompt(&explainer_examples(&sets[i].0.explain, text)),
+                explain_prompt(&explainer_examples(&sets[i].explain, text)),
                 explain,
             )
         })
@@ -166,7 +165,7 @@ pub fn interpret(
     let mut results: Vec<LatentResult> = records
         .iter()
         .zip(&sets)
-        .map(|(r, (s, _))| LatentResult {
+        .map(|(r, s)| LatentResult {
             latent: r.latent,
             frequency: r.firings as f64 / tokens.max(1) as f64,
             firings: r.firings,
@@ -210,10 +209,8 @@ pub fn interpret(
     let mut batches = Vec::new();
     for (pos, &i) in explained.iter().enumerate() {
         let explanation = results[i].explanation.clone().unwrap();
-        let (sets_i, rng) = (
-            &sets[i].0,
-            &mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec0de ^ i as u64),
-        );
+        let sets_i = &sets[i];
+        let rng = &mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec0de ^ i as u64);
         let detection_items = detection_items(&sets_i.score, &sets_i.non_activating, rng);
         let chunks = |items: &[(Judgement, String)], kind: Task, explanation: &str| -> Vec<Batch> {
             items
