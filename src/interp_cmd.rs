@@ -9,7 +9,9 @@ use clap::Args;
 use extractor::extract::{run as extract, ExtractArgs};
 use extractor::generate::{LocalChat, Sampling};
 use extractor::source::ModelSource;
-use interp::chat::{Answer, CachedChat, ChatMessage, ChatModel, HttpChat, ResponseFormat};
+use interp::chat::{
+    Answer, CachedChat, ChatMessage, ChatModel, Completion, HttpChat, ResponseFormat,
+};
 use interp::records::{RecordConfig, Recorder};
 use interp::report::{write_html, write_latents, write_summary};
 use interp::run::{interpret, sample_latents, summarize, InterpConfig};
@@ -98,9 +100,10 @@ pub struct InterpCli {
     /// Silent windows for detection.
     #[arg(long, default_value_t = 50)]
     non_activating: usize,
-    /// Examples per scoring prompt.
-    #[arg(long, default_value_t = 5)]
-    batch: usize,
+    /// Examples per scoring prompt (default: 1 with --llm local, as a small model judges one at a time
+    /// best; 5 with --llm http).
+    #[arg(long)]
+    batch: Option<usize>,
     #[arg(long)]
     quiet: bool,
 }
@@ -116,11 +119,19 @@ impl ChatModel for Local {
     fn identity(&self) -> String {
         self.identity.clone()
     }
-    fn complete(&self, messages: &[ChatMessage], answer: Answer) -> Result<String> {
-        match answer {
-            Answer::Text { max_tokens } => self.chat.chat(messages, max_tokens, &self.sampling),
-            Answer::BinaryList { n } => self.chat.binary_list(messages, n, &self.sampling),
-        }
+    fn complete(&self, messages: &[ChatMessage], answer: Answer) -> Result<Completion> {
+        Ok(match answer {
+            Answer::Text { max_tokens } => {
+                Completion::text(self.chat.chat(messages, max_tokens, &self.sampling)?)
+            }
+            Answer::BinaryList { n } => {
+                let (text, p) = self.chat.binary_list(messages, n, &self.sampling)?;
+                Completion {
+                    text,
+                    yes_probability: Some(p),
+                }
+            }
+        })
     }
 }
 
@@ -280,7 +291,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         explain_per_quantile: cli.explain_per_quantile,
         score_per_quantile: cli.score_per_quantile,
         non_activating: cli.non_activating,
-        batch: cli.batch,
+        batch: cli.batch.unwrap_or(if cli.llm == "local" { 1 } else { 5 }),
         seed: cli.seed,
         ..Default::default()
     };
@@ -364,7 +375,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
     );
     for s in &summaries {
         println!(
-            "{:<24} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             s.coder,
             s.latents,
             s.explained,
@@ -373,7 +384,10 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
             f(s.detection_fpr),
             f(s.fuzzing_accuracy),
             f(s.fuzzing_balanced),
-            f(s.control_detection_balanced)
+            f(s.control_detection_balanced),
+            f(s.detection_auroc),
+            f(s.fuzzing_auroc),
+            f(s.control_detection_auroc)
         );
     }
     let (hits, calls) = (

@@ -215,13 +215,14 @@ impl LocalChat {
 
     /// Answers `messages` with a list of `n` zeros and ones, `[1, 0, …]`, decoding under that format: the
     /// brackets and separators are given, and at each entry the model chooses between the tokens `0` and `1`
-    /// (greedily, or sampled from those two at `sampling.temperature`).
+    /// (greedily, or sampled from those two at `sampling.temperature`). Also returns, per entry, the model's
+    /// probability of `1` against `0` (softmax over the two logits).
     pub fn binary_list<M: Serialize>(
         &self,
         messages: &[M],
         n: usize,
         sampling: &Sampling,
-    ) -> Result<String> {
+    ) -> Result<(String, Vec<f64>)> {
         if n == 0 {
             bail!("a list of no entries");
         }
@@ -246,8 +247,10 @@ impl LocalChat {
         let (mut cache, mut tokens, mut logits) = self.prefill(&prompt);
         let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
         let mut answer = format_ids.clone();
+        let mut p_one = Vec::with_capacity(n);
         for (j, &slot) in slots.iter().enumerate() {
             let pair = [logits[zero as usize], logits[one as usize]];
+            p_one.push(1.0 / (1.0 + ((pair[0] - pair[1]) as f64).exp()));
             let pick = if choose(&pair, sampling, &mut rng) == 1 {
                 one
             } else {
@@ -261,10 +264,12 @@ impl LocalChat {
             }
         }
         self.keep(tokens, cache);
-        self.tokenizer
+        let text = self
+            .tokenizer
             .inner
             .decode(&answer, false)
-            .map_err(|e| anyhow!("decoding the answer: {e}"))
+            .map_err(|e| anyhow!("decoding the answer: {e}"))?;
+        Ok((text, p_one))
     }
 
     /// The token ids of the prompt for `messages`.

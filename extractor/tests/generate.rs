@@ -153,7 +153,8 @@ fn binary_lists_choose_the_likelier_digit() {
     };
     for n in [1, 5] {
         let messages = ask(n);
-        let answer = chat.binary_list(&messages, n, &greedy).unwrap();
+        let (answer, p_one) = chat.binary_list(&messages, n, &greedy).unwrap();
+        assert_eq!(p_one.len(), n);
         let digits: Vec<&str> = answer
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -173,21 +174,27 @@ fn binary_lists_choose_the_likelier_digit() {
             .model
             .forward(&all, all.len(), Stop::Logits, &mut |_, _, _| {})
             .unwrap();
+        let mut entry = 0;
         for (j, &id) in answer_ids.iter().enumerate() {
             if id == zero || id == one {
                 let row = &logits[(prompt.len() + j - 1) * vocab..][..vocab];
-                let better = if row[one as usize] > row[zero as usize] {
-                    one
-                } else {
-                    zero
-                };
-                assert_eq!(id, better, "entry at token {j} of {answer}");
+                let (l0, l1) = (row[zero as usize], row[one as usize]);
+                assert_eq!(
+                    id,
+                    if l1 > l0 { one } else { zero },
+                    "entry at token {j} of {answer}"
+                );
+                let p = 1.0 / (1.0 + ((l0 - l1) as f64).exp());
+                assert!(
+                    (p - p_one[entry]).abs() < 1e-4,
+                    "P(1) of entry {entry}: {} vs {p}",
+                    p_one[entry]
+                );
+                entry += 1;
             }
         }
-        assert_eq!(
-            chat.binary_list(&messages, n, &greedy).unwrap(),
-            answer,
-            "again, from the kept cache"
-        );
+        assert_eq!(entry, n);
+        let again = chat.binary_list(&messages, n, &greedy).unwrap();
+        assert_eq!(again.0, answer, "again, from the kept cache");
     }
 }

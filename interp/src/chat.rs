@@ -48,10 +48,28 @@ impl Answer {
     }
 }
 
+/// A model's answer: its text, and for list answers from a model that exposes them, each entry's probability
+/// of `1` against `0` (which lets scores be computed without a decision threshold).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub text: String,
+    #[serde(default)]
+    pub yes_probability: Option<Vec<f64>>,
+}
+
+impl Completion {
+    pub fn text(text: String) -> Completion {
+        Completion {
+            text,
+            yes_probability: None,
+        }
+    }
+}
+
 pub trait ChatModel: Send + Sync {
     /// Everything that changes answers (server, model, sampling), for the cache key.
     fn identity(&self) -> String;
-    fn complete(&self, messages: &[ChatMessage], answer: Answer) -> Result<String>;
+    fn complete(&self, messages: &[ChatMessage], answer: Answer) -> Result<Completion>;
     /// How many prompts may run at once.
     fn concurrency(&self) -> usize {
         1
@@ -197,7 +215,7 @@ impl ChatModel for HttpChat {
         )
     }
 
-    fn complete(&self, messages: &[ChatMessage], answer: Answer) -> Result<String> {
+    fn complete(&self, messages: &[ChatMessage], answer: Answer) -> Result<Completion> {
         let mut body = serde_json::json!({
             "model": self.model,
             "messages": messages,
@@ -213,7 +231,7 @@ impl ChatModel for HttpChat {
         let mut delay = Duration::from_millis(500);
         for attempt in 0..=self.retries {
             match self.attempt(&body) {
-                Ok(answer) => return Ok(answer),
+                Ok(text) => return Ok(Completion::text(text)),
                 Err((true, why)) if attempt < self.retries => {
                     eprintln!("{why}; retrying in {:.1} s", delay.as_secs_f64());
                     std::thread::sleep(delay);
@@ -236,7 +254,7 @@ struct CacheEntry {
     identity: String,
     answer_kind: Answer,
     messages: Vec<ChatMessage>,
-    answer: String,
+    answer: Completion,
 }
 
 /// A model behind a disk cache: `dir/ab/abcdef….json` per prompt, written atomically.
@@ -268,7 +286,7 @@ impl<'a> CachedChat<'a> {
         self.dir.join(&key[..2]).join(format!("{key}.json"))
     }
 
-    pub fn complete(&self, messages: &[ChatMessage], kind: Answer) -> Result<String> {
+    pub fn complete(&self, messages: &[ChatMessage], kind: Answer) -> Result<Completion> {
         let path = self.path(messages, kind);
         if let Ok(bytes) = std::fs::read(&path) {
             if let Ok(e) = serde_json::from_slice::<CacheEntry>(&bytes) {
@@ -297,9 +315,9 @@ impl<'a> CachedChat<'a> {
         &self,
         prompts: &[(Vec<ChatMessage>, Answer)],
         done: &(dyn Fn() + Sync),
-    ) -> Vec<Result<String>> {
+    ) -> Vec<Result<Completion>> {
         let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<Result<String>>>> =
+        let results: Mutex<Vec<Option<Result<Completion>>>> =
             Mutex::new((0..prompts.len()).map(|_| None).collect());
         let workers = self.model.concurrency().min(prompts.len()).max(1);
         std::thread::scope(|s| {

@@ -43,9 +43,9 @@ pub struct ExplainerExample {
 
 const EXPLAIN_SYSTEM: &str = "You study one feature of a neural network that reads text. You will see text \
 examples. In each one the tokens where the feature is active are marked <<like this>>, and the line after it \
-lists each marked token with how strongly the feature fired on it, from 1 to 10. Look for what the marked \
-tokens, and the words just before them, have in common. Then write one sentence saying what makes the feature \
-fire. Write it on the last line, after \"[EXPLANATION]:\".";
+lists each marked token with the feature's strength on it, from 1 to 10. Find what the marked tokens, and the \
+words just before them, have in common. Describe it in one short sentence, on the last line, after \
+\"[EXPLANATION]:\".";
 
 pub fn explain_prompt(examples: &[ExplainerExample]) -> Vec<ChatMessage> {
     let mut user = String::new();
@@ -62,7 +62,7 @@ pub fn explain_prompt(examples: &[ExplainerExample]) -> Vec<ChatMessage> {
             acts.join(", ")
         ));
     }
-    user.push_str("What makes the feature fire? Answer in one sentence, after \"[EXPLANATION]:\".");
+    user.push_str("Which tokens or contexts is the feature active on? One sentence, after \"[EXPLANATION]:\".");
     vec![
         ChatMessage::new("system", EXPLAIN_SYSTEM),
         ChatMessage::new("user", user),
@@ -85,24 +85,27 @@ pub fn parse_explanation(answer: &str) -> Option<String> {
     (!line.is_empty()).then(|| line.to_string())
 }
 
+// The answer format is described, never shown: small models copy an example answer whatever the examples.
 const DETECT_SYSTEM: &str = "You check an explanation of a feature of a neural network that reads text. You \
-will see the explanation and numbered text examples. For each example, decide whether the feature, as the \
-explanation describes it, would fire on some token of that text. Answer with one list holding a number per \
-example, in order: 1 if it would fire, 0 if not. For five examples an answer looks like [1, 0, 0, 1, 0]. Write \
-nothing else.";
+get the explanation and numbered text examples. For each example, decide whether the feature, as explained, is \
+active on some token of the example. Reply with a list in square brackets holding one number per example, in \
+order: 1 if it is active, 0 if it is not.";
 
-const FUZZ_SYSTEM: &str = "You check an explanation of a feature of a neural network that reads text. You \
-will see the explanation and numbered text examples, each with some tokens marked <<like this>>. For each \
-example, decide whether the marked tokens are ones the explanation says the feature fires on. Answer with one \
-list holding a number per example, in order: 1 if the marking fits the explanation, 0 if not. For five \
-examples an answer looks like [1, 0, 0, 1, 0]. Write nothing else.";
+const FUZZ_SYSTEM: &str = "You check an explanation of a feature of a neural network that reads text. You get \
+the explanation and numbered text examples, each with some tokens marked <<like this>>. For each example, decide \
+whether the marked tokens are ones the explanation says the feature is active on. Reply with a list in square \
+brackets holding one number per example, in order: 1 if the marking fits the explanation, 0 if it does not.";
 
 fn scoring_prompt(system: &str, explanation: &str, texts: &[String]) -> Vec<ChatMessage> {
     let mut user = format!("Explanation: {explanation}\n\n");
     for (i, t) in texts.iter().enumerate() {
         user.push_str(&format!("Example {}: {t}\n", i + 1));
     }
-    user.push_str(&format!("\nAnswer with a list of {} numbers.", texts.len()));
+    let n = texts.len();
+    user.push_str(&format!(
+        "\nAnswer with a list of {n} number{}.",
+        if n == 1 { "" } else { "s" }
+    ));
     vec![
         ChatMessage::new("system", system),
         ChatMessage::new("user", user),

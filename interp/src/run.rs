@@ -83,6 +83,10 @@ pub struct CoderSummary {
     pub fuzzing_accuracy: f64,
     pub fuzzing_balanced: f64,
     pub control_detection_balanced: f64,
+    /// Threshold-free: AUROC of the yes probabilities (NaN for models that give none).
+    pub detection_auroc: f64,
+    pub fuzzing_auroc: f64,
+    pub control_detection_auroc: f64,
     pub unparsed_explanations: usize,
     pub unparsed_judgements: usize,
     /// (quantile, detection accuracy on its activating examples, examples), pooled over latents.
@@ -192,11 +196,11 @@ pub fn interpret(
     for (&i, answer) in explainable.iter().zip(answers) {
         match answer {
             Ok(a) => {
-                results[i].explanation = parse_explanation(&a);
+                results[i].explanation = parse_explanation(&a.text);
                 if results[i].explanation.is_none() {
                     results[i].note = Some("the explainer's answer did not parse".into());
                 }
-                results[i].explainer_answer = Some(a);
+                results[i].explainer_answer = Some(a.text);
             }
             Err(e) => results[i].note = Some(format!("explainer failed: {e:#}")),
         }
@@ -210,7 +214,7 @@ pub fn interpret(
     for (pos, &i) in explained.iter().enumerate() {
         let explanation = results[i].explanation.clone().unwrap();
         let sets_i = &sets[i];
-        let rng = &mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec0de ^ i as u64);
+        let rng = &mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec0de ^ records[i].latent as u64);
         let detection_items = detection_items(&sets_i.score, &sets_i.non_activating, rng);
         let chunks = |items: &[(Judgement, String)], kind: Task, explanation: &str| -> Vec<Batch> {
             items
@@ -253,12 +257,16 @@ pub fn interpret(
     let answers = chat.complete_all(&prompts, &|| tick("score", prompts.len()));
     let mut judged: Vec<[Vec<Judgement>; 3]> = vec![Default::default(); records.len()];
     for (b, answer) in batches.into_iter().zip(answers) {
-        let verdicts = answer
-            .ok()
-            .and_then(|a| parse_binary_list(&a, b.items.len()));
+        let n = b.items.len();
+        let answer = answer.ok();
+        let verdicts = answer.as_ref().and_then(|a| parse_binary_list(&a.text, n));
+        let p_yes = answer
+            .and_then(|a| a.yes_probability)
+            .filter(|p| p.len() == n && verdicts.is_some());
         let slot = &mut judged[b.latent][b.kind as usize];
         for (k, mut j) in b.items.into_iter().enumerate() {
             j.predicted = verdicts.as_ref().map(|v| v[k]);
+            j.p_yes = p_yes.as_ref().map(|p| p[k]);
             slot.push(j);
         }
     }
@@ -312,24 +320,18 @@ fn detection_items(
             (
                 Judgement {
                     truth: true,
-                    predicted: None,
                     quantile: Some(e.quantile),
+                    ..Default::default()
                 },
                 e.window.clone(),
                 none(&e.window),
             )
         })
-        .chain(silent.iter().map(|w| {
-            (
-                Judgement {
-                    truth: false,
-                    predicted: None,
-                    quantile: None,
-                },
-                w.clone(),
-                none(w),
-            )
-        }))
+        .chain(
+            silent
+                .iter()
+                .map(|w| (Judgement::default(), w.clone(), none(w))),
+        )
         .collect();
     shuffle(&mut items, rng);
     items
@@ -361,8 +363,8 @@ fn fuzzing_items(
             };
             let j = Judgement {
                 truth: correct,
-                predicted: None,
                 quantile: Some(e.quantile),
+                ..Default::default()
             };
             (j, e.window.clone(), marks)
         })
@@ -392,6 +394,9 @@ pub fn summarize(coder: &str, results: &[LatentResult]) -> CoderSummary {
         detection_fpr: m(&|r| r.detection.as_ref().map(|s| s.false_positive_rate)),
         fuzzing_accuracy: m(&|r| r.fuzzing.as_ref().map(|s| s.accuracy)),
         fuzzing_balanced: m(&|r| r.fuzzing.as_ref().map(|s| s.balanced_accuracy)),
+        detection_auroc: m(&|r| r.detection.as_ref().map(|s| s.auroc)),
+        fuzzing_auroc: m(&|r| r.fuzzing.as_ref().map(|s| s.auroc)),
+        control_detection_auroc: m(&|r| r.control_detection.as_ref().map(|s| s.auroc)),
         control_detection_balanced: m(&|r| {
             r.control_detection.as_ref().map(|s| s.balanced_accuracy)
         }),

@@ -5,13 +5,15 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One example's verdict: what it is (`truth`), what the scorer said (None: unparsed answer), and for
-/// activating examples the quantile of their activation.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// One example's verdict: what it is (`truth`), what the scorer said (None: unparsed answer), its probability
+/// of a yes where the model exposes it, and for activating examples the quantile of their activation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Judgement {
     pub truth: bool,
     pub predicted: Option<bool>,
     pub quantile: Option<u32>,
+    #[serde(default)]
+    pub p_yes: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -25,6 +27,10 @@ pub struct Scores {
     pub false_positive_rate: f64,
     /// (quantile, accuracy, examples) for each quantile with examples.
     pub per_quantile: Vec<(u32, f64, usize)>,
+    /// Area under the ROC curve of the yes probabilities (the chance that a true example gets a higher one
+    /// than a false example; 0.5 = chance, threshold-free); NaN when the model gives no probabilities.
+    #[serde(default)]
+    pub auroc: f64,
 }
 
 fn rate(hits: usize, of: usize) -> f64 {
@@ -73,7 +79,32 @@ pub fn score(judgements: &[Judgement]) -> Scores {
             (q, rate(right, of.len()), of.len())
         })
         .collect();
+    let (pos, neg): (Vec<(&Judgement, bool)>, Vec<(&Judgement, bool)>) =
+        parsed.iter().partition(|(j, _)| j.truth);
+    let probs =
+        |v: &[(&Judgement, bool)]| v.iter().map(|(j, _)| j.p_yes).collect::<Option<Vec<f64>>>();
+    let auroc = match (probs(&pos), probs(&neg)) {
+        (Some(p), Some(q)) if !p.is_empty() && !q.is_empty() => {
+            let wins: f64 = p
+                .iter()
+                .flat_map(|a| {
+                    q.iter().map(move |b| {
+                        if a > b {
+                            1.0
+                        } else if a == b {
+                            0.5
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .sum();
+            wins / (p.len() * q.len()) as f64
+        }
+        _ => f64::NAN,
+    };
     Scores {
+        auroc,
         n: parsed.len(),
         unparsed: judgements.len() - parsed.len(),
         accuracy: rate(tp + tn, parsed.len()),
@@ -103,6 +134,7 @@ mod tests {
             truth,
             predicted,
             quantile,
+            p_yes: None,
         }
     }
 
@@ -127,6 +159,30 @@ mod tests {
         assert_eq!(s.false_positive_rate, 0.25);
         assert_eq!(s.balanced_accuracy, 0.75);
         assert_eq!(s.per_quantile, vec![(1, 0.5, 2), (2, 1.0, 2)]);
+        assert!(s.auroc.is_nan(), "no probabilities, no AUROC");
+    }
+
+    #[test]
+    fn auroc_ranks_true_above_false() {
+        let with_p = |truth, p| Judgement {
+            truth,
+            predicted: Some(p > 0.5),
+            quantile: None,
+            p_yes: Some(p),
+        };
+        // Positives 0.9, 0.6, 0.4 against negatives 0.5, 0.4, 0.1: 3 + 3 + 1 wins and one tie (0.4, 0.4) → 7.5 / 9.
+        let js = [
+            with_p(true, 0.9),
+            with_p(true, 0.6),
+            with_p(true, 0.4),
+            with_p(false, 0.5),
+            with_p(false, 0.4),
+            with_p(false, 0.1),
+        ];
+        assert!((score(&js).auroc - 7.5 / 9.0).abs() < 1e-12);
+        // Always yes, whatever the example: chance, however confident.
+        let flat: Vec<Judgement> = (0..6).map(|i| with_p(i % 2 == 0, 0.8)).collect();
+        assert_eq!(score(&flat).auroc, 0.5);
     }
 
     #[test]

@@ -80,7 +80,8 @@ fn retries_overload_then_answers() {
     let t = std::time::Instant::now();
     assert_eq!(
         chat.complete(&messages, Answer::Text { max_tokens: 33 })
-            .unwrap(),
+            .unwrap()
+            .text,
         "[1, 0]"
     );
     assert!(
@@ -149,7 +150,7 @@ fn concurrent_prompts_are_answered_in_order_and_cached() {
         .collect();
     let cached = CachedChat::new(&chat, tmp.path().to_path_buf());
     let answers = cached.complete_all(&prompts, &|| {});
-    assert!(answers.iter().all(|a| a.as_ref().unwrap() == "ok"));
+    assert!(answers.iter().all(|a| a.as_ref().unwrap().text == "ok"));
     let mut asked: Vec<String> = seen
         .lock()
         .unwrap()
@@ -166,7 +167,7 @@ fn concurrent_prompts_are_answered_in_order_and_cached() {
     assert!(again
         .complete_all(&prompts, &|| {})
         .iter()
-        .all(|a| a.as_ref().unwrap() == "ok"));
+        .all(|a| a.as_ref().unwrap().text == "ok"));
     assert_eq!(again.hits.load(std::sync::atomic::Ordering::Relaxed), n);
     // Another kind of answer is another question (the server is asked again).
     let (url, seen) = serve(vec![(200, answer("longer"))]);
@@ -174,7 +175,8 @@ fn concurrent_prompts_are_answered_in_order_and_cached() {
     let c = CachedChat::new(&other, tmp.path().to_path_buf());
     assert_eq!(
         c.complete(&prompts[0].0, Answer::Text { max_tokens: 11 })
-            .unwrap(),
+            .unwrap()
+            .text,
         "longer"
     );
     assert_eq!(seen.lock().unwrap()[0].1["max_tokens"], 11);
@@ -191,6 +193,8 @@ fn list_answers_can_ask_for_a_schema() {
         let mut chat = client(&url, 0, 1);
         chat.response_format = format;
         let a = chat.complete(&q, Answer::BinaryList { n: 3 }).unwrap();
+        assert_eq!(a.yes_probability, None, "a server gives no probabilities");
+        let a = a.text;
         assert_eq!(
             interp::prompts::parse_binary_list(&a, 3),
             Some(vec![true, false, true])
@@ -228,7 +232,10 @@ fn a_real_server_answers() {
         2,
     );
     let q = [ChatMessage::new("user", "What is the capital of France?")];
-    let a = chat.complete(&q, Answer::Text { max_tokens: 20 }).unwrap();
+    let a = chat
+        .complete(&q, Answer::Text { max_tokens: 20 })
+        .unwrap()
+        .text;
     eprintln!("{url} ({model}): {a:?}");
     assert!(a.contains("Paris"), "{a}");
 }
