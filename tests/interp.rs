@@ -88,6 +88,12 @@ fn interp_explains_and_scores_latents_offline() {
                     15,
                     "10 + 5 examples"
                 );
+                // The local model decodes lists under their format: every answer parses, with probabilities.
+                assert_eq!(det["unparsed"], 0);
+                let auroc = det["auroc"]
+                    .as_f64()
+                    .expect("an AUROC from the yes probabilities");
+                assert!((0.0..=1.0).contains(&auroc));
                 let fuzz = &l["fuzzing"];
                 assert_eq!(
                     fuzz["n"].as_u64().unwrap() + fuzz["unparsed"].as_u64().unwrap(),
