@@ -52,7 +52,7 @@ pub struct InterpCli {
     /// The token set is every shard of --cache (a cache extracted for interpretation, not trained on).
     #[arg(long)]
     all_shards: bool,
-    /// Read at most this many held-out tokens.
+    /// Read at most this many tokens of the token set.
     #[arg(long)]
     tokens: Option<u64>,
     #[arg(long, default_value_t = 0)]
@@ -327,7 +327,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         let chosen = sample_latents(&fired, cli.latents, cli.min_firings, cli.seed);
         if chosen.is_empty() {
             bail!(
-                "{name}: no latent fired {} times on the {tokens} held-out tokens",
+                "{name}: no latent fired {} times on the token set's {tokens} tokens",
                 cli.min_firings
             );
         }
@@ -339,7 +339,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         record(&cache, &held, &coder, &meta, max_tokens, &mut rec)?;
         let (records, _, tokens) = rec.finish();
         eprintln!(
-            "{name}: {} latents of {n} over {tokens} held-out tokens",
+            "{name}: {} latents of {n}, on a token set of {tokens} tokens",
             chosen.len()
         );
         let results = interpret(&records, tokens, &text, &chat, &cfg, &progress);
@@ -362,7 +362,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         }
     };
     println!(
-        "{:<24} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "coder",
         "latents",
         "explained",
@@ -371,7 +371,10 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         "det.FPR",
         "fuzz.acc",
         "fuzz.bal",
-        "shuffled"
+        "shuf.bal",
+        "det.AUC",
+        "fuzz.AUC",
+        "shuf.AUC"
     );
     for s in &summaries {
         println!(
