@@ -69,12 +69,13 @@ pub fn explain_prompt(examples: &[ExplainerExample]) -> Vec<ChatMessage> {
     ]
 }
 
-/// The explanation in an explainer's answer: the text after the last `[EXPLANATION]:`, else the answer's last
-/// non-empty line (without a leading `Explanation:`); its first line, trimmed. `None` if that is empty.
+/// The explanation in an explainer's answer: the text after the last `[EXPLANATION]:`, else the answer's first
+/// non-empty line (small models answer first and ramble after); its first line, trimmed, without a leading
+/// `Explanation:`. `None` if that is empty.
 pub fn parse_explanation(answer: &str) -> Option<String> {
     let tail = match answer.rfind("[EXPLANATION]:") {
         Some(i) => answer[i + "[EXPLANATION]:".len()..].trim_start(),
-        None => answer.lines().rev().find(|l| !l.trim().is_empty())?.trim(),
+        None => answer.lines().find(|l| !l.trim().is_empty())?.trim(),
     };
     let line = tail.lines().next().unwrap_or("").trim();
     let line = line
@@ -183,6 +184,10 @@ mod tests {
         assert_eq!(
             parse_explanation("Explanation: Python loop keywords.\n"),
             Some("Python loop keywords.".into())
+        );
+        assert_eq!(
+            parse_explanation("\nThe keyword for.\n\n- Example 1:\n- Example 2:"),
+            Some("The keyword for.".into())
         );
         assert_eq!(parse_explanation("  \n [EXPLANATION]:   \n"), None);
         assert_eq!(parse_explanation(""), None);
