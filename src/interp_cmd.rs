@@ -104,6 +104,11 @@ pub struct InterpCli {
     /// best; 5 with --llm http).
     #[arg(long)]
     batch: Option<usize>,
+    /// Skip the calibration prompts (every detection and fuzzing prompt asked again with the content-free
+    /// explanation "N/A", for the calibrated AUROC). They are asked only with --llm local, whose yes
+    /// probabilities they need, and cost 60 % more scoring calls.
+    #[arg(long)]
+    no_calibration: bool,
     #[arg(long)]
     quiet: bool,
 }
@@ -293,6 +298,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         non_activating: cli.non_activating,
         batch: cli.batch.unwrap_or(if cli.llm == "local" { 1 } else { 5 }),
         seed: cli.seed,
+        calibrate: cli.llm == "local" && !cli.no_calibration,
         ..Default::default()
     };
     let text = |ids: &[u32]| -> Vec<String> {
@@ -362,7 +368,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         }
     };
     println!(
-        "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "coder",
         "latents",
         "explained",
@@ -374,11 +380,14 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         "shuf.bal",
         "det.AUC",
         "fuzz.AUC",
-        "shuf.AUC"
+        "shuf.AUC",
+        "det.cAUC",
+        "fuzz.cAUC",
+        "shuf.cAUC"
     );
     for s in &summaries {
         println!(
-            "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             s.coder,
             s.latents,
             s.explained,
@@ -390,7 +399,10 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
             f(s.control_detection_balanced),
             f(s.detection_auroc),
             f(s.fuzzing_auroc),
-            f(s.control_detection_auroc)
+            f(s.control_detection_auroc),
+            f(s.detection_calibrated_auroc),
+            f(s.fuzzing_calibrated_auroc),
+            f(s.control_detection_calibrated_auroc)
         );
     }
     let (hits, calls) = (

@@ -1,6 +1,6 @@
 //! `sparsecoder interp` end to end on the real model, offline: a small cache, an SAE and a skip transcoder, two
-//! latents each explained and scored by the local SmolLM2 chat model; the files it writes, and a re-run that
-//! takes every answer from the cache.
+//! latents each explained and scored (with calibration prompts) by the local SmolLM2 chat model; the files it
+//! writes, and a re-run that takes every answer from the cache.
 mod common;
 use common::{model, sc, small_cache_and_sweep};
 
@@ -94,7 +94,22 @@ fn interp_explains_and_scores_latents_offline() {
                     .as_f64()
                     .expect("an AUROC from the yes probabilities");
                 assert!((0.0..=1.0).contains(&auroc));
+                // Every example was asked again with the content-free explanation, for the calibrated AUROC.
+                let calibrated = det["calibrated_auroc"]
+                    .as_f64()
+                    .expect("a calibrated AUROC");
+                assert!((0.0..=1.0).contains(&calibrated));
+                let judged = l["detection_judgements"].as_array().unwrap();
+                let base = |j: &serde_json::Value| j["p_base"].as_f64().expect("a baseline p");
+                assert!(judged.iter().all(|j| (0.0..=1.0).contains(&base(j))));
+                assert!(
+                    judged
+                        .iter()
+                        .any(|j| base(j) != j["p_yes"].as_f64().unwrap()),
+                    "the baseline prompt is not the explanation's"
+                );
                 let fuzz = &l["fuzzing"];
+                assert!(fuzz["calibrated_auroc"].as_f64().is_some());
                 assert_eq!(
                     fuzz["n"].as_u64().unwrap() + fuzz["unparsed"].as_u64().unwrap(),
                     10

@@ -33,11 +33,11 @@ pub fn write_summary(out: &Path, summaries: &[CoderSummary]) -> Result<()> {
         w.write_all(serde_json::to_string_pretty(summaries)?.as_bytes())
     })?;
     write_atomic(&out.join("summary.csv"), |w| {
-        writeln!(w, "coder,latents,explained,detection_accuracy,detection_balanced,detection_fpr,fuzzing_accuracy,fuzzing_balanced,control_detection_balanced,detection_auroc,fuzzing_auroc,control_detection_auroc,unparsed_explanations,unparsed_judgements")?;
+        writeln!(w, "coder,latents,explained,detection_accuracy,detection_balanced,detection_fpr,fuzzing_accuracy,fuzzing_balanced,control_detection_balanced,detection_auroc,fuzzing_auroc,control_detection_auroc,detection_calibrated_auroc,fuzzing_calibrated_auroc,control_detection_calibrated_auroc,unparsed_explanations,unparsed_judgements")?;
         for s in summaries {
             writeln!(
                 w,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 s.coder,
                 s.latents,
                 s.explained,
@@ -50,6 +50,9 @@ pub fn write_summary(out: &Path, summaries: &[CoderSummary]) -> Result<()> {
                 s.detection_auroc,
                 s.fuzzing_auroc,
                 s.control_detection_auroc,
+                s.detection_calibrated_auroc,
+                s.fuzzing_calibrated_auroc,
+                s.control_detection_calibrated_auroc,
                 s.unparsed_explanations,
                 s.unparsed_judgements
             )?;
@@ -107,7 +110,9 @@ fn summary_rows(summaries: &[CoderSummary], link: bool) -> String {
         "<table><tr><th class=\"l\">coder</th><th>latents</th><th>explained</th><th>detection acc.</th>\
          <th>detection bal. acc.</th><th>detection FPR</th><th>fuzzing acc.</th><th>fuzzing bal. acc.</th>\
          <th>detection bal. acc., shuffled explanations</th><th>detection AUROC</th><th>fuzzing AUROC</th>\
-         <th>detection AUROC, shuffled explanations</th><th>unparsed answers</th></tr>",
+         <th>detection AUROC, shuffled explanations</th><th>calibrated detection AUROC</th>\
+         <th>calibrated fuzzing AUROC</th><th>calibrated detection AUROC, shuffled explanations</th>\
+         <th>unparsed answers</th></tr>",
     );
     for c in summaries {
         let name = if link {
@@ -118,7 +123,7 @@ fn summary_rows(summaries: &[CoderSummary], link: bool) -> String {
         let _ = write!(
             s,
             "<tr><td class=\"l\">{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             c.latents,
             c.explained,
             num(c.detection_accuracy),
@@ -130,6 +135,9 @@ fn summary_rows(summaries: &[CoderSummary], link: bool) -> String {
             num(c.detection_auroc),
             num(c.fuzzing_auroc),
             num(c.control_detection_auroc),
+            num(c.detection_calibrated_auroc),
+            num(c.fuzzing_calibrated_auroc),
+            num(c.control_detection_calibrated_auroc),
             c.unparsed_explanations + c.unparsed_judgements
         );
     }
@@ -149,7 +157,9 @@ pub fn write_html(
     index.push_str(
         "<p class=\"muted\">Balanced accuracy: mean of the rates of right answers on activating and on silent \
          (detection) or wrongly marked (fuzzing) examples; 0.5 is chance. AUROC (models that expose their \
-         probability of a yes): the chance that a true example gets a higher one than a false example. Quantiles q1 (weakest tenth of a \
+         probability of a yes): the chance that a true example gets a higher one than a false example; calibrated: \
+         of the log-odds of a yes minus those for the same example under the content-free explanation \"N/A\", so \
+         only what the explanation adds counts. Quantiles q1 (weakest tenth of a \
          latent's sampled activations) to q10 (strongest).</p>",
     );
     for (summary, _) in coders {
@@ -207,20 +217,26 @@ pub fn write_html(
                 let control = r
                     .control_detection
                     .as_ref()
-                    .map_or((f64::NAN, f64::NAN), |c| (c.balanced_accuracy, c.auroc));
+                    .map_or((f64::NAN, f64::NAN, f64::NAN), |c| {
+                        (c.balanced_accuracy, c.auroc, c.calibrated_auroc)
+                    });
                 let _ = write!(
                     body,
-                    "<p>detection: accuracy {}, balanced {}, FPR {}, AUROC {} · fuzzing: accuracy {}, balanced {}, \
-                     AUROC {} · detection with a shuffled explanation: balanced {}, AUROC {}</p>",
+                    "<p>detection: accuracy {}, balanced {}, FPR {}, AUROC {} (calibrated {}) · fuzzing: accuracy {}, \
+                     balanced {}, AUROC {} (calibrated {}) · detection with a shuffled explanation: balanced {}, \
+                     AUROC {} (calibrated {})</p>",
                     num(d.accuracy),
                     num(d.balanced_accuracy),
                     num(d.false_positive_rate),
                     num(d.auroc),
+                    num(d.calibrated_auroc),
                     num(f.accuracy),
                     num(f.balanced_accuracy),
                     num(f.auroc),
+                    num(f.calibrated_auroc),
                     num(control.0),
-                    num(control.1)
+                    num(control.1),
+                    num(control.2)
                 );
             }
             body.push_str("<details open><summary>activating examples (the explainer's)</summary>");

@@ -2,7 +2,9 @@
 //! quantile), then score the explanation by detection (50 activating + 50 silent windows, unmarked: which
 //! activate?) and fuzzing (50 activating windows, half with the truly active tokens marked and half with as
 //! many other tokens marked: does the marking fit?), and, as a sanity floor, detection with another latent's
-//! explanation. All prompts of a phase go to the model together, so an HTTP server sees them concurrently.
+//! explanation. With `calibrate`, every detection and fuzzing prompt is asked once more with a content-free
+//! explanation, so that the scorer's leaning on each example alone can be taken out of its yes probability.
+//! All prompts of a phase go to the model together, so an HTTP server sees them concurrently.
 
 use crate::chat::{Answer, CachedChat, ChatMessage};
 use crate::prompts::{
@@ -26,7 +28,13 @@ pub struct InterpConfig {
     pub seed: u64,
     /// The explainer's answer length.
     pub explain_max_tokens: usize,
+    /// Also ask every scoring prompt with the content-free explanation [`BASELINE_EXPLANATION`], for the
+    /// calibrated AUROC (only useful with models that give yes probabilities: the local one).
+    pub calibrate: bool,
 }
+
+/// The content-free explanation of the calibration prompts.
+pub const BASELINE_EXPLANATION: &str = "N/A";
 
 impl Default for InterpConfig {
     fn default() -> InterpConfig {
@@ -38,6 +46,7 @@ impl Default for InterpConfig {
             batch: 5,
             seed: 0,
             explain_max_tokens: 120,
+            calibrate: false,
         }
     }
 }
@@ -87,6 +96,13 @@ pub struct CoderSummary {
     pub detection_auroc: f64,
     pub fuzzing_auroc: f64,
     pub control_detection_auroc: f64,
+    /// The same, calibrated against the content-free explanation (NaN without `calibrate`).
+    #[serde(default)]
+    pub detection_calibrated_auroc: f64,
+    #[serde(default)]
+    pub fuzzing_calibrated_auroc: f64,
+    #[serde(default)]
+    pub control_detection_calibrated_auroc: f64,
     pub unparsed_explanations: usize,
     pub unparsed_judgements: usize,
     /// (quantile, detection accuracy on its activating examples, examples), pooled over latents.
@@ -106,6 +122,9 @@ enum Task {
     Detection,
     Fuzzing,
     Control,
+    /// Detection and fuzzing prompts again, with the content-free explanation.
+    DetectionBaseline,
+    FuzzingBaseline,
 }
 
 /// Turns token ids into their text (one string per token).
@@ -226,7 +245,9 @@ pub fn interpret(
                         kind,
                         items: c.iter().map(|(j, _)| j.clone()).collect(),
                         prompt: match kind {
-                            Task::Fuzzing => fuzzing_prompt(explanation, &texts),
+                            Task::Fuzzing | Task::FuzzingBaseline => {
+                                fuzzing_prompt(explanation, &texts)
+                            }
                             _ => detection_prompt(explanation, &texts),
                         },
                     }
@@ -248,6 +269,14 @@ pub fn interpret(
             let theirs = results[other].explanation.clone().unwrap();
             batches.extend(chunks(&detection, Task::Control, &theirs));
         }
+        if cfg.calibrate {
+            batches.extend(chunks(
+                &detection,
+                Task::DetectionBaseline,
+                BASELINE_EXPLANATION,
+            ));
+            batches.extend(chunks(&fuzz, Task::FuzzingBaseline, BASELINE_EXPLANATION));
+        }
     }
     let prompts: Vec<(Vec<ChatMessage>, Answer)> = batches
         .iter()
@@ -255,7 +284,7 @@ pub fn interpret(
         .collect();
     done.store(0, std::sync::atomic::Ordering::Relaxed);
     let answers = chat.complete_all(&prompts, &|| tick("score", prompts.len()));
-    let mut judged: Vec<[Vec<Judgement>; 3]> = vec![Default::default(); records.len()];
+    let mut judged: Vec<[Vec<Judgement>; 5]> = vec![Default::default(); records.len()];
     for (b, answer) in batches.into_iter().zip(answers) {
         let n = b.items.len();
         let answer = answer.ok();
@@ -271,7 +300,18 @@ pub fn interpret(
         }
     }
     for &i in &explained {
-        let [det, fuzz, control] = std::mem::take(&mut judged[i]);
+        let [mut det, mut fuzz, mut control, det_base, fuzz_base] = std::mem::take(&mut judged[i]);
+        // Baseline prompts hold the same examples in the same order as the prompts they calibrate.
+        let with_base = |js: &mut Vec<Judgement>, base: &[Judgement]| {
+            if base.len() == js.len() {
+                for (j, b) in js.iter_mut().zip(base) {
+                    j.p_base = b.p_yes;
+                }
+            }
+        };
+        with_base(&mut det, &det_base);
+        with_base(&mut control, &det_base);
+        with_base(&mut fuzz, &fuzz_base);
         results[i].detection = Some(score(&det));
         results[i].fuzzing = Some(score(&fuzz));
         results[i].control_detection = (!control.is_empty()).then(|| score(&control));
@@ -397,6 +437,11 @@ pub fn summarize(coder: &str, results: &[LatentResult]) -> CoderSummary {
         detection_auroc: m(&|r| r.detection.as_ref().map(|s| s.auroc)),
         fuzzing_auroc: m(&|r| r.fuzzing.as_ref().map(|s| s.auroc)),
         control_detection_auroc: m(&|r| r.control_detection.as_ref().map(|s| s.auroc)),
+        detection_calibrated_auroc: m(&|r| r.detection.as_ref().map(|s| s.calibrated_auroc)),
+        fuzzing_calibrated_auroc: m(&|r| r.fuzzing.as_ref().map(|s| s.calibrated_auroc)),
+        control_detection_calibrated_auroc: m(&|r| {
+            r.control_detection.as_ref().map(|s| s.calibrated_auroc)
+        }),
         control_detection_balanced: m(&|r| {
             r.control_detection.as_ref().map(|s| s.balanced_accuracy)
         }),

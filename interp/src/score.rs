@@ -14,6 +14,10 @@ pub struct Judgement {
     pub quantile: Option<u32>,
     #[serde(default)]
     pub p_yes: Option<f64>,
+    /// The yes probability for the same example under a content-free explanation ("N/A"): what the scorer
+    /// says of the example alone, subtracted (in log-odds) for the calibrated AUROC.
+    #[serde(default)]
+    pub p_base: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -31,6 +35,15 @@ pub struct Scores {
     /// than a false example; 0.5 = chance, threshold-free); NaN when the model gives no probabilities.
     #[serde(default)]
     pub auroc: f64,
+    /// The same for logit(p_yes) − logit(p_base), which cancels the scorer's bias for or against an example
+    /// whatever the explanation ("contextual calibration", Zhao et al. 2021): what the explanation itself adds.
+    /// NaN without baseline probabilities.
+    #[serde(default = "nan")]
+    pub calibrated_auroc: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 fn rate(hits: usize, of: usize) -> f64 {
@@ -79,32 +92,28 @@ pub fn score(judgements: &[Judgement]) -> Scores {
             (q, rate(right, of.len()), of.len())
         })
         .collect();
-    let (pos, neg): (Vec<(&Judgement, bool)>, Vec<(&Judgement, bool)>) =
-        parsed.iter().partition(|(j, _)| j.truth);
-    let probs =
-        |v: &[(&Judgement, bool)]| v.iter().map(|(j, _)| j.p_yes).collect::<Option<Vec<f64>>>();
-    let auroc = match (probs(&pos), probs(&neg)) {
-        (Some(p), Some(q)) if !p.is_empty() && !q.is_empty() => {
-            let wins: f64 = p
+    let ranked = |key: &dyn Fn(&Judgement) -> Option<f64>| -> f64 {
+        let of = |truth: bool| -> Option<Vec<f64>> {
+            parsed
                 .iter()
-                .flat_map(|a| {
-                    q.iter().map(move |b| {
-                        if a > b {
-                            1.0
-                        } else if a == b {
-                            0.5
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-                .sum();
-            wins / (p.len() * q.len()) as f64
+                .filter(|(j, _)| j.truth == truth)
+                .map(|(j, _)| key(j))
+                .collect()
+        };
+        match (of(true), of(false)) {
+            (Some(p), Some(q)) => auroc(&p, &q),
+            _ => f64::NAN,
         }
-        _ => f64::NAN,
     };
+    let log_odds = |p: f64| {
+        let p = p.clamp(1e-12, 1.0 - 1e-12);
+        (p / (1.0 - p)).ln()
+    };
+    let auroc = ranked(&|j| j.p_yes);
+    let calibrated_auroc = ranked(&|j| Some(log_odds(j.p_yes?) - log_odds(j.p_base?)));
     Scores {
         auroc,
+        calibrated_auroc,
         n: parsed.len(),
         unparsed: judgements.len() - parsed.len(),
         accuracy: rate(tp + tn, parsed.len()),
@@ -113,6 +122,24 @@ pub fn score(judgements: &[Judgement]) -> Scores {
         false_positive_rate: rate(fp, fp + tn),
         per_quantile,
     }
+}
+
+/// The chance that a positive scores above a negative (ties count half); NaN when either side is empty.
+pub fn auroc(positives: &[f64], negatives: &[f64]) -> f64 {
+    if positives.is_empty() || negatives.is_empty() {
+        return f64::NAN;
+    }
+    let wins: f64 = positives
+        .iter()
+        .flat_map(|a| {
+            negatives.iter().map(move |b| match a.partial_cmp(b) {
+                Some(std::cmp::Ordering::Greater) => 1.0,
+                Some(std::cmp::Ordering::Equal) => 0.5,
+                _ => 0.0,
+            })
+        })
+        .sum();
+    wins / (positives.len() * negatives.len()) as f64
 }
 
 /// The mean of the finite values (NaN when there are none).
@@ -135,6 +162,7 @@ mod tests {
             predicted,
             quantile,
             p_yes: None,
+            p_base: None,
         }
     }
 
@@ -169,6 +197,7 @@ mod tests {
             predicted: Some(p > 0.5),
             quantile: None,
             p_yes: Some(p),
+            p_base: None,
         };
         // Positives 0.9, 0.6, 0.4 against negatives 0.5, 0.4, 0.1: 3 + 3 + 1 wins and one tie (0.4, 0.4) → 7.5 / 9.
         let js = [
@@ -183,6 +212,35 @@ mod tests {
         // Always yes, whatever the example: chance, however confident.
         let flat: Vec<Judgement> = (0..6).map(|i| with_p(i % 2 == 0, 0.8)).collect();
         assert_eq!(score(&flat).auroc, 0.5);
+    }
+
+    #[test]
+    fn calibration_cancels_the_bias_of_each_example() {
+        let with = |truth, p_yes, p_base| Judgement {
+            truth,
+            predicted: Some(p_yes > 0.5),
+            quantile: None,
+            p_yes: Some(p_yes),
+            p_base: Some(p_base),
+        };
+        // The scorer likes the silent examples more whatever the explanation (raw AUROC 0), but the explanation
+        // raises every activating example above its baseline and lowers every silent one below its baseline.
+        let js = [
+            with(true, 0.6, 0.5),
+            with(true, 0.3, 0.2),
+            with(false, 0.7, 0.9),
+            with(false, 0.8, 0.95),
+        ];
+        let s = score(&js);
+        assert_eq!(s.auroc, 0.0);
+        assert_eq!(s.calibrated_auroc, 1.0);
+        // Equal shifts for all: no information in the explanation, chance.
+        let flat = [with(true, 0.6, 0.5), with(false, 0.6, 0.5)];
+        assert_eq!(score(&flat).calibrated_auroc, 0.5);
+        // A missing baseline leaves it undefined.
+        let mut partial = js.clone();
+        partial[0].p_base = None;
+        assert!(score(&partial).calibrated_auroc.is_nan());
     }
 
     #[test]
