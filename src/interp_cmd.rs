@@ -14,7 +14,7 @@ use interp::chat::{
 };
 use interp::records::{RecordConfig, Recorder};
 use interp::report::{write_html, write_latents, write_summary};
-use interp::run::{interpret, sample_latents, summarize, InterpConfig};
+use interp::run::{interpret, sample_latents, summarize, Explainer, InterpConfig};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +65,11 @@ pub struct InterpCli {
     /// chat-completions server (--api-base, --api-model).
     #[arg(long, default_value = "local")]
     llm: String,
+    /// Who writes the explanations: llm (the chat model, from 40 marked examples, as the paper) or
+    /// top-tokens (no model: "active on the tokens …", the 5 tokens with the most firings among the same
+    /// examples; a baseline that shows whether the scorer can use an explanation at all).
+    #[arg(long, default_value = "llm", value_parser = ["llm", "top-tokens"])]
+    explainer: String,
     #[arg(long)]
     chat_model: Option<PathBuf>,
     /// e.g. http://127.0.0.1:8080/v1
@@ -299,6 +304,10 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         batch: cli.batch.unwrap_or(if cli.llm == "local" { 1 } else { 5 }),
         seed: cli.seed,
         calibrate: cli.llm == "local" && !cli.no_calibration,
+        explainer: match cli.explainer.as_str() {
+            "top-tokens" => Explainer::TopTokens,
+            _ => Explainer::Llm,
+        },
         ..Default::default()
     };
     let text = |ids: &[u32]| -> Vec<String> {
@@ -355,8 +364,13 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
     let summaries: Vec<_> = coders.iter().map(|(s, _)| s.clone()).collect();
     write_summary(&cli.out, &summaries)?;
     let title = format!(
-        "Latent interpretability: {} layer {}",
-        spec.model.name, spec.layer
+        "Latent interpretability: {} layer {}{}",
+        spec.model.name,
+        spec.layer,
+        match cfg.explainer {
+            Explainer::Llm => "",
+            Explainer::TopTokens => " (explanations: top tokens, no model)",
+        }
     );
     write_html(&cli.out, &title, &coders)?;
 

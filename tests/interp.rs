@@ -130,4 +130,38 @@ fn interp_explains_and_scores_latents_offline() {
     let (ok, stdout, err) = sc(&interp);
     assert!(ok, "{err}");
     assert!(stdout.contains("\n0 model calls"), "{stdout}");
+
+    // Explanations from the top tokens, without calibration prompts: the model only scores.
+    let out2 = tmp.path().join("interp-top").display().to_string();
+    let mut top = interp.to_vec();
+    let out_at = top.len() - 2;
+    top[out_at] = &out2;
+    let latents = top.iter().position(|&a| a == "--latents").unwrap();
+    top[latents + 1] = "1";
+    top.extend(["--explainer", "top-tokens", "--no-calibration"]);
+    let (ok, stdout, err) = sc(&top);
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("\n50 model calls"),
+        "1 latent x 2 coders x (15 + 10), batch 1, no shuffled control with one latent: {stdout}"
+    );
+    let lines = std::fs::read_to_string(
+        tmp.path()
+            .join("interp-top")
+            .join(coders[1])
+            .join("latents.jsonl"),
+    )
+    .unwrap();
+    let l: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    let explanation = l["explanation"].as_str().unwrap();
+    assert!(
+        explanation.starts_with("The feature is active on the token"),
+        "{explanation}"
+    );
+    assert!(l["explainer_answer"].is_null());
+    assert!(l["detection_judgements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["p_base"].is_null() && j["p_yes"].is_f64()));
 }

@@ -69,6 +69,36 @@ pub fn explain_prompt(examples: &[ExplainerExample]) -> Vec<ChatMessage> {
     ]
 }
 
+/// A baseline explanation made without a language model: the `n` tokens (trimmed text) that carry the most
+/// firings among `active` (each active token of the explainer's examples with its activation), ties broken
+/// by summed activation, then by text. `None` when no token has visible text.
+pub fn top_tokens_explanation(active: &[(String, f32)], n: usize) -> Option<String> {
+    let mut by_token: std::collections::BTreeMap<&str, (usize, f64)> = Default::default();
+    for (token, act) in active {
+        let token = token.trim();
+        if !token.is_empty() {
+            let e = by_token.entry(token).or_default();
+            e.0 += 1;
+            e.1 += *act as f64;
+        }
+    }
+    let mut ranked: Vec<(&str, (usize, f64))> = by_token.into_iter().collect();
+    ranked.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(b.1 .1.total_cmp(&a.1 .1)));
+    let quoted: Vec<String> = ranked
+        .iter()
+        .take(n)
+        .map(|(t, _)| format!("{t:?}"))
+        .collect();
+    match quoted.as_slice() {
+        [] => None,
+        [one] => Some(format!("The feature is active on the token {one}.")),
+        [init @ .., last] => Some(format!(
+            "The feature is active on the tokens {} and {last}.",
+            init.join(", ")
+        )),
+    }
+}
+
 /// The explanation in an explainer's answer: the text after the last `[EXPLANATION]:`, else the answer's first
 /// non-empty line (small models answer first and ramble after); its first line, trimmed, without a leading
 /// `Explanation:`. `None` if that is empty.
@@ -161,6 +191,37 @@ pub fn parse_binary_list(answer: &str, n: usize) -> Option<Vec<bool>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn top_tokens_counts_firings_then_activation() {
+        let active: Vec<(String, f32)> = [
+            (" open", 2.0),
+            ("open", 1.0),
+            (" file", 5.0),
+            (" read", 1.0),
+            (" read", 1.5),
+            ("\n", 9.0),
+            (" \"q\"", 0.5),
+        ]
+        .iter()
+        .map(|(t, a)| (t.to_string(), *a))
+        .collect();
+        // open and read fire twice (open's sum 3.0 > read's 2.5), then file (5.0) before "q" (0.5);
+        // the newline has no visible text.
+        assert_eq!(
+            super::top_tokens_explanation(&active, 3).unwrap(),
+            r#"The feature is active on the tokens "open", "read" and "file"."#
+        );
+        assert_eq!(
+            super::top_tokens_explanation(&active, 5).unwrap(),
+            r#"The feature is active on the tokens "open", "read", "file" and "\"q\""."#
+        );
+        assert_eq!(
+            super::top_tokens_explanation(&active[..1], 3).unwrap(),
+            r#"The feature is active on the token "open"."#
+        );
+        assert_eq!(super::top_tokens_explanation(&active[5..6], 3), None);
+    }
+
     use super::*;
 
     fn strings(v: &[&str]) -> Vec<String> {

@@ -9,7 +9,7 @@
 use crate::chat::{Answer, CachedChat, ChatMessage};
 use crate::prompts::{
     detection_prompt, explain_prompt, fuzzing_prompt, parse_binary_list, parse_explanation,
-    render_window, ExplainerExample,
+    render_window, top_tokens_explanation, ExplainerExample,
 };
 use crate::records::{shuffle, split_examples, Example, LatentRecord, Window};
 use crate::score::{mean, score, Judgement, Scores};
@@ -31,6 +31,17 @@ pub struct InterpConfig {
     /// Also ask every scoring prompt with the content-free explanation [`BASELINE_EXPLANATION`], for the
     /// calibrated AUROC (only useful with models that give yes probabilities: the local one).
     pub calibrate: bool,
+    pub explainer: Explainer,
+}
+
+/// Who writes the explanations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Explainer {
+    /// The chat model, from the 40 marked examples.
+    Llm,
+    /// No model: the tokens the latent fires on most often among the same examples (a baseline for the
+    /// model's explanations, and a test of whether the scorer can use an explanation at all).
+    TopTokens,
 }
 
 /// The content-free explanation of the calibration prompts.
@@ -47,6 +58,7 @@ impl Default for InterpConfig {
             seed: 0,
             explain_max_tokens: 120,
             calibrate: false,
+            explainer: Explainer::Llm,
         }
     }
 }
@@ -170,7 +182,11 @@ pub fn interpret(
     let explain = Answer::Text {
         max_tokens: cfg.explain_max_tokens,
     };
-    let prompts: Vec<(Vec<ChatMessage>, Answer)> = explainable
+    let asked: &[usize] = match cfg.explainer {
+        Explainer::Llm => &explainable,
+        Explainer::TopTokens => &[],
+    };
+    let prompts: Vec<(Vec<ChatMessage>, Answer)> = asked
         .iter()
         .map(|&i| {
             (
@@ -212,7 +228,22 @@ pub fn interpret(
             note: (r.firings == 0).then(|| "never fired on the token set".to_string()),
         })
         .collect();
-    for (&i, answer) in explainable.iter().zip(answers) {
+    if cfg.explainer == Explainer::TopTokens {
+        for &i in &explainable {
+            let active: Vec<(String, f32)> = sets[i]
+                .explain
+                .iter()
+                .flat_map(|e| {
+                    text(&e.window.tokens)
+                        .into_iter()
+                        .zip(e.window.acts.clone())
+                })
+                .filter(|(_, act)| *act > 0.0)
+                .collect();
+            results[i].explanation = top_tokens_explanation(&active, 5);
+        }
+    }
+    for (&i, answer) in asked.iter().zip(answers) {
         match answer {
             Ok(a) => {
                 results[i].explanation = parse_explanation(&a.text);
