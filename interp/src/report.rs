@@ -70,8 +70,8 @@ pub fn escape(s: &str) -> String {
 }
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:75em;color:#222}\
-table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}\
-td.l,th.l{text-align:left}.ex{font-family:monospace;white-space:pre-wrap;margin:.15em 0;line-height:1.5}\
+table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ccc;padding:.25em .4em;text-align:right}\
+td.l,th.l{text-align:left;white-space:nowrap}.ex{font-family:monospace;white-space:pre-wrap;margin:.15em 0;line-height:1.5}\
 .ex span{border-radius:2px}.q{color:#888;font-size:.8em;margin-right:.5em}\
 .latent{border-top:2px solid #444;margin-top:1.5em;padding-top:.5em}.muted{color:#888}";
 
