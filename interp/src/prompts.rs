@@ -69,13 +69,17 @@ pub fn explain_prompt(examples: &[ExplainerExample]) -> Vec<ChatMessage> {
     ]
 }
 
-/// A baseline explanation made without a language model: the `n` tokens (trimmed text) that carry the most
-/// firings among `active` (each active token of the explainer's examples with its activation), ties broken
-/// by summed activation, then by text. `None` when no token has visible text.
+/// A baseline explanation made without a language model: the `n` tokens (trimmed text, unless all whitespace)
+/// that carry the most firings among `active` (each active token of the explainer's examples with its
+/// activation), ties broken by summed activation, then by text. `None` when `active` has no text at all.
 pub fn top_tokens_explanation(active: &[(String, f32)], n: usize) -> Option<String> {
     let mut by_token: std::collections::BTreeMap<&str, (usize, f64)> = Default::default();
     for (token, act) in active {
-        let token = token.trim();
+        // Whitespace tokens (line breaks, indentation) are features too: kept whole, shown escaped.
+        let token = match token.trim() {
+            "" => token.as_str(),
+            trimmed => trimmed,
+        };
         if !token.is_empty() {
             let e = by_token.entry(token).or_default();
             e.0 += 1;
@@ -199,14 +203,14 @@ mod tests {
             (" file", 5.0),
             (" read", 1.0),
             (" read", 1.5),
-            ("\n", 9.0),
+            ("\n", 0.2),
             (" \"q\"", 0.5),
         ]
         .iter()
         .map(|(t, a)| (t.to_string(), *a))
         .collect();
-        // open and read fire twice (open's sum 3.0 > read's 2.5), then file (5.0) before "q" (0.5);
-        // the newline has no visible text.
+        // open and read fire twice (open's sum 3.0 > read's 2.5), then file (5.0) before "q" (0.5) before
+        // the line break (0.2), kept and escaped.
         assert_eq!(
             super::top_tokens_explanation(&active, 3).unwrap(),
             r#"The feature is active on the tokens "open", "read" and "file"."#
@@ -216,10 +220,14 @@ mod tests {
             r#"The feature is active on the tokens "open", "read", "file" and "\"q\""."#
         );
         assert_eq!(
+            super::top_tokens_explanation(&active, 6).unwrap(),
+            r#"The feature is active on the tokens "open", "read", "file", "\"q\"" and "\n"."#
+        );
+        assert_eq!(
             super::top_tokens_explanation(&active[..1], 3).unwrap(),
             r#"The feature is active on the token "open"."#
         );
-        assert_eq!(super::top_tokens_explanation(&active[5..6], 3), None);
+        assert_eq!(super::top_tokens_explanation(&[], 3), None);
     }
 
     use super::*;
