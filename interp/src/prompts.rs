@@ -216,11 +216,11 @@ mod tests {
             r#"The feature is active on the tokens "open", "read" and "file"."#
         );
         assert_eq!(
-            super::top_tokens_explanation(&active, 5).unwrap(),
+            super::top_tokens_explanation(&active, 4).unwrap(),
             r#"The feature is active on the tokens "open", "read", "file" and "\"q\""."#
         );
         assert_eq!(
-            super::top_tokens_explanation(&active, 6).unwrap(),
+            super::top_tokens_explanation(&active, 9).unwrap(),
             r#"The feature is active on the tokens "open", "read", "file", "\"q\"" and "\n"."#
         );
         assert_eq!(
