@@ -14,7 +14,7 @@ use interp::chat::{
 };
 use interp::records::{RecordConfig, Recorder};
 use interp::report::{write_html, write_latents, write_summary};
-use interp::run::{interpret, sample_latents, summarize, Explainer, InterpConfig};
+use interp::run::{interpret, sample_latents, summarize, Explainer, InterpConfig, SCORE_COLUMNS};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -381,43 +381,17 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
             "–".into()
         }
     };
-    println!(
-        "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "coder",
-        "latents",
-        "explained",
-        "det.acc",
-        "det.bal",
-        "det.FPR",
-        "fuzz.acc",
-        "fuzz.bal",
-        "shuf.bal",
-        "det.AUC",
-        "fuzz.AUC",
-        "shuf.AUC",
-        "det.cAUC",
-        "fuzz.cAUC",
-        "shuf.cAUC"
-    );
+    let mut header = format!("{:<24} {:>7} {:>9}", "coder", "latents", "explained");
+    for c in &SCORE_COLUMNS {
+        header.push_str(&format!(" {:>8}", c.short));
+    }
+    println!("{header}");
     for s in &summaries {
-        println!(
-            "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            s.coder,
-            s.latents,
-            s.explained,
-            f(s.detection_accuracy),
-            f(s.detection_balanced),
-            f(s.detection_fpr),
-            f(s.fuzzing_accuracy),
-            f(s.fuzzing_balanced),
-            f(s.control_detection_balanced),
-            f(s.detection_auroc),
-            f(s.fuzzing_auroc),
-            f(s.control_detection_auroc),
-            f(s.detection_calibrated_auroc),
-            f(s.fuzzing_calibrated_auroc),
-            f(s.control_detection_calibrated_auroc)
-        );
+        let mut line = format!("{:<24} {:>7} {:>9}", s.coder, s.latents, s.explained);
+        for c in &SCORE_COLUMNS {
+            line.push_str(&format!(" {:>8}", f((c.value)(s))));
+        }
+        println!("{line}");
     }
     let (hits, calls) = (
         chat.hits.load(std::sync::atomic::Ordering::Relaxed),

@@ -195,6 +195,12 @@ pub fn parse_binary_list(answer: &str, n: usize) -> Option<Vec<bool>> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn top_tokens_counts_firings_then_activation() {
         let active: Vec<(String, f32)> = [
@@ -212,28 +218,22 @@ mod tests {
         // open and read fire twice (open's sum 3.0 > read's 2.5), then file (5.0) before "q" (0.5) before
         // the line break (0.2), kept and escaped.
         assert_eq!(
-            super::top_tokens_explanation(&active, 3).unwrap(),
+            top_tokens_explanation(&active, 3).unwrap(),
             r#"The feature is active on the tokens "open", "read" and "file"."#
         );
         assert_eq!(
-            super::top_tokens_explanation(&active, 4).unwrap(),
+            top_tokens_explanation(&active, 4).unwrap(),
             r#"The feature is active on the tokens "open", "read", "file" and "\"q\""."#
         );
         assert_eq!(
-            super::top_tokens_explanation(&active, 9).unwrap(),
+            top_tokens_explanation(&active, 9).unwrap(),
             r#"The feature is active on the tokens "open", "read", "file", "\"q\"" and "\n"."#
         );
         assert_eq!(
-            super::top_tokens_explanation(&active[..1], 3).unwrap(),
+            top_tokens_explanation(&active[..1], 3).unwrap(),
             r#"The feature is active on the token "open"."#
         );
-        assert_eq!(super::top_tokens_explanation(&[], 3), None);
-    }
-
-    use super::*;
-
-    fn strings(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
+        assert_eq!(top_tokens_explanation(&[], 3), None);
     }
 
     #[test]

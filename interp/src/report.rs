@@ -3,7 +3,7 @@
 //! report readable offline: `index.html` with the summary, one page per coder listing its latents with their
 //! explanation, scores and examples, each token shaded by the latent's activation.
 
-use crate::run::{CoderSummary, LatentResult, ShownWindow};
+use crate::run::{CoderSummary, LatentResult, ShownWindow, SCORE_COLUMNS};
 use anyhow::Result;
 use cache_format::fsutil::write_atomic;
 use std::fmt::Write as _;
@@ -33,26 +33,24 @@ pub fn write_summary(out: &Path, summaries: &[CoderSummary]) -> Result<()> {
         w.write_all(serde_json::to_string_pretty(summaries)?.as_bytes())
     })?;
     write_atomic(&out.join("summary.csv"), |w| {
-        writeln!(w, "coder,latents,explained,detection_accuracy,detection_balanced,detection_fpr,fuzzing_accuracy,fuzzing_balanced,control_detection_balanced,detection_auroc,fuzzing_auroc,control_detection_auroc,detection_calibrated_auroc,fuzzing_calibrated_auroc,control_detection_calibrated_auroc,unparsed_explanations,unparsed_judgements")?;
+        let names: Vec<&str> = SCORE_COLUMNS.iter().map(|c| c.name).collect();
+        writeln!(
+            w,
+            "coder,latents,explained,{},unparsed_explanations,unparsed_judgements",
+            names.join(",")
+        )?;
         for s in summaries {
+            let values: Vec<String> = SCORE_COLUMNS
+                .iter()
+                .map(|c| (c.value)(s).to_string())
+                .collect();
             writeln!(
                 w,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{}",
                 s.coder,
                 s.latents,
                 s.explained,
-                s.detection_accuracy,
-                s.detection_balanced,
-                s.detection_fpr,
-                s.fuzzing_accuracy,
-                s.fuzzing_balanced,
-                s.control_detection_balanced,
-                s.detection_auroc,
-                s.fuzzing_auroc,
-                s.control_detection_auroc,
-                s.detection_calibrated_auroc,
-                s.fuzzing_calibrated_auroc,
-                s.control_detection_calibrated_auroc,
+                values.join(","),
                 s.unparsed_explanations,
                 s.unparsed_judgements
             )?;
@@ -106,14 +104,12 @@ fn window_html(w: &ShownWindow, max: f32) -> String {
 }
 
 fn summary_rows(summaries: &[CoderSummary], link: bool) -> String {
-    let mut s = String::from(
-        "<table><tr><th class=\"l\">coder</th><th>latents</th><th>explained</th><th>detection acc.</th>\
-         <th>detection bal. acc.</th><th>detection FPR</th><th>fuzzing acc.</th><th>fuzzing bal. acc.</th>\
-         <th>detection bal. acc., shuffled explanations</th><th>detection AUROC</th><th>fuzzing AUROC</th>\
-         <th>detection AUROC, shuffled explanations</th><th>calibrated detection AUROC</th>\
-         <th>calibrated fuzzing AUROC</th><th>calibrated detection AUROC, shuffled explanations</th>\
-         <th>unparsed answers</th></tr>",
-    );
+    let mut s =
+        String::from("<table><tr><th class=\"l\">coder</th><th>latents</th><th>explained</th>");
+    for c in &SCORE_COLUMNS {
+        let _ = write!(s, "<th>{}</th>", c.header);
+    }
+    s.push_str("<th>unparsed answers</th></tr>");
     for c in summaries {
         let name = if link {
             format!("<a href=\"{0}.html\">{0}</a>", escape(&c.coder))
@@ -122,22 +118,15 @@ fn summary_rows(summaries: &[CoderSummary], link: bool) -> String {
         };
         let _ = write!(
             s,
-            "<tr><td class=\"l\">{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            c.latents,
-            c.explained,
-            num(c.detection_accuracy),
-            num(c.detection_balanced),
-            num(c.detection_fpr),
-            num(c.fuzzing_accuracy),
-            num(c.fuzzing_balanced),
-            num(c.control_detection_balanced),
-            num(c.detection_auroc),
-            num(c.fuzzing_auroc),
-            num(c.control_detection_auroc),
-            num(c.detection_calibrated_auroc),
-            num(c.fuzzing_calibrated_auroc),
-            num(c.control_detection_calibrated_auroc),
+            "<tr><td class=\"l\">{name}</td><td>{}</td><td>{}</td>",
+            c.latents, c.explained
+        );
+        for col in &SCORE_COLUMNS {
+            let _ = write!(s, "<td>{}</td>", num((col.value)(c)));
+        }
+        let _ = write!(
+            s,
+            "<td>{}</td></tr>",
             c.unparsed_explanations + c.unparsed_judgements
         );
     }

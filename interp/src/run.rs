@@ -109,17 +109,99 @@ pub struct CoderSummary {
     pub fuzzing_auroc: f64,
     pub control_detection_auroc: f64,
     /// The same, calibrated against the content-free explanation (NaN without `calibrate`).
-    #[serde(default)]
     pub detection_calibrated_auroc: f64,
-    #[serde(default)]
     pub fuzzing_calibrated_auroc: f64,
-    #[serde(default)]
     pub control_detection_calibrated_auroc: f64,
     pub unparsed_explanations: usize,
     pub unparsed_judgements: usize,
     /// (quantile, detection accuracy on its activating examples, examples), pooled over latents.
     pub detection_per_quantile: Vec<(u32, f64, usize)>,
 }
+
+/// A score column of the summary table: its name in summary.csv (the field's), its short label for the
+/// terminal, its header in the HTML report, and where a coder's value is.
+pub struct ScoreColumn {
+    pub name: &'static str,
+    pub short: &'static str,
+    pub header: &'static str,
+    pub value: fn(&CoderSummary) -> f64,
+}
+
+/// The score columns, in the order every table (CSV, HTML, terminal) shows them.
+pub const SCORE_COLUMNS: [ScoreColumn; 12] = [
+    ScoreColumn {
+        name: "detection_accuracy",
+        short: "det.acc",
+        header: "detection acc.",
+        value: |s| s.detection_accuracy,
+    },
+    ScoreColumn {
+        name: "detection_balanced",
+        short: "det.bal",
+        header: "detection bal. acc.",
+        value: |s| s.detection_balanced,
+    },
+    ScoreColumn {
+        name: "detection_fpr",
+        short: "det.FPR",
+        header: "detection FPR",
+        value: |s| s.detection_fpr,
+    },
+    ScoreColumn {
+        name: "fuzzing_accuracy",
+        short: "fuzz.acc",
+        header: "fuzzing acc.",
+        value: |s| s.fuzzing_accuracy,
+    },
+    ScoreColumn {
+        name: "fuzzing_balanced",
+        short: "fuzz.bal",
+        header: "fuzzing bal. acc.",
+        value: |s| s.fuzzing_balanced,
+    },
+    ScoreColumn {
+        name: "control_detection_balanced",
+        short: "shuf.bal",
+        header: "detection bal. acc., shuffled explanations",
+        value: |s| s.control_detection_balanced,
+    },
+    ScoreColumn {
+        name: "detection_auroc",
+        short: "det.AUC",
+        header: "detection AUROC",
+        value: |s| s.detection_auroc,
+    },
+    ScoreColumn {
+        name: "fuzzing_auroc",
+        short: "fuzz.AUC",
+        header: "fuzzing AUROC",
+        value: |s| s.fuzzing_auroc,
+    },
+    ScoreColumn {
+        name: "control_detection_auroc",
+        short: "shuf.AUC",
+        header: "detection AUROC, shuffled explanations",
+        value: |s| s.control_detection_auroc,
+    },
+    ScoreColumn {
+        name: "detection_calibrated_auroc",
+        short: "det.cAUC",
+        header: "calibrated detection AUROC",
+        value: |s| s.detection_calibrated_auroc,
+    },
+    ScoreColumn {
+        name: "fuzzing_calibrated_auroc",
+        short: "fuzz.cAUC",
+        header: "calibrated fuzzing AUROC",
+        value: |s| s.fuzzing_calibrated_auroc,
+    },
+    ScoreColumn {
+        name: "control_detection_calibrated_auroc",
+        short: "shuf.cAUC",
+        header: "calibrated detection AUROC, shuffled explanations",
+        value: |s| s.control_detection_calibrated_auroc,
+    },
+];
 
 /// One scoring prompt's items, to map the parsed answer back.
 struct Batch {
