@@ -8,6 +8,7 @@
 //! Layouts as sparsify's: `W_enc [latents × d_in]`, `W_dec [latents × d_out]` (row i = latent i's direction),
 //! `W_skip [d_out × d_in]`. Only the k active latents per row touch the gradients of W_enc and W_dec.
 
+use crate::fused_topk::{self, PackedEncoder};
 use crate::linalg::{linear, matmul};
 use crate::topk::topk_relu;
 use rand::{Rng, SeedableRng};
@@ -196,15 +197,28 @@ impl SparseCoder {
     }
 
     pub fn encode(&self, x: &[f32], rows: usize) -> Encoded {
-        let (_, pre) = self.pre_activations(x, rows);
-        self.select(&pre, &self.b_enc, self.cfg.k, rows)
+        self.encode_input(&self.encoder_input(x), rows)
     }
 
-    /// The encoder's input x' and its dense pre-activations x'·W_encᵀ (without b_enc).
-    fn pre_activations(&self, x: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
-        let xc = self.encoder_input(x);
-        let pre = linear(&xc, rows, self.cfg.d_in, &self.w_enc, self.cfg.num_latents);
-        (xc, pre)
+    /// TopK(ReLU(x'·W_encᵀ + b_enc), k) from the encoder's input x': the product fused with the selection where
+    /// the CPU allows (`fused_topk`), else the dense pre-activations and then the selection.
+    fn encode_input(&self, xc: &[f32], rows: usize) -> Encoded {
+        let c = &self.cfg;
+        if !fused_topk::available() {
+            return self.select(&self.pre_activations(xc, rows), &self.b_enc, c.k, rows);
+        }
+        let mut enc = Encoded {
+            acts: vec![0.0; rows * c.k],
+            idx: vec![0; rows * c.k],
+        };
+        let packed = PackedEncoder::new(&self.w_enc, c.num_latents, c.d_in);
+        fused_topk::encode_topk(xc, rows, &packed, &self.b_enc, c.k, &mut enc.acts, &mut enc.idx);
+        enc
+    }
+
+    /// The dense pre-activations x'·W_encᵀ (without b_enc) from the encoder's input x'.
+    fn pre_activations(&self, xc: &[f32], rows: usize) -> Vec<f32> {
+        linear(xc, rows, self.cfg.d_in, &self.w_enc, self.cfg.num_latents)
     }
 
     /// The `kt` largest ReLU(pre + bias) per row.
@@ -287,8 +301,15 @@ impl SparseCoder {
     ) -> (BatchStats, Encoded) {
         let c = &self.cfg;
         let (k, d_in, d_out, n) = (c.k, c.d_in, c.d_out, c.num_latents);
-        let (xc, pre) = self.pre_activations(x, rows);
-        let enc = self.select(&pre, &self.b_enc, k, rows);
+        let xc = self.encoder_input(x);
+        // Multi-TopK and AuxK select again from the same pre-activations, so they keep the dense matrix.
+        let multi_topk = losses.multi_topk && 4 * k <= n;
+        let pre = (multi_topk || (losses.auxk_alpha > 0.0 && dead.is_some()))
+            .then(|| self.pre_activations(&xc, rows));
+        let enc = match &pre {
+            Some(pre) => self.select(pre, &self.b_enc, k, rows),
+            None => self.encode_input(&xc, rows),
+        };
         let y_hat = self.decode(&enc, x, rows);
         let total_variance = total_variance(y, rows, d_out);
         let mut touched = vec![false; n];
@@ -319,9 +340,9 @@ impl SparseCoder {
         };
 
         // Multi-TopK: the same coder decoding from 4k latents (with b_dec, without W_skip, as sparsify), at 1/8.
-        if losses.multi_topk && 4 * k <= n {
+        if let (true, Some(pre)) = (multi_topk, &pre) {
             let k4 = 4 * k;
-            let top4 = self.select(&pre, &self.b_enc, k4, rows);
+            let top4 = self.select(pre, &self.b_enc, k4, rows);
             let mut dy4: Vec<f32> = self
                 .sparse_decode(&top4.acts, &top4.idx, k4, rows, true)
                 .iter()
@@ -350,7 +371,7 @@ impl SparseCoder {
         }
 
         // AuxK: the top d_out/2 dead latents predict the residual (held fixed), without b_dec.
-        if let (Some(residual), Some(dead)) = (residual, dead) {
+        if let (Some(residual), Some(dead), Some(pre)) = (residual, dead, &pre) {
             let num_dead = dead.iter().filter(|&&d| d).count();
             if num_dead > 0 {
                 let k_aux = (d_out / 2).min(num_dead).max(1);
@@ -361,7 +382,7 @@ impl SparseCoder {
                     .zip(dead)
                     .map(|(&b, &d)| if d { b } else { f32::NEG_INFINITY })
                     .collect();
-                let aux = self.select(&pre, &dead_bias, k_aux, rows);
+                let aux = self.select(pre, &dead_bias, k_aux, rows);
                 // Rows seeded with live columns carry ReLU(−∞) = 0: they decode nothing and get no gradient.
                 let e_hat = self.sparse_decode(&aux.acts, &aux.idx, k_aux, rows, false);
                 // residual = ŷ − y, so e = y − ŷ = −residual and e_hat − e = e_hat + residual.

@@ -2,7 +2,8 @@
 //! activation cache.
 //!
 //! - [`coder`]: the model, its initialisation and exact gradients;
-//! - [`topk`], [`linalg`]: the selection and dense products it is built on;
+//! - [`topk`], [`linalg`], [`fused_topk`]: the selection and dense products it is built on (the last fuses the
+//!   encoder's product with its selection on AVX2 CPUs);
 //! - [`adam`]: the fused Adam step and sparsify's learning-rate schedule;
 //! - [`checkpoint`]: sparsify's checkpoint layout (`cfg.json` + `sae.safetensors`) and our training state;
 //! - [`train`]: the training loop, several coders on the same batches (sweeps), metrics, resume;
@@ -13,6 +14,7 @@ pub mod adam;
 pub mod backend;
 pub mod checkpoint;
 pub mod coder;
+pub mod fused_topk;
 pub mod cuda;
 pub mod linalg;
 pub mod topk;
