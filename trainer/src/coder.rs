@@ -8,7 +8,7 @@
 //! Layouts as sparsify's: `W_enc [latents × d_in]`, `W_dec [latents × d_out]` (row i = latent i's direction),
 //! `W_skip [d_out × d_in]`. Only the k active latents per row touch the gradients of W_enc and W_dec.
 
-use crate::fused_topk::{self, PackedEncoder};
+use crate::fused_topk::{self, QuantizedEncoder};
 use crate::linalg::{linear, matmul};
 use crate::topk::topk_relu;
 use rand::{Rng, SeedableRng};
@@ -200,8 +200,9 @@ impl SparseCoder {
         self.encode_input(&self.encoder_input(x), rows)
     }
 
-    /// TopK(ReLU(x'·W_encᵀ + b_enc), k) from the encoder's input x': the product fused with the selection where
-    /// the CPU allows (`fused_topk`), else the dense pre-activations and then the selection.
+    /// TopK(ReLU(x'·W_encᵀ + b_enc), k) from the encoder's input x': screened in integers and fused with the
+    /// selection where the CPU allows (`fused_topk`, exact all the same), else the dense pre-activations and then
+    /// the selection.
     fn encode_input(&self, xc: &[f32], rows: usize) -> Encoded {
         let c = &self.cfg;
         if !fused_topk::available() {
@@ -211,8 +212,8 @@ impl SparseCoder {
             acts: vec![0.0; rows * c.k],
             idx: vec![0; rows * c.k],
         };
-        let packed = PackedEncoder::new(&self.w_enc, c.num_latents, c.d_in);
-        fused_topk::encode_topk(xc, rows, &packed, &self.b_enc, c.k, &mut enc.acts, &mut enc.idx);
+        let w = QuantizedEncoder::new(&self.w_enc, c.num_latents, c.d_in);
+        fused_topk::encode_topk(xc, rows, &w, &self.b_enc, c.k, &mut enc.acts, &mut enc.idx);
         enc
     }
 

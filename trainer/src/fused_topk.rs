@@ -1,23 +1,32 @@
-//! The encoder's dense product fused with its TopK on the CPU (x86-64 with AVX2 and FMA).
+//! The encoder's dense product fused with its TopK on the CPU (x86-64 with AVX2 and FMA), screened in 16-bit
+//! integers and finished in f32.
 //!
-//! `x'·W_encᵀ` is computed in tiles of 6 rows × 16 latents held in registers; b_enc is added there and a tile
-//! leaves the registers only where a value beats its row's current k-th largest, which after the first few
-//! tiles is rare. So the `rows × latents` pre-activation matrix (300 MB at batch 4096 and 18,432 latents) is
-//! never written nor read back, and selection costs one compare per value.
+//! The product `x'·W_encᵀ` is first computed approximately: x' rows and W_enc rows are rounded to integers of
+//! 11 and 10 bits (for d_in = 576; fewer as d_in grows, so that no i32 sum can overflow) and multiplied with
+//! `vpmaddwd`, which does twice the multiply-adds of an f32 FMA per instruction. Tiles of 6 rows × 16 latents
+//! stay in registers; scales and b_enc are applied there, and a value leaves the registers only when it beats
+//! its row's current (k + extra)-th largest. So the `rows × latents` matrix (300 MB at batch 4096 and 18,432
+//! latents) is never written, and selection costs one compare per value.
 //!
-//! The selection rule is [`crate::topk::topk_relu`]'s: each row's columns are offered in ascending order, the
-//! first k seed the row (through ReLU), and a later value evicts the current minimum only when strictly larger
-//! (the minimum chosen as `topk` chooses it). Given the same pre-activations, both pick the same latents with
-//! the same values; only the order of the k-long dot-product sums differs from the `gemm` path.
+//! The rounding error of every approximate value is bounded (`ε`, per row, from the scales and L1 norms, plus
+//! f32 rounding). A latent can be among the exact top k only if its approximate value is at least
+//! `A_k − 2ε`, where `A_k` is the row's k-th largest approximate value. Those candidates are recomputed in f32
+//! and the top k of them taken (ties to the lower latent, as [`crate::topk::topk_relu`]). A row is sent to
+//! the plain route (dense f32 product, then `topk_relu`) when this cannot be shown exact: more candidates than
+//! were kept, an exact k-th value that may be ≤ 0 (ReLU ties), or a non-finite input. The result is then
+//! the exact TopK of the f32 values, whichever route a row took.
 
-use crate::topk::argmin;
+use crate::linalg::linear;
+use crate::topk::topk_relu;
 use rayon::prelude::*;
 
 /// Rows and latents of one register tile.
 const TILE_ROWS: usize = 6;
 const TILE_LATENTS: usize = 16;
-/// Rows per task: W_enc streams from memory once per task, their inputs (442 KB at d_in = 576) stay in cache.
+/// Rows per task: W_enc streams from memory once per task, their inputs stay in cache.
 const BLOCK_ROWS: usize = 192;
+/// Approximate values kept per row beyond k, so that the candidates of a row are all kept.
+const EXTRA_KEPT: usize = 32;
 
 /// Whether this CPU runs the fused kernel.
 pub fn available() -> bool {
@@ -31,36 +40,99 @@ pub fn available() -> bool {
     }
 }
 
-/// W_enc `[latents × d_in]` rearranged for the kernel: for each group of 16 latents, `d_in` runs of their 16
-/// weights at one input position (latents past the end are zero).
-pub struct PackedEncoder {
-    panels: Vec<f32>,
-    d_in: usize,
-    latents: usize,
+/// Bits (magnitude, sign excluded) of the rounded inputs and weights for `d_in` products per sum: their
+/// products summed over the padded depth stay below 2³¹.
+fn integer_bits(d_in: usize) -> (u32, u32) {
+    let depth = d_in.next_multiple_of(2).max(2);
+    let total = 31 - depth.next_power_of_two().trailing_zeros();
+    let input_bits = total.div_ceil(2).min(15);
+    (input_bits, (total - input_bits).min(15))
 }
 
-impl PackedEncoder {
-    pub fn new(w_enc: &[f32], latents: usize, d_in: usize) -> PackedEncoder {
+/// W_enc `[latents × d_in]` rounded to integers per latent and rearranged for the kernel, with what the error
+/// bound needs.
+pub struct QuantizedEncoder<'a> {
+    w_enc: &'a [f32],
+    d_in: usize,
+    latents: usize,
+    /// For each group of 16 latents, for each pair of input positions, the 16 latents' two weights.
+    panels: Vec<i16>,
+    /// 1 / scale of each latent, padded with zeros to whole tiles.
+    inv_scale: Vec<f32>,
+    /// max over latents of 1/scale, and of ‖ŵ_j‖₁/scale_j: the error bound's two terms.
+    max_inv_scale: f64,
+    max_l1_over_scale: f64,
+    /// max |w|, for the f32 rounding slack.
+    max_abs: f64,
+    finite: bool,
+}
+
+impl<'a> QuantizedEncoder<'a> {
+    pub fn new(w_enc: &'a [f32], latents: usize, d_in: usize) -> QuantizedEncoder<'a> {
         assert_eq!(w_enc.len(), latents * d_in);
-        let panel_len = d_in * TILE_LATENTS;
-        let mut panels = vec![0f32; latents.div_ceil(TILE_LATENTS) * panel_len];
-        panels
+        let top = ((1u32 << integer_bits(d_in).1) - 1) as f32;
+        let pairs = d_in.div_ceil(2);
+        let panel_len = pairs * 2 * TILE_LATENTS;
+        let n_panels = latents.div_ceil(TILE_LATENTS);
+        let mut panels = vec![0i16; n_panels * panel_len];
+        let mut inv_scale = vec![0f32; n_panels * TILE_LATENTS];
+        // Per latent: (1/scale, ‖ŵ‖₁/scale, max |w|, finite).
+        let stats: Vec<[f64; 4]> = panels
             .par_chunks_mut(panel_len)
+            .zip(inv_scale.par_chunks_mut(TILE_LATENTS))
             .enumerate()
-            .for_each(|(p, panel)| {
+            .flat_map_iter(|(p, (panel, inv))| {
+                let mut out = Vec::with_capacity(TILE_LATENTS);
                 for j in 0..TILE_LATENTS.min(latents - p * TILE_LATENTS) {
                     let row = &w_enc[(p * TILE_LATENTS + j) * d_in..][..d_in];
-                    for (i, &w) in row.iter().enumerate() {
-                        panel[i * TILE_LATENTS + j] = w;
+                    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let finite = row.iter().all(|v| v.is_finite());
+                    let scale = if max > 0.0 && finite { top / max } else { 1.0 };
+                    let mut q = vec![0i16; d_in];
+                    if finite {
+                        // SAFETY: only called where `available()` holds (see `encode_topk`).
+                        unsafe { round_scaled(row, scale, &mut q) };
                     }
+                    let mut l1 = 0i64;
+                    for (i, &q) in q.iter().enumerate() {
+                        l1 += (q as i64).abs();
+                        panel[(i / 2) * 2 * TILE_LATENTS + j * 2 + i % 2] = q;
+                    }
+                    inv[j] = 1.0 / scale;
+                    let inv_f64 = 1.0 / scale as f64;
+                    out.push([
+                        inv_f64,
+                        l1 as f64 * inv_f64,
+                        max as f64,
+                        finite as u8 as f64,
+                    ]);
                 }
-            });
-        PackedEncoder {
-            panels,
+                out
+            })
+            .collect();
+        let fold = |f: usize| stats.iter().fold(0f64, |m, s| m.max(s[f]));
+        QuantizedEncoder {
+            w_enc,
             d_in,
             latents,
+            panels,
+            inv_scale,
+            max_inv_scale: fold(0),
+            max_l1_over_scale: fold(1),
+            max_abs: fold(2),
+            finite: stats.iter().all(|s| s[3] == 1.0),
         }
     }
+}
+
+/// How the rows of one call were encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScreenStats {
+    pub rows: usize,
+    /// Rows that went the plain route.
+    pub plain_rows: usize,
+    /// Latents recomputed in f32, over the screened rows.
+    pub candidates: usize,
 }
 
 /// For each row of `xc [rows × d_in]`, the `k` largest ReLU(xc·W_encᵀ + b_enc) and their latents (no particular
@@ -68,143 +140,340 @@ impl PackedEncoder {
 pub fn encode_topk(
     xc: &[f32],
     rows: usize,
-    w: &PackedEncoder,
+    w: &QuantizedEncoder,
     b_enc: &[f32],
     k: usize,
     acts: &mut [f32],
     idx: &mut [u32],
-) {
+) -> ScreenStats {
     let (d_in, latents) = (w.d_in, w.latents);
     assert!(available(), "the fused encoder needs AVX2 and FMA");
     assert!(k >= 1 && k <= latents && b_enc.len() == latents);
     assert!(xc.len() == rows * d_in && acts.len() == rows * k && idx.len() == rows * k);
-    // b_enc padded to whole tiles, so the kernel loads it as it loads W_enc.
+    let kept = (k + EXTRA_KEPT).min(latents);
+    // b_enc padded to whole tiles, so the kernel loads it as it loads the weights.
     let mut bias = b_enc.to_vec();
-    bias.resize(latents.div_ceil(TILE_LATENTS) * TILE_LATENTS, 0.0);
-    xc.par_chunks(BLOCK_ROWS * d_in)
+    bias.resize(w.inv_scale.len(), 0.0);
+    let max_bias = b_enc.iter().fold(0f64, |m, b| m.max(b.abs() as f64));
+    let screen = w.finite && b_enc.iter().all(|b| b.is_finite());
+    let (candidates, plain) = xc
+        .par_chunks(BLOCK_ROWS * d_in)
         .zip(acts.par_chunks_mut(BLOCK_ROWS * k))
         .zip(idx.par_chunks_mut(BLOCK_ROWS * k))
-        .for_each(|((x_block, a_block), i_block)| {
-            let mut rows = RowsTopK::new(a_block, i_block, k);
-            // SAFETY: `available()` was checked above; every pointer the kernel reads lies in `x_block`,
-            // `w.panels` or `bias`, whose lengths were checked.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                block_avx2(x_block, w, &bias, &mut rows)
+        .enumerate()
+        .map(|(block, ((x_block, a_block), i_block))| {
+            let n = x_block.len() / d_in;
+            let mut candidates = 0;
+            let inputs = QuantizedRows::new(x_block, d_in);
+            let mut top = KeptValues::new(n, kept);
+            if screen {
+                // SAFETY: `available()` was checked above; the kernel reads within `inputs`, `w.panels`,
+                // `w.inv_scale` and `bias`, whose lengths match the tiles it walks.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    block_avx2(&inputs, w, &bias, &mut top)
+                };
+            }
+            let mut plain = Vec::new();
+            for r in 0..n {
+                let slack = (d_in as f64 + 8.0)
+                    * f32::EPSILON as f64
+                    * (inputs.l1[r] * w.max_abs + max_bias);
+                let eps = 1.01
+                    * (0.5 * inputs.l1[r] * w.max_inv_scale
+                        + 0.5 * inputs.inv_scale[r] as f64 * w.max_l1_over_scale)
+                    + slack;
+                let (approx, approx_idx) = top.row(r);
+                let done = screen
+                    && inputs.finite[r]
+                    && finish_row(
+                        &x_block[r * d_in..][..d_in],
+                        w,
+                        b_enc,
+                        approx,
+                        approx_idx,
+                        top.threshold[r],
+                        eps,
+                        &mut a_block[r * k..][..k],
+                        &mut i_block[r * k..][..k],
+                        &mut candidates,
+                    );
+                if !done {
+                    plain.push(block * BLOCK_ROWS + r);
+                }
+            }
+            (candidates, plain)
+        })
+        .reduce(
+            || (0, Vec::new()),
+            |(c, mut p), (c2, p2)| {
+                p.extend(p2);
+                (c + c2, p)
+            },
+        );
+    // The undecided rows of all blocks together, so W_enc is read once for them.
+    if !plain.is_empty() {
+        let x: Vec<f32> = plain
+            .iter()
+            .flat_map(|&r| xc[r * d_in..][..d_in].iter().copied())
+            .collect();
+        let pre = linear(&x, plain.len(), d_in, w.w_enc, latents);
+        let (mut a, mut ix) = (vec![0f32; plain.len() * k], vec![0u32; plain.len() * k]);
+        topk_relu(&pre, b_enc, latents, k, &mut a, &mut ix);
+        for (p, &r) in plain.iter().enumerate() {
+            acts[r * k..][..k].copy_from_slice(&a[p * k..][..k]);
+            idx[r * k..][..k].copy_from_slice(&ix[p * k..][..k]);
+        }
+    }
+    ScreenStats {
+        rows,
+        plain_rows: plain.len(),
+        candidates,
+    }
+}
+
+/// One screened row: the exact top k among the kept approximate values, when they provably contain it
+/// (`dropped_below`: no latent left out has an approximate value above it).
+#[allow(clippy::too_many_arguments)]
+fn finish_row(
+    x: &[f32],
+    w: &QuantizedEncoder,
+    b_enc: &[f32],
+    approx: &[f32],
+    approx_idx: &[u32],
+    dropped_below: f32,
+    eps: f64,
+    acts: &mut [f32],
+    idx: &mut [u32],
+    candidates: &mut usize,
+) -> bool {
+    let k = acts.len();
+    let mut order: Vec<usize> = (0..approx.len()).collect();
+    order.sort_unstable_by(|&a, &b| approx[b].total_cmp(&approx[a]));
+    let a_k = approx[order[k - 1]] as f64;
+    let threshold = a_k - 2.0 * eps;
+    // What was dropped must be out of reach, and the k-th exact value above 0 (no ReLU ties).
+    if dropped_below as f64 >= threshold || a_k - eps <= 0.0 {
+        return false;
+    }
+    let chosen: Vec<usize> = order
+        .iter()
+        .take_while(|&&c| approx[c] as f64 >= threshold)
+        .map(|&c| approx_idx[c] as usize)
+        .collect();
+    let row_of = |l: usize| &w.w_enc[l * w.d_in..][..w.d_in];
+    let mut exact: Vec<(f32, u32)> = Vec::with_capacity(chosen.len());
+    for (i, &l) in chosen.iter().enumerate() {
+        // The rows are scattered over W_enc, mostly out of cache: fetch the next while this one is summed.
+        if let Some(&next) = chosen.get(i + 1) {
+            prefetch(row_of(next));
+        }
+        // SAFETY: `encode_topk` checked `available()`.
+        let v = unsafe { dot(x, row_of(l)) };
+        exact.push((v + b_enc[l], l as u32));
+    }
+    *candidates += exact.len();
+    exact.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (j, &(v, l)) in exact.iter().take(k).enumerate() {
+        acts[j] = v;
+        idx[j] = l;
+    }
+    true
+}
+
+/// Asks for `v`'s cache lines ahead of their use.
+fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16) {
+        // SAFETY: a prefetch reads nothing and cannot fault; the address lies within `v`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr() as *const i8
+            )
+        };
+    }
+}
+
+/// `out[i]` = `v[i]·scale` rounded to the nearest integer (ties to even), so within 0.5 of it.
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+unsafe fn round_scaled(v: &[f32], scale: f32, out: &mut [i16]) {
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = (x * scale).round_ties_even() as i16;
+    }
+}
+
+/// The f32 dot product used for every exact value (one fixed order of sums).
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+unsafe fn dot(x: &[f32], w: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = x.len() / 16 * 16;
+    for (xs, ws) in x[..chunks]
+        .chunks_exact(16)
+        .zip(w[..chunks].chunks_exact(16))
+    {
+        for l in 0..16 {
+            lanes[l] = xs[l].mul_add(ws[l], lanes[l]);
+        }
+    }
+    let tail: f32 = x[chunks..]
+        .iter()
+        .zip(&w[chunks..])
+        .map(|(a, b)| a * b)
+        .sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// A block's rows rounded to integers, in groups of 6 rows interleaved by pairs of positions (one i32 holds a
+/// row's two i16 at positions 2q and 2q+1), with each row's 1/scale, L1 norm and finiteness.
+struct QuantizedRows {
+    groups: Vec<i32>,
+    pairs: usize,
+    rows: usize,
+    inv_scale: Vec<f32>,
+    l1: Vec<f64>,
+    finite: Vec<bool>,
+}
+
+impl QuantizedRows {
+    fn new(x_block: &[f32], d_in: usize) -> QuantizedRows {
+        let rows = x_block.len() / d_in;
+        let pairs = d_in.div_ceil(2);
+        let top = ((1u32 << integer_bits(d_in).0) - 1) as f32;
+        let mut q = QuantizedRows {
+            groups: vec![0; rows.div_ceil(TILE_ROWS) * pairs * TILE_ROWS],
+            pairs,
+            rows,
+            inv_scale: vec![0.0; rows],
+            l1: vec![0.0; rows],
+            finite: vec![true; rows],
+        };
+        for r in 0..rows {
+            let row = &x_block[r * d_in..][..d_in];
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            q.finite[r] = row.iter().all(|v| v.is_finite());
+            let scale = if max > 0.0 && q.finite[r] {
+                top / max
+            } else {
+                1.0
             };
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = (x_block, &bias, &mut rows);
-        });
+            q.inv_scale[r] = 1.0 / scale;
+            q.l1[r] = row.iter().map(|v| v.abs() as f64).sum();
+            let (g, lane) = (r / TILE_ROWS, r % TILE_ROWS);
+            let mut rounded = vec![0i16; pairs * 2];
+            if q.finite[r] {
+                // SAFETY: only called where `available()` holds (see `encode_topk`).
+                unsafe { round_scaled(row, scale, &mut rounded[..d_in]) };
+            }
+            for (p, pair) in rounded.chunks_exact(2).enumerate() {
+                let packed = (pair[0] as u16 as u32) | ((pair[1] as u16 as u32) << 16);
+                q.groups[(g * pairs + p) * TILE_ROWS + lane] = packed as i32;
+            }
+        }
+        q
+    }
 }
 
-/// The running TopK of a block of rows: their output slices and each row's current minimum.
-struct RowsTopK<'a> {
-    acts: &'a mut [f32],
-    idx: &'a mut [u32],
-    k: usize,
-    filled: Vec<usize>,
-    min_pos: Vec<usize>,
-    /// −∞ while a row is seeding, so every column is offered.
-    min: Vec<f32>,
+/// Each row's largest approximate values: a buffer of up to `2·kept` (value, latent) pairs and a threshold that
+/// everything dropped so far lies at or below. When a buffer fills, its `kept` largest stay and the threshold
+/// rises to the smallest of them, so a value costs O(1) on average.
+struct KeptValues {
+    kept: usize,
+    values: Vec<f32>,
+    latents: Vec<u32>,
+    len: Vec<usize>,
+    /// −∞ until a row first drops something.
+    threshold: Vec<f32>,
 }
 
-impl<'a> RowsTopK<'a> {
-    fn new(acts: &'a mut [f32], idx: &'a mut [u32], k: usize) -> RowsTopK<'a> {
-        let n = acts.len() / k;
-        RowsTopK {
-            acts,
-            idx,
-            k,
-            filled: vec![0; n],
-            min_pos: vec![0; n],
-            min: vec![f32::NEG_INFINITY; n],
+impl KeptValues {
+    fn new(rows: usize, kept: usize) -> KeptValues {
+        KeptValues {
+            kept,
+            values: vec![0.0; rows * 2 * kept],
+            latents: vec![0; rows * 2 * kept],
+            len: vec![0; rows],
+            threshold: vec![f32::NEG_INFINITY; rows],
         }
     }
 
-    /// Offers column `col` with value `v` (pre-activation + bias) to row `r`.
     #[inline]
-    fn offer(&mut self, r: usize, col: u32, v: f32) {
-        let (a, ix) = (
-            &mut self.acts[r * self.k..(r + 1) * self.k],
-            &mut self.idx[r * self.k..(r + 1) * self.k],
-        );
-        if self.filled[r] < self.k {
-            a[self.filled[r]] = v.max(0.0);
-            ix[self.filled[r]] = col;
-            self.filled[r] += 1;
-            if self.filled[r] < self.k {
-                return;
-            }
-        } else if v > self.min[r] {
-            a[self.min_pos[r]] = v;
-            ix[self.min_pos[r]] = col;
-        } else {
+    fn offer(&mut self, r: usize, latent: u32, v: f32) {
+        if v <= self.threshold[r] {
             return;
         }
-        (self.min_pos[r], self.min[r]) = argmin(a, ix);
+        let at = r * 2 * self.kept + self.len[r];
+        self.values[at] = v;
+        self.latents[at] = latent;
+        self.len[r] += 1;
+        if self.len[r] == 2 * self.kept {
+            self.shrink(r);
+        }
+    }
+
+    /// Keeps row r's `kept` largest values; the threshold becomes the smallest of them.
+    fn shrink(&mut self, r: usize) {
+        let base = r * 2 * self.kept;
+        let mut pairs: Vec<(f32, u32)> = (base..base + self.len[r])
+            .map(|i| (self.values[i], self.latents[i]))
+            .collect();
+        pairs.select_nth_unstable_by(self.kept - 1, |a, b| b.0.total_cmp(&a.0));
+        for (i, &(v, l)) in pairs[..self.kept].iter().enumerate() {
+            self.values[base + i] = v;
+            self.latents[base + i] = l;
+        }
+        self.len[r] = self.kept;
+        self.threshold[r] = pairs[self.kept - 1].0;
+    }
+
+    fn row(&self, r: usize) -> (&[f32], &[u32]) {
+        let base = r * 2 * self.kept;
+        (
+            &self.values[base..base + self.len[r]],
+            &self.latents[base..base + self.len[r]],
+        )
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2(
-    x_block: &[f32],
-    w: &PackedEncoder,
-    bias: &[f32],
-    rows: &mut RowsTopK,
-) {
+unsafe fn block_avx2(x: &QuantizedRows, w: &QuantizedEncoder, bias: &[f32], top: &mut KeptValues) {
     use std::arch::x86_64::*;
-    let d_in = w.d_in;
-    let block_rows = x_block.len() / d_in;
-    let panel_len = d_in * TILE_LATENTS;
-    // The block's rows in groups of 6, interleaved (position i of the group's rows is contiguous), so the
-    // kernel reads one stream for its broadcasts; missing rows of the last group are zeros and never offered.
-    let groups = block_rows.div_ceil(TILE_ROWS);
-    let mut x_groups = vec![0f32; groups * d_in * TILE_ROWS];
-    for (g, group) in x_groups.chunks_exact_mut(d_in * TILE_ROWS).enumerate() {
-        for r in 0..TILE_ROWS.min(block_rows - g * TILE_ROWS) {
-            let row = &x_block[(g * TILE_ROWS + r) * d_in..][..d_in];
-            for (i, &v) in row.iter().enumerate() {
-                group[i * TILE_ROWS + r] = v;
-            }
-        }
-    }
-    // Each 16-latent panel (36 KB at d_in = 576) is read from memory once per block and from cache by every
-    // group; a row meets its columns in ascending order, as the selection rule needs.
+    let pairs = x.pairs;
+    let panel_len = pairs * 2 * TILE_LATENTS;
+    // Each 16-latent panel is read from memory once per block and from cache by every group of rows; a row
+    // meets its latents in ascending order.
     for (p, panel) in w.panels.chunks_exact(panel_len).enumerate() {
         let col0 = p * TILE_LATENTS;
         let valid_cols = TILE_LATENTS.min(w.latents - col0);
         let col_mask = (1u32 << valid_cols) - 1;
         let bias0 = _mm256_loadu_ps(bias.as_ptr().add(col0));
         let bias1 = _mm256_loadu_ps(bias.as_ptr().add(col0 + 8));
-        for (g, group) in x_groups.chunks_exact(d_in * TILE_ROWS).enumerate() {
+        let inv0 = _mm256_loadu_ps(w.inv_scale.as_ptr().add(col0));
+        let inv1 = _mm256_loadu_ps(w.inv_scale.as_ptr().add(col0 + 8));
+        for (g, group) in x.groups.chunks_exact(pairs * TILE_ROWS).enumerate() {
             let r0 = g * TILE_ROWS;
-            let tile_rows = TILE_ROWS.min(block_rows - r0);
+            let tile_rows = TILE_ROWS.min(x.rows - r0);
             let a = group.as_ptr();
-            let b = panel.as_ptr();
-            let mut c = [[_mm256_setzero_ps(); 2]; TILE_ROWS];
-            for i in 0..d_in {
-                let b0 = _mm256_loadu_ps(b.add(i * TILE_LATENTS));
-                let b1 = _mm256_loadu_ps(b.add(i * TILE_LATENTS + 8));
+            let b = panel.as_ptr() as *const __m256i;
+            let mut c = [[_mm256_setzero_si256(); 2]; TILE_ROWS];
+            for q in 0..pairs {
+                let b0 = _mm256_loadu_si256(b.add(2 * q));
+                let b1 = _mm256_loadu_si256(b.add(2 * q + 1));
                 for (r, cr) in c.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*a.add(i * TILE_ROWS + r));
-                    cr[0] = _mm256_fmadd_ps(av, b0, cr[0]);
-                    cr[1] = _mm256_fmadd_ps(av, b1, cr[1]);
+                    let av = _mm256_set1_epi32(*a.add(q * TILE_ROWS + r));
+                    cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(av, b0));
+                    cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(av, b1));
                 }
             }
             for (r, cr) in c.iter().enumerate().take(tile_rows) {
                 let row = r0 + r;
-                let v0 = _mm256_add_ps(cr[0], bias0);
-                let v1 = _mm256_add_ps(cr[1], bias1);
-                let t = _mm256_set1_ps(rows.min[row]);
+                let s = _mm256_set1_ps(x.inv_scale[row]);
+                let v0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cr[0]), _mm256_mul_ps(inv0, s), bias0);
+                let v1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cr[1]), _mm256_mul_ps(inv1, s), bias1);
+                let t = _mm256_set1_ps(top.threshold[row]);
                 let above = (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v0, t)) as u32)
                     | ((_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v1, t)) as u32) << 8);
-                // A seeding row takes every column, NaN included, as topk_relu does.
-                let mut offered = if rows.filled[row] < rows.k {
-                    col_mask
-                } else {
-                    above & col_mask
-                };
+                let mut offered = above & col_mask;
                 if offered == 0 {
                     continue;
                 }
@@ -214,8 +483,8 @@ unsafe fn block_avx2(
                 while offered != 0 {
                     let j = offered.trailing_zeros() as usize;
                     offered &= offered - 1;
-                    // `offer` re-checks against the row's minimum, which may have risen within this tile.
-                    rows.offer(row, (col0 + j) as u32, vals[j]);
+                    // `offer` re-checks against the row's threshold, which may have risen within this tile.
+                    top.offer(row, (col0 + j) as u32, vals[j]);
                 }
             }
         }

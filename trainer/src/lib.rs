@@ -2,8 +2,8 @@
 //! activation cache.
 //!
 //! - [`coder`]: the model, its initialisation and exact gradients;
-//! - [`topk`], [`linalg`], [`fused_topk`]: the selection and dense products it is built on (the last fuses the
-//!   encoder's product with its selection on AVX2 CPUs);
+//! - [`topk`], [`linalg`], [`fused_topk`]: the selection and dense products it is built on (the last screens
+//!   the encoder's product in 16-bit integers fused with its selection, then finishes it exactly, on AVX2 CPUs);
 //! - [`adam`]: the fused Adam step and sparsify's learning-rate schedule;
 //! - [`checkpoint`]: sparsify's checkpoint layout (`cfg.json` + `sae.safetensors`) and our training state;
 //! - [`train`]: the training loop, several coders on the same batches (sweeps), metrics, resume;
@@ -14,8 +14,8 @@ pub mod adam;
 pub mod backend;
 pub mod checkpoint;
 pub mod coder;
-pub mod fused_topk;
 pub mod cuda;
+pub mod fused_topk;
 pub mod linalg;
 pub mod topk;
 pub mod train;

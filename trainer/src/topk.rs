@@ -35,7 +35,7 @@ pub fn topk_relu(
 }
 
 /// Position of the smallest value; among equal values the one of the highest column, so ties keep lower columns.
-pub(crate) fn argmin(a: &[f32], ix: &[u32]) -> (usize, f32) {
+fn argmin(a: &[f32], ix: &[u32]) -> (usize, f32) {
     let mut best = 0;
     for i in 1..a.len() {
         if a[i] < a[best] || (a[i] == a[best] && ix[i] > ix[best]) {
