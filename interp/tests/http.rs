@@ -8,8 +8,11 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Each request's headers and JSON body, as the scripted server saw them.
+type Seen = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
 /// Serves one scripted (status, body) per connection, recording each request's headers and JSON body.
-fn serve(script: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<(String, serde_json::Value)>>>) {
+fn serve(script: Vec<(u16, String)>) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));

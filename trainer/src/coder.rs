@@ -9,7 +9,7 @@
 //! `W_skip [d_out × d_in]`. Only the k active latents per row touch the gradients of W_enc and W_dec.
 
 use crate::fused_topk::{self, QuantizedEncoder};
-use crate::linalg::{linear, matmul};
+use crate::linalg::{dot, linear, matmul};
 use crate::topk::topk_relu;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -169,8 +169,8 @@ impl SparseCoder {
                 &self.w_dec[l * d..(l + 1) * d],
                 &mut g.w_dec[l * d..(l + 1) * d],
             );
-            let dot: f32 = w.iter().zip(gr.iter()).map(|(a, b)| a * b).sum();
-            gr.iter_mut().zip(w).for_each(|(g, w)| *g -= dot * w);
+            let along = dot(w, gr);
+            gr.iter_mut().zip(w).for_each(|(g, w)| *g -= along * w);
         }
     }
 
@@ -438,11 +438,7 @@ impl SparseCoder {
             {
                 if a > 0.0 {
                     let l = l as usize;
-                    *g = dyr
-                        .iter()
-                        .zip(&self.w_dec[l * d_out..(l + 1) * d_out])
-                        .map(|(a, b)| a * b)
-                        .sum();
+                    *g = dot(dyr, &self.w_dec[l * d_out..(l + 1) * d_out]);
                 }
             }
         });

@@ -16,7 +16,7 @@
 //! were kept, an exact k-th value that may be ≤ 0 (ReLU ties), or a non-finite input. The result is then
 //! the exact TopK of the f32 values, whichever route a row took.
 
-use crate::linalg::linear;
+use crate::linalg::{dot, linear};
 use crate::topk::topk_relu;
 use rayon::prelude::*;
 
@@ -268,9 +268,7 @@ fn finish_row(
         if let Some(&next) = chosen.get(i + 1) {
             prefetch(row_of(next));
         }
-        // SAFETY: `encode_topk` checked `available()`.
-        let v = unsafe { dot(x, row_of(l)) };
-        exact.push((v + b_enc[l], l as u32));
+        exact.push((dot(x, row_of(l)) + b_enc[l], l as u32));
     }
     *candidates += exact.len();
     exact.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -300,27 +298,6 @@ unsafe fn round_scaled(v: &[f32], scale: f32, out: &mut [i16]) {
     for (o, &x) in out.iter_mut().zip(v) {
         *o = (x * scale).round_ties_even() as i16;
     }
-}
-
-/// The f32 dot product used for every exact value (one fixed order of sums).
-#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
-unsafe fn dot(x: &[f32], w: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let chunks = x.len() / 16 * 16;
-    for (xs, ws) in x[..chunks]
-        .chunks_exact(16)
-        .zip(w[..chunks].chunks_exact(16))
-    {
-        for l in 0..16 {
-            lanes[l] = xs[l].mul_add(ws[l], lanes[l]);
-        }
-    }
-    let tail: f32 = x[chunks..]
-        .iter()
-        .zip(&w[chunks..])
-        .map(|(a, b)| a * b)
-        .sum();
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// A block's rows rounded to integers, in groups of 6 rows interleaved by pairs of positions (one i32 holds a

@@ -56,3 +56,18 @@ pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], out: usize) -> Vec<
     matmul(&mut y, x, w, rows, inp, out, (1, inp), false, false);
     y
 }
+
+/// `Σ a[i]·b[i]` in f32 over 16 interleaved partial sums, so the compiler can keep them in vector registers
+/// (a plain running sum is one long chain of dependent adds); one fixed order, so the result is reproducible.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let mut lanes = [0f32; 16];
+    let whole = a.len() / 16 * 16;
+    for (xs, ys) in a[..whole].chunks_exact(16).zip(b[..whole].chunks_exact(16)) {
+        for l in 0..16 {
+            lanes[l] += xs[l] * ys[l];
+        }
+    }
+    let tail: f32 = a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}

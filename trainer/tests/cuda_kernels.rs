@@ -65,7 +65,7 @@ fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], bound: f64) {
 
 /// A device buffer of `n` NaNs: whatever the kernel does not write stays NaN and fails the comparison.
 fn poisoned(g: &GpuOps, n: usize) -> cudarc::driver::CudaSlice<f32> {
-    g.from_host_f32(&vec![f32::NAN; n]).unwrap()
+    g.uploaded_f32(&vec![f32::NAN; n]).unwrap()
 }
 
 const F32_BOUND: f64 = 1e-5;
@@ -137,14 +137,14 @@ fn dense_kernels_match_their_twins() {
     let x = randn(&mut rng, rows * inp);
     let w = randn(&mut rng, out * inp);
     let y0 = randn(&mut rng, rows * out);
-    let (xd, wd) = (g.from_host_f32(&x).unwrap(), g.from_host_f32(&w).unwrap());
+    let (xd, wd) = (g.uploaded_f32(&x).unwrap(), g.uploaded_f32(&w).unwrap());
 
     for accumulate in [false, true] {
         let mut yc = y0.clone();
         c.linear(&x, rows, inp, &w, out, &mut yc, accumulate)
             .unwrap();
         let mut yg = if accumulate {
-            g.from_host_f32(&y0).unwrap()
+            g.uploaded_f32(&y0).unwrap()
         } else {
             poisoned(&g, rows * out)
         };
@@ -162,7 +162,7 @@ fn dense_kernels_match_their_twins() {
     let mut gc = vec![0.0; out * inp];
     c.outer_grad(&dy, &x, rows, out, inp, &mut gc).unwrap();
     let mut gg = poisoned(&g, out * inp);
-    g.outer_grad(&g.from_host_f32(&dy).unwrap(), &xd, rows, out, inp, &mut gg)
+    g.outer_grad(&g.uploaded_f32(&dy).unwrap(), &xd, rows, out, inp, &mut gg)
         .unwrap();
     assert_close("outer_grad", &g.download_f32(&gg).unwrap(), &gc, F32_BOUND);
 
@@ -173,9 +173,9 @@ fn dense_kernels_match_their_twins() {
     assert_close("column_sums", &g.download_f32(&mg).unwrap(), &mc, F32_BOUND);
 
     // FVU sums and gradient.
-    let (yd, yhd) = (g.from_host_f32(&y0).unwrap(), g.from_host_f32(&dy).unwrap());
+    let (yd, yhd) = (g.uploaded_f32(&y0).unwrap(), g.uploaded_f32(&dy).unwrap());
     let mean_h = randn(&mut rng, out);
-    let mean = g.from_host_f32(&mean_h).unwrap();
+    let mean = g.uploaded_f32(&mean_h).unwrap();
     let (mut diff_c, mut sums_c) = (vec![0.0; rows * out], vec![0.0; 2]);
     c.fvu_sums(&y0, &mean_h, &dy, rows, out, &mut diff_c, &mut sums_c)
         .unwrap();
@@ -201,7 +201,7 @@ fn dense_kernels_match_their_twins() {
     let mut oc = vec![0.0; rows * inp];
     c.sub_row_vector(&x, &b, rows, inp, &mut oc).unwrap();
     let mut og = poisoned(&g, rows * inp);
-    g.sub_row_vector(&xd, &g.from_host_f32(&b).unwrap(), rows, inp, &mut og)
+    g.sub_row_vector(&xd, &g.uploaded_f32(&b).unwrap(), rows, inp, &mut og)
         .unwrap();
     assert_close(
         "sub_row_vector",
@@ -211,8 +211,8 @@ fn dense_kernels_match_their_twins() {
     );
     let mut ac = x.clone();
     c.sub_assign(&mut ac, &oc).unwrap();
-    let mut ag = g.from_host_f32(&x).unwrap();
-    g.sub_assign(&mut ag, &g.from_host_f32(&oc).unwrap())
+    let mut ag = g.uploaded_f32(&x).unwrap();
+    g.sub_assign(&mut ag, &g.uploaded_f32(&oc).unwrap())
         .unwrap();
     assert_close("sub_assign", &g.download_f32(&ag).unwrap(), &ac, F32_BOUND);
 
@@ -220,7 +220,7 @@ fn dense_kernels_match_their_twins() {
     let n = 100_003;
     let (mut pc, mut m_c, mut v_c) = (randn(&mut rng, n), vec![0.0; n], vec![0.0; n]);
     let (mut pg, mut m_g, mut v_g) = (
-        g.from_host_f32(&pc).unwrap(),
+        g.uploaded_f32(&pc).unwrap(),
         g.zeros_f32(n).unwrap(),
         g.zeros_f32(n).unwrap(),
     );
@@ -233,7 +233,7 @@ fn dense_kernels_match_their_twins() {
         c.adam(&mut pc, &grad, &mut m_c, &mut v_c, s, b2).unwrap();
         g.adam(
             &mut pg,
-            &g.from_host_f32(&grad).unwrap(),
+            &g.uploaded_f32(&grad).unwrap(),
             &mut m_g,
             &mut v_g,
             s,
@@ -265,7 +265,7 @@ fn dense_kernels_match_their_twins() {
     let wdec = randn(&mut rng, latents * d);
     let mut nc = wdec.clone();
     c.normalize_rows(&mut nc, latents, d).unwrap();
-    let mut ng = g.from_host_f32(&wdec).unwrap();
+    let mut ng = g.uploaded_f32(&wdec).unwrap();
     g.normalize_rows(&mut ng, latents, d).unwrap();
     assert_close(
         "normalize_rows",
@@ -276,8 +276,8 @@ fn dense_kernels_match_their_twins() {
     let grad = randn(&mut rng, latents * d);
     let mut pc = grad.clone();
     c.project_decoder_grad(&nc, &mut pc, latents, d).unwrap();
-    let mut pg = g.from_host_f32(&grad).unwrap();
-    g.project_decoder_grad(&g.from_host_f32(&nc).unwrap(), &mut pg, latents, d)
+    let mut pg = g.uploaded_f32(&grad).unwrap();
+    g.project_decoder_grad(&g.uploaded_f32(&nc).unwrap(), &mut pg, latents, d)
         .unwrap();
     assert_close(
         "project_decoder_grad",
@@ -314,12 +314,9 @@ fn sparse_kernels_match_their_twins() {
                 .unwrap();
             let (mut ag, mut ig) = (
                 poisoned(&g, rows * k),
-                g.from_host_u32(&vec![u32::MAX; rows * k]).unwrap(),
+                g.uploaded_u32(&vec![u32::MAX; rows * k]).unwrap(),
             );
-            let (pd, bd) = (
-                g.from_host_f32(pre).unwrap(),
-                g.from_host_f32(bias).unwrap(),
-            );
+            let (pd, bd) = (g.uploaded_f32(pre).unwrap(), g.uploaded_f32(bias).unwrap());
             g.topk_relu(&pd, &bd, rows, width, k, &mut ag, &mut ig)
                 .unwrap();
             assert_eq!(
@@ -338,11 +335,11 @@ fn sparse_kernels_match_their_twins() {
         c.topk_relu(&pre, &bias, rows, width, k, &mut acts, &mut idx)
             .unwrap();
         let (ad, id) = (
-            g.from_host_f32(&acts).unwrap(),
-            g.from_host_u32(&idx).unwrap(),
+            g.uploaded_f32(&acts).unwrap(),
+            g.uploaded_u32(&idx).unwrap(),
         );
         let w = randn(&mut rng, width * d);
-        let wd = g.from_host_f32(&w).unwrap();
+        let wd = g.uploaded_f32(&w).unwrap();
         let b = randn(&mut rng, d);
         let base = randn(&mut rng, rows * d);
         for (accumulate, with_bias) in [(false, true), (true, true), (false, false)] {
@@ -360,11 +357,11 @@ fn sparse_kernels_match_their_twins() {
             )
             .unwrap();
             let mut og = if accumulate {
-                g.from_host_f32(&base).unwrap()
+                g.uploaded_f32(&base).unwrap()
             } else {
                 poisoned(&g, rows * d)
             };
-            let bd = g.from_host_f32(&b).unwrap();
+            let bd = g.uploaded_f32(&b).unwrap();
             g.sparse_decode(
                 &ad,
                 &id,
@@ -386,7 +383,7 @@ fn sparse_kernels_match_their_twins() {
         }
 
         let dy = randn(&mut rng, rows * d);
-        let dyd = g.from_host_f32(&dy).unwrap();
+        let dyd = g.uploaded_f32(&dy).unwrap();
         let mut gc = vec![0.0; rows * k];
         c.latent_grads(&dy, &acts, &idx, &w, rows, k, d, &mut gc)
             .unwrap();
@@ -416,10 +413,10 @@ fn sparse_kernels_match_their_twins() {
             )
             .unwrap();
             let (mut wg, mut bg) = (
-                g.from_host_f32(&start).unwrap(),
-                g.from_host_f32(&bias_start).unwrap(),
+                g.uploaded_f32(&start).unwrap(),
+                g.uploaded_f32(&bias_start).unwrap(),
             );
-            let gcd = g.from_host_f32(&gc).unwrap();
+            let gcd = g.uploaded_f32(&gc).unwrap();
             g.scatter_rows(
                 &gcd,
                 &id,
@@ -449,7 +446,7 @@ fn sparse_kernels_match_their_twins() {
         let (mut fc, mut cc) = (fired.clone(), vec![0u64; 2]);
         c.track_fired(&acts, &idx, rows, k, &mut fc, width, 2000, &mut cc)
             .unwrap();
-        let (mut fg, mut cg) = (g.from_host_u64(&fired).unwrap(), g.zeros_u64(2).unwrap());
+        let (mut fg, mut cg) = (g.uploaded_u64(&fired).unwrap(), g.zeros_u64(2).unwrap());
         g.track_fired(&ad, &id, rows, k, &mut fg, width, 2000, &mut cg)
             .unwrap();
         assert_eq!(
@@ -495,7 +492,7 @@ fn gpu_engine_steps_match_the_twins() {
             let y = if kind == Kind::Sae { x } else { y };
             twin.step(&CpuTwins, x, y, rows, 1e-3, t as u64 + 1, 1000)
                 .unwrap();
-            let (xd, yd) = (g.from_host_f32(x).unwrap(), g.from_host_f32(y).unwrap());
+            let (xd, yd) = (g.uploaded_f32(x).unwrap(), g.uploaded_f32(y).unwrap());
             on_gpu
                 .step(&g, &xd, &yd, rows, 1e-3, t as u64 + 1, 1000)
                 .unwrap();
@@ -541,10 +538,10 @@ fn tf32_linear_is_within_the_bf16_bound() {
         .unwrap();
     let mut yg = poisoned(&g, rows * out);
     g.linear(
-        &g.from_host_f32(&x).unwrap(),
+        &g.uploaded_f32(&x).unwrap(),
         rows,
         inp,
-        &g.from_host_f32(&w).unwrap(),
+        &g.uploaded_f32(&w).unwrap(),
         out,
         &mut yg,
         false,

@@ -93,7 +93,7 @@ impl<O: Ops> Engine<O> {
         let sae = !cfg.kind.transcodes();
         let moment = |i: usize, second: bool| -> Result<O::F32> {
             let mo = &state.moments[i];
-            ops.from_host_f32(if second { &mo.v } else { &mo.m })
+            ops.uploaded_f32(if second { &mo.v } else { &mo.m })
         };
         let with_skip = |f: &dyn Fn(usize) -> Result<O::F32>| -> Result<Tensors<O::F32>> {
             Ok(Tensors {
@@ -110,11 +110,11 @@ impl<O: Ops> Engine<O> {
         };
         Ok(Engine {
             batch_rows,
-            params: Tensors::try_map(&state.coder, |t| ops.from_host_f32(t))?,
+            params: Tensors::try_map(&state.coder, |t| ops.uploaded_f32(t))?,
             grads: Tensors::try_map(&state.coder, |t| ops.zeros_f32(t.len()))?,
             m: with_skip(&|i| moment(i, false))?,
             v: with_skip(&|i| moment(i, true))?,
-            since_fired: ops.from_host_u64(&state.tokens_since_fired)?,
+            since_fired: ops.uploaded_u64(&state.tokens_since_fired)?,
             xc: ops.zeros_f32(if sae { rows * cfg.d_in } else { 0 })?,
             pre: ops.zeros_f32(rows * n)?,
             acts: ops.zeros_f32(rows * cfg.k)?,
@@ -133,7 +133,7 @@ impl<O: Ops> Engine<O> {
 
     /// Replaces the parameters (after the host's step-0 initialisation from the first batch).
     pub fn upload_params(&mut self, ops: &O, coder: &SparseCoder) -> Result<()> {
-        self.params = Tensors::try_map(coder, |t| ops.from_host_f32(t))?;
+        self.params = Tensors::try_map(coder, |t| ops.uploaded_f32(t))?;
         Ok(())
     }
 

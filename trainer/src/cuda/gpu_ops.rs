@@ -26,6 +26,9 @@ pub enum GemmPrecision {
     Tf32,
 }
 
+/// Pinned upload buffers of one length: the next to use, and the buffers.
+type Staging = (usize, Vec<PinnedHostSlice<f32>>);
+
 pub struct GpuOps {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -33,7 +36,7 @@ pub struct GpuOps {
     blas: CudaBlas,
     kernels: HashMap<&'static str, CudaFunction>,
     /// Pinned buffers for uploads, per length (a batch's), used in turn.
-    staging: RefCell<HashMap<usize, (usize, Vec<PinnedHostSlice<f32>>)>>,
+    staging: RefCell<HashMap<usize, Staging>>,
     /// Per-chunk partial column sums (f64) for `column_sums`.
     partial: RefCell<Option<CudaSlice<f64>>>,
     pub name: String,
@@ -227,19 +230,19 @@ impl Ops for GpuOps {
             .alloc_zeros(n.max(1))
             .map_err(Self::err("alloc"))
     }
-    fn from_host_f32(&self, host: &[f32]) -> Result<CudaSlice<f32>> {
+    fn uploaded_f32(&self, host: &[f32]) -> Result<CudaSlice<f32>> {
         if host.is_empty() {
             return self.zeros_f32(0);
         }
         self.stream.clone_htod(host).map_err(Self::err("upload"))
     }
-    fn from_host_u32(&self, host: &[u32]) -> Result<CudaSlice<u32>> {
+    fn uploaded_u32(&self, host: &[u32]) -> Result<CudaSlice<u32>> {
         if host.is_empty() {
             return self.zeros_u32(0);
         }
         self.stream.clone_htod(host).map_err(Self::err("upload"))
     }
-    fn from_host_u64(&self, host: &[u64]) -> Result<CudaSlice<u64>> {
+    fn uploaded_u64(&self, host: &[u64]) -> Result<CudaSlice<u64>> {
         if host.is_empty() {
             return self.zeros_u64(0);
         }

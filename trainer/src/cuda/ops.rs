@@ -15,11 +15,11 @@ pub trait Ops {
 
     fn zeros_f32(&self, n: usize) -> Result<Self::F32>;
     fn zeros_u32(&self, n: usize) -> Result<Self::U32>;
-    fn from_host_f32(&self, host: &[f32]) -> Result<Self::F32>;
+    fn uploaded_f32(&self, host: &[f32]) -> Result<Self::F32>;
     fn zeros_u64(&self, n: usize) -> Result<Self::U64>;
     fn zeros_f64(&self, n: usize) -> Result<Self::F64>;
-    fn from_host_u32(&self, host: &[u32]) -> Result<Self::U32>;
-    fn from_host_u64(&self, host: &[u64]) -> Result<Self::U64>;
+    fn uploaded_u32(&self, host: &[u32]) -> Result<Self::U32>;
+    fn uploaded_u64(&self, host: &[u64]) -> Result<Self::U64>;
     /// Copies `host` into the start of `dst`.
     fn upload_f32(&self, host: &[f32], dst: &mut Self::F32) -> Result<()>;
     fn download_f32(&self, src: &Self::F32) -> Result<Vec<f32>>;
@@ -200,7 +200,7 @@ impl Ops for CpuTwins {
     fn zeros_u32(&self, n: usize) -> Result<Vec<u32>> {
         Ok(vec![0; n])
     }
-    fn from_host_f32(&self, host: &[f32]) -> Result<Vec<f32>> {
+    fn uploaded_f32(&self, host: &[f32]) -> Result<Vec<f32>> {
         Ok(host.to_vec())
     }
     fn zeros_u64(&self, n: usize) -> Result<Vec<u64>> {
@@ -209,10 +209,10 @@ impl Ops for CpuTwins {
     fn zeros_f64(&self, n: usize) -> Result<Vec<f64>> {
         Ok(vec![0.0; n])
     }
-    fn from_host_u32(&self, host: &[u32]) -> Result<Vec<u32>> {
+    fn uploaded_u32(&self, host: &[u32]) -> Result<Vec<u32>> {
         Ok(host.to_vec())
     }
-    fn from_host_u64(&self, host: &[u64]) -> Result<Vec<u64>> {
+    fn uploaded_u64(&self, host: &[u64]) -> Result<Vec<u64>> {
         Ok(host.to_vec())
     }
     fn upload_f32(&self, host: &[f32], dst: &mut Vec<f32>) -> Result<()> {
