@@ -68,7 +68,9 @@ pub struct QuantizedEncoder<'a> {
 }
 
 impl<'a> QuantizedEncoder<'a> {
+    /// Panics unless [`available`].
     pub fn new(w_enc: &'a [f32], latents: usize, d_in: usize) -> QuantizedEncoder<'a> {
+        assert!(available(), "the fused encoder needs AVX2 and FMA");
         assert_eq!(w_enc.len(), latents * d_in);
         let top = ((1u32 << integer_bits(d_in).1) - 1) as f32;
         let pairs = d_in.div_ceil(2);
@@ -90,7 +92,7 @@ impl<'a> QuantizedEncoder<'a> {
                     let scale = if max > 0.0 && finite { top / max } else { 1.0 };
                     let mut q = vec![0i16; d_in];
                     if finite {
-                        // SAFETY: only called where `available()` holds (see `encode_topk`).
+                        // SAFETY: `available()` was asserted above.
                         unsafe { round_scaled(row, scale, &mut q) };
                     }
                     let mut l1 = 0i64;
