@@ -9,7 +9,7 @@
 //! `W_skip [d_out × d_in]`. Only the k active latents per row touch the gradients of W_enc and W_dec.
 
 use crate::fused_topk::{self, QuantizedEncoder};
-use crate::linalg::{dot, linear, matmul};
+use crate::linalg::{dot, linear, matmul, prefetch};
 use crate::topk::topk_relu;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -273,10 +273,11 @@ impl SparseCoder {
             if with_bias {
                 o.copy_from_slice(&self.b_dec);
             }
-            for (&a, &l) in acts[r * kt..(r + 1) * kt]
-                .iter()
-                .zip(&idx[r * kt..(r + 1) * kt])
-            {
+            let (acts, idx) = (&acts[r * kt..(r + 1) * kt], &idx[r * kt..(r + 1) * kt]);
+            for (j, (&a, &l)) in acts.iter().zip(idx).enumerate() {
+                if let Some(&next) = idx.get(j + 1) {
+                    prefetch(&self.w_dec[next as usize * d..][..d]);
+                }
                 if a != 0.0 {
                     let l = l as usize;
                     o.iter_mut()
@@ -431,11 +432,11 @@ impl SparseCoder {
         let mut g_pre = vec![0f32; rows * kt];
         g_pre.par_chunks_mut(kt).enumerate().for_each(|(r, g)| {
             let dyr = &dy[r * d_out..(r + 1) * d_out];
-            for ((g, &a), &l) in g
-                .iter_mut()
-                .zip(&acts[r * kt..(r + 1) * kt])
-                .zip(&idx[r * kt..(r + 1) * kt])
-            {
+            let (acts, idx) = (&acts[r * kt..(r + 1) * kt], &idx[r * kt..(r + 1) * kt]);
+            for (j, ((g, &a), &l)) in g.iter_mut().zip(acts).zip(idx).enumerate() {
+                if let Some(&next) = idx.get(j + 1) {
+                    prefetch(&self.w_dec[next as usize * d_out..][..d_out]);
+                }
                 if a > 0.0 {
                     let l = l as usize;
                     *g = dot(dyr, &self.w_dec[l * d_out..(l + 1) * d_out]);

@@ -16,7 +16,7 @@
 //! were kept, an exact k-th value that may be ≤ 0 (ReLU ties), or a non-finite input. The result is then
 //! the exact TopK of the f32 values, whichever route a row took.
 
-use crate::linalg::{dot, linear};
+use crate::linalg::{dot, linear, prefetch};
 use crate::topk::topk_relu;
 use rayon::prelude::*;
 
@@ -279,19 +279,6 @@ fn finish_row(
         idx[j] = l;
     }
     true
-}
-
-/// Asks for `v`'s cache lines ahead of their use.
-fn prefetch(v: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in v.chunks(16) {
-        // SAFETY: a prefetch reads nothing and cannot fault; the address lies within `v`.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr() as *const i8
-            )
-        };
-    }
 }
 
 /// `out[i]` = `v[i]·scale` rounded to the nearest integer (ties to even), so within 0.5 of it.

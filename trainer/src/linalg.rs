@@ -71,3 +71,19 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let tail: f32 = a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum();
     lanes.iter().sum::<f32>() + tail
 }
+
+/// Asks for `v`'s cache lines ahead of their use: for rows of a large matrix read in scattered order (the
+/// active latents' rows), which the hardware prefetcher cannot guess.
+pub fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16) {
+        // SAFETY: a prefetch reads nothing and cannot fault; the address lies within `v`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr() as *const i8
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
