@@ -5,8 +5,8 @@
 //! 11 and 10 bits (for d_in = 576; fewer as d_in grows, so that no i32 sum can overflow) and multiplied with
 //! `vpmaddwd`, which does twice the multiply-adds of an f32 FMA per instruction. Tiles of 6 rows × 16 latents
 //! stay in registers; scales and b_enc are applied there, and a value leaves the registers only when it beats
-//! its row's current (k + extra)-th largest. So the `rows × latents` matrix (300 MB at batch 4096 and 18,432
-//! latents) is never written, and selection costs one compare per value.
+//! its row's threshold (the smallest of the k + 32 largest kept so far). So the `rows × latents` matrix (300 MB
+//! at batch 4096 and 18,432 latents) is never written, and selection costs about one compare per value.
 //!
 //! The rounding error of every approximate value is bounded (`ε`, per row, from the scales and L1 norms, plus
 //! f32 rounding). A latent can be among the exact top k only if its approximate value is at least
