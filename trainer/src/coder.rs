@@ -461,7 +461,14 @@ impl SparseCoder {
                     &mut *gb_enc.get().add(l),
                 )
             };
-            for &e in &order[starts[l]..starts[l + 1]] {
+            let entries = &order[starts[l]..starts[l + 1]];
+            for (i, &e) in entries.iter().enumerate() {
+                // Rows come in scattered order: fetch the next entry's while this one is added.
+                if let Some(&next) = entries.get(i + 1) {
+                    let r = next as usize / kt;
+                    prefetch(&dy[r * d_out..(r + 1) * d_out]);
+                    prefetch(&xc[r * d_in..(r + 1) * d_in]);
+                }
                 let (r, a, g) = (e as usize / kt, acts[e as usize], g_pre[e as usize]);
                 if a != 0.0 {
                     wd.iter_mut()
