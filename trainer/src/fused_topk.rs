@@ -85,28 +85,22 @@ impl<'a> QuantizedEncoder<'a> {
             .enumerate()
             .flat_map_iter(|(p, (panel, inv))| {
                 let mut out = Vec::with_capacity(TILE_LATENTS);
+                let mut q = vec![0i16; d_in];
                 for j in 0..TILE_LATENTS.min(latents - p * TILE_LATENTS) {
                     let row = &w_enc[(p * TILE_LATENTS + j) * d_in..][..d_in];
-                    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let finite = row.iter().all(|v| v.is_finite());
-                    let scale = if max > 0.0 && finite { top / max } else { 1.0 };
-                    let mut q = vec![0i16; d_in];
-                    if finite {
-                        // SAFETY: `available()` was asserted above.
-                        unsafe { round_scaled(row, scale, &mut q) };
-                    }
+                    let rounded = round_row(row, top, &mut q);
                     let mut l1 = 0i64;
                     for (i, &q) in q.iter().enumerate() {
                         l1 += (q as i64).abs();
                         panel[(i / 2) * 2 * TILE_LATENTS + j * 2 + i % 2] = q;
                     }
-                    inv[j] = 1.0 / scale;
-                    let inv_f64 = 1.0 / scale as f64;
+                    inv[j] = 1.0 / rounded.scale;
+                    let inv_f64 = 1.0 / rounded.scale as f64;
                     out.push([
                         inv_f64,
                         l1 as f64 * inv_f64,
-                        max as f64,
-                        finite as u8 as f64,
+                        rounded.max as f64,
+                        rounded.finite as u8 as f64,
                     ]);
                 }
                 out
@@ -281,6 +275,30 @@ fn finish_row(
     true
 }
 
+/// How a row was rounded to integers by [`round_row`].
+struct RoundedRow {
+    scale: f32,
+    /// max |v|.
+    max: f32,
+    finite: bool,
+}
+
+/// Rounds `row` to integers of magnitude ≤ `top` into `out`: `out[i]` = `row[i]·scale` to the nearest integer,
+/// with `scale` = top / max |row|. A non-finite or all-zero row gets scale 1 and, if non-finite, all zeros.
+/// Only called where `available()` holds (`QuantizedEncoder::new` asserts it, `encode_topk` checks it first).
+fn round_row(row: &[f32], top: f32, out: &mut [i16]) -> RoundedRow {
+    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let finite = row.iter().all(|v| v.is_finite());
+    let scale = if max > 0.0 && finite { top / max } else { 1.0 };
+    if finite {
+        // SAFETY: see above: the CPU runs AVX2 and FMA.
+        unsafe { round_scaled(row, scale, out) };
+    } else {
+        out.fill(0);
+    }
+    RoundedRow { scale, max, finite }
+}
+
 /// `out[i]` = `v[i]·scale` rounded to the nearest integer (ties to even), so within 0.5 of it.
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
 unsafe fn round_scaled(v: &[f32], scale: f32, out: &mut [i16]) {
@@ -313,24 +331,16 @@ impl QuantizedRows {
             l1: vec![0.0; rows],
             finite: vec![true; rows],
         };
+        // Padded to whole pairs; the pad stays 0.
+        let mut ints = vec![0i16; pairs * 2];
         for r in 0..rows {
             let row = &x_block[r * d_in..][..d_in];
-            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            q.finite[r] = row.iter().all(|v| v.is_finite());
-            let scale = if max > 0.0 && q.finite[r] {
-                top / max
-            } else {
-                1.0
-            };
-            q.inv_scale[r] = 1.0 / scale;
+            let rounded = round_row(row, top, &mut ints[..d_in]);
+            q.finite[r] = rounded.finite;
+            q.inv_scale[r] = 1.0 / rounded.scale;
             q.l1[r] = row.iter().map(|v| v.abs() as f64).sum();
             let (g, lane) = (r / TILE_ROWS, r % TILE_ROWS);
-            let mut rounded = vec![0i16; pairs * 2];
-            if q.finite[r] {
-                // SAFETY: only called where `available()` holds (see `encode_topk`).
-                unsafe { round_scaled(row, scale, &mut rounded[..d_in]) };
-            }
-            for (p, pair) in rounded.chunks_exact(2).enumerate() {
+            for (p, pair) in ints.chunks_exact(2).enumerate() {
                 let packed = (pair[0] as u16 as u32) | ((pair[1] as u16 as u32) << 16);
                 q.groups[(g * pairs + p) * TILE_ROWS + lane] = packed as i32;
             }
