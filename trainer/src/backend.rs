@@ -157,7 +157,6 @@ impl Backend {
 fn cpu_step(state: &mut CoderState, grads: &mut Grads, input: &StepInput) -> StepResult {
     let coder = &mut state.coder;
     let c = coder.cfg.clone();
-    grads.clear(c.d_in, c.d_out);
     let dead_mask: Option<Vec<bool>> = (input.losses.auxk_alpha > 0.0).then(|| {
         state
             .tokens_since_fired

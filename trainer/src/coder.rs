@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -187,13 +188,14 @@ impl SparseCoder {
     }
 
     /// The encoder's input: x − b_dec for an SAE, x for transcoders.
-    fn encoder_input(&self, x: &[f32]) -> Vec<f32> {
-        let mut xc = x.to_vec();
-        if !self.cfg.kind.transcodes() {
-            xc.par_chunks_mut(self.cfg.d_in)
-                .for_each(|row| row.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b));
+    fn encoder_input<'a>(&self, x: &'a [f32]) -> Cow<'a, [f32]> {
+        if self.cfg.kind.transcodes() {
+            return Cow::Borrowed(x);
         }
-        xc
+        let mut xc = x.to_vec();
+        xc.par_chunks_mut(self.cfg.d_in)
+            .for_each(|row| row.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b));
+        Cow::Owned(xc)
     }
 
     pub fn encode(&self, x: &[f32], rows: usize) -> Encoded {
@@ -290,8 +292,8 @@ impl SparseCoder {
     }
 
     /// Forward pass and gradients of the loss for one batch: FVU, plus `losses.multi_topk_fvu / 8` and
-    /// `auxk_alpha · auxk` when enabled (`dead` marks the dead latents for AuxK). `grads` must be zero (as
-    /// `zero_grads` makes it or `Grads::clear` leaves it); it receives the gradients.
+    /// `auxk_alpha · auxk` when enabled (`dead` marks the dead latents for AuxK). `grads` is zero (as
+    /// `zero_grads` makes it) or holds an earlier batch's gradients; either way they are replaced by this batch's.
     pub fn forward_backward(
         &self,
         x: &[f32],
@@ -312,12 +314,16 @@ impl SparseCoder {
             Some(pre) => self.select(pre, &self.b_enc, k, rows),
             None => self.encode_input(&xc, rows),
         };
-        let y_hat = self.decode(&enc, x, rows);
         let total_variance = total_variance(y, rows, d_out);
         let mut touched = vec![false; n];
+        // The rows the last batch wrote: those this batch leaves alone are zeroed after the main term.
+        let stale = std::mem::take(&mut grads.touched);
 
-        // Main term: FVU.
-        let mut dy: Vec<f32> = y_hat.iter().zip(y).map(|(p, t)| p - t).collect();
+        // Main term: FVU. The decode's buffer becomes the error ŷ − y, then its gradient.
+        let mut dy = self.decode(&enc, x, rows);
+        dy.par_chunks_mut(d_out)
+            .zip(y.par_chunks(d_out))
+            .for_each(|(p, t)| p.iter_mut().zip(t).for_each(|(p, t)| *p -= t));
         let sse = ordered_sum(&dy, 1 << 14, |b| {
             b.iter().map(|e| (*e as f64) * (*e as f64)).sum()
         });
@@ -329,7 +335,18 @@ impl SparseCoder {
         let scale = (2.0 / total_variance) as f32;
         dy.par_iter_mut().for_each(|e| *e *= scale);
         grads.b_dec = column_sums(&dy, rows, d_out);
-        self.accumulate_term(&xc, &enc.acts, &enc.idx, k, &dy, rows, grads, &mut touched);
+        self.accumulate_term(
+            &xc,
+            &enc.acts,
+            &enc.idx,
+            k,
+            &dy,
+            rows,
+            grads,
+            &mut touched,
+            true,
+        );
+        grads.zero_rows(&stale, &touched);
         if let Some(gs) = grads.w_skip.as_mut() {
             // dW_skip = dyᵀ · x
             matmul(gs, &dy, x, d_out, rows, d_in, (d_in, 1), true, false);
@@ -369,6 +386,7 @@ impl SparseCoder {
                 rows,
                 grads,
                 &mut touched,
+                false,
             );
         }
 
@@ -404,6 +422,7 @@ impl SparseCoder {
                     rows,
                     grads,
                     &mut touched,
+                    false,
                 );
             }
         }
@@ -414,7 +433,8 @@ impl SparseCoder {
 
     /// Gradients of one sparse decode term `Σ_j acts[r,j] W_dec[idx[r,j]]` whose output gradient is `dy`: into
     /// W_dec rows, and through ReLU into W_enc rows, b_enc and (SAE) b_dec. Rows are grouped by latent so each
-    /// latent's rows are summed by one task and parallel writes never overlap.
+    /// latent's rows are summed by one task, parallel writes never overlap, and a latent's W_dec row is read
+    /// once for all its rows. With `overwrite`, the latents' gradient rows are set rather than added to.
     #[allow(clippy::too_many_arguments)]
     fn accumulate_term(
         &self,
@@ -426,23 +446,11 @@ impl SparseCoder {
         rows: usize,
         grads: &mut Grads,
         touched: &mut [bool],
+        overwrite: bool,
     ) {
         let (d_in, d_out) = (self.cfg.d_in, self.cfg.d_out);
         // Gradient reaching each selected latent's pre-activation (zero where ReLU clipped it).
         let mut g_pre = vec![0f32; rows * kt];
-        g_pre.par_chunks_mut(kt).enumerate().for_each(|(r, g)| {
-            let dyr = &dy[r * d_out..(r + 1) * d_out];
-            let (acts, idx) = (&acts[r * kt..(r + 1) * kt], &idx[r * kt..(r + 1) * kt]);
-            for (j, ((g, &a), &l)) in g.iter_mut().zip(acts).zip(idx).enumerate() {
-                if let Some(&next) = idx.get(j + 1) {
-                    prefetch(&self.w_dec[next as usize * d_out..][..d_out]);
-                }
-                if a > 0.0 {
-                    let l = l as usize;
-                    *g = dot(dyr, &self.w_dec[l * d_out..(l + 1) * d_out]);
-                }
-            }
-        });
         let (order, starts) = group_by_latent(idx, self.cfg.num_latents);
         let active: Vec<u32> = (0..self.cfg.num_latents)
             .filter(|&l| starts[l + 1] > starts[l])
@@ -451,9 +459,12 @@ impl SparseCoder {
         let gw_enc = SendPtr(grads.w_enc.as_mut_ptr());
         let gw_dec = SendPtr(grads.w_dec.as_mut_ptr());
         let gb_enc = SendPtr(grads.b_enc.as_mut_ptr());
+        let g_pre_at = SendPtr(g_pre.as_mut_ptr());
         active.par_iter().for_each(|&l| {
             let l = l as usize;
-            // SAFETY: latent l's rows are written by this task alone.
+            let w_dec = &self.w_dec[l * d_out..(l + 1) * d_out];
+            // SAFETY: latent l's rows, and the g_pre entries of its (row, slot) positions, are written by this
+            // task alone.
             let (we, wd, be) = unsafe {
                 (
                     std::slice::from_raw_parts_mut(gw_enc.get().add(l * d_in), d_in),
@@ -461,6 +472,11 @@ impl SparseCoder {
                     &mut *gb_enc.get().add(l),
                 )
             };
+            if overwrite {
+                we.fill(0.0);
+                wd.fill(0.0);
+                *be = 0.0;
+            }
             let entries = &order[starts[l]..starts[l + 1]];
             for (i, &e) in entries.iter().enumerate() {
                 // Rows come in scattered order: fetch the next entry's while this one is added.
@@ -469,12 +485,14 @@ impl SparseCoder {
                     prefetch(&dy[r * d_out..(r + 1) * d_out]);
                     prefetch(&xc[r * d_in..(r + 1) * d_in]);
                 }
-                let (r, a, g) = (e as usize / kt, acts[e as usize], g_pre[e as usize]);
+                let (r, a) = (e as usize / kt, acts[e as usize]);
+                let dyr = &dy[r * d_out..(r + 1) * d_out];
                 if a != 0.0 {
-                    wd.iter_mut()
-                        .zip(&dy[r * d_out..(r + 1) * d_out])
-                        .for_each(|(w, d)| *w += a * d);
+                    wd.iter_mut().zip(dyr).for_each(|(w, d)| *w += a * d);
                 }
+                let g = if a > 0.0 { dot(dyr, w_dec) } else { 0.0 };
+                // SAFETY: see above.
+                unsafe { *g_pre_at.get().add(e as usize) = g };
                 if g != 0.0 {
                     we.iter_mut()
                         .zip(&xc[r * d_in..(r + 1) * d_in])
@@ -526,19 +544,28 @@ impl SparseCoder {
 }
 
 impl Grads {
-    /// Zeroes what the last batch wrote: the touched latent rows and the small dense tensors.
-    pub fn clear(&mut self, d_in: usize, d_out: usize) {
-        for &l in &self.touched {
-            let l = l as usize;
-            self.w_enc[l * d_in..(l + 1) * d_in].fill(0.0);
-            self.w_dec[l * d_out..(l + 1) * d_out].fill(0.0);
-            self.b_enc[l] = 0.0;
-        }
-        self.touched.clear();
-        self.b_dec.fill(0.0);
-        if let Some(w) = self.w_skip.as_mut() {
-            w.fill(0.0);
-        }
+    /// Zeroes the W_enc, W_dec and b_enc rows of the latents in `rows` that `keep` does not mark.
+    fn zero_rows(&mut self, rows: &[u32], keep: &[bool]) {
+        let (d_in, d_out) = (
+            self.w_enc.len() / self.b_enc.len(),
+            self.w_dec.len() / self.b_enc.len(),
+        );
+        let (we, wd, be) = (
+            SendPtr(self.w_enc.as_mut_ptr()),
+            SendPtr(self.w_dec.as_mut_ptr()),
+            SendPtr(self.b_enc.as_mut_ptr()),
+        );
+        rows.par_iter()
+            .filter(|&&l| !keep[l as usize])
+            .for_each(|&l| {
+                let l = l as usize;
+                // SAFETY: `rows` holds each latent once (it is a `touched` list), so no two tasks write a row.
+                unsafe {
+                    std::slice::from_raw_parts_mut(we.get().add(l * d_in), d_in).fill(0.0);
+                    std::slice::from_raw_parts_mut(wd.get().add(l * d_out), d_out).fill(0.0);
+                    *be.get().add(l) = 0.0;
+                }
+            });
     }
 }
 

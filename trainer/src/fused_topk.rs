@@ -89,16 +89,15 @@ impl<'a> QuantizedEncoder<'a> {
                 for j in 0..TILE_LATENTS.min(latents - p * TILE_LATENTS) {
                     let row = &w_enc[(p * TILE_LATENTS + j) * d_in..][..d_in];
                     let rounded = round_row(row, top, &mut q);
-                    let mut l1 = 0i64;
+                    // An odd d_in leaves the last pair's second weight at 0.
                     for (i, &q) in q.iter().enumerate() {
-                        l1 += (q as i64).abs();
                         panel[(i / 2) * 2 * TILE_LATENTS + j * 2 + i % 2] = q;
                     }
                     inv[j] = 1.0 / rounded.scale;
                     let inv_f64 = 1.0 / rounded.scale as f64;
                     out.push([
                         inv_f64,
-                        l1 as f64 * inv_f64,
+                        rounded.l1_ints as f64 * inv_f64,
                         rounded.max as f64,
                         rounded.finite as u8 as f64,
                     ]);
@@ -281,30 +280,97 @@ struct RoundedRow {
     /// max |v|.
     max: f32,
     finite: bool,
+    /// Σ |rounded|.
+    l1_ints: u64,
 }
 
 /// Rounds `row` to integers of magnitude ≤ `top` into `out`: `out[i]` = `row[i]·scale` to the nearest integer,
 /// with `scale` = top / max |row|. A non-finite or all-zero row gets scale 1 and, if non-finite, all zeros.
 /// Only called where `available()` holds (`QuantizedEncoder::new` asserts it, `encode_topk` checks it first).
 fn round_row(row: &[f32], top: f32, out: &mut [i16]) -> RoundedRow {
-    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let finite = row.iter().all(|v| v.is_finite());
+    // SAFETY: see above: the CPU runs AVX2 and FMA.
+    let (max, finite) = unsafe { max_abs(row) };
     let scale = if max > 0.0 && finite { top / max } else { 1.0 };
-    if finite {
-        // SAFETY: see above: the CPU runs AVX2 and FMA.
-        unsafe { round_scaled(row, scale, out) };
+    let l1_ints = if finite {
+        // SAFETY: as above; `top` < 2¹⁵, so every rounded value fits an i16.
+        unsafe { round_scaled(row, scale, out) }
     } else {
         out.fill(0);
+        0
+    };
+    RoundedRow {
+        scale,
+        max,
+        finite,
+        l1_ints,
     }
-    RoundedRow { scale, max, finite }
 }
 
-/// `out[i]` = `v[i]·scale` rounded to the nearest integer (ties to even), so within 0.5 of it.
+/// max |v| and whether every value is finite.
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
-unsafe fn round_scaled(v: &[f32], scale: f32, out: &mut [i16]) {
-    for (o, &x) in out.iter_mut().zip(v) {
-        *o = (x * scale).round_ties_even() as i16;
+unsafe fn max_abs(v: &[f32]) -> (f32, bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let whole = v.len() / 8 * 8;
+        let (abs_mask, inf) = (
+            _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX)),
+            _mm256_set1_ps(f32::INFINITY),
+        );
+        let (mut max, mut finite) = (
+            _mm256_setzero_ps(),
+            _mm256_castsi256_ps(_mm256_set1_epi32(-1)),
+        );
+        for i in (0..whole).step_by(8) {
+            let a = _mm256_and_ps(_mm256_loadu_ps(v.as_ptr().add(i)), abs_mask);
+            // NaN compares false, so it clears `finite` as ±∞ does.
+            finite = _mm256_and_ps(finite, _mm256_cmp_ps::<_CMP_LT_OQ>(a, inf));
+            max = _mm256_max_ps(max, a);
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), max);
+        let tail = &v[whole..];
+        let m = lanes.iter().chain(tail).fold(0f32, |m, x| m.max(x.abs()));
+        let all = _mm256_movemask_ps(finite) == 0xff && tail.iter().all(|x| x.is_finite());
+        (m, all)
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the fused encoder runs on x86-64 only")
+}
+
+/// `out[i]` = `v[i]·scale` rounded to the nearest integer (ties to even), so within 0.5 of it; returns Σ |out[i]|.
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+unsafe fn round_scaled(v: &[f32], scale: f32, out: &mut [i16]) -> u64 {
+    let round = |x: f32| (x * scale).round_ties_even() as i16;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        assert!(out.len() >= v.len());
+        let whole = v.len() / 8 * 8;
+        let s = _mm256_set1_ps(scale);
+        let mut l1 = _mm256_setzero_si256();
+        for i in (0..whole).step_by(8) {
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm256_mul_ps(_mm256_loadu_ps(v.as_ptr().add(i)), s),
+            );
+            // Whole numbers already: the truncating conversion is exact.
+            let q = _mm256_cvttps_epi32(r);
+            l1 = _mm256_add_epi32(l1, _mm256_abs_epi32(q));
+            let packed =
+                _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+            _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, packed);
+        }
+        let mut lanes = [0i32; 8];
+        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, l1);
+        let mut total: u64 = lanes.iter().map(|&l| l as u64).sum();
+        for (o, &x) in out[whole..v.len()].iter_mut().zip(&v[whole..]) {
+            *o = round(x);
+            total += o.unsigned_abs() as u64;
+        }
+        total
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the fused encoder runs on x86-64 only")
 }
 
 /// A block's rows rounded to integers, in groups of 6 rows interleaved by pairs of positions (one i32 holds a

@@ -159,6 +159,7 @@ fn check(kind: Kind, losses: Losses) {
     let dead: Vec<bool> = (0..20).map(|l| l % 3 == 0).collect();
     let mut g = coder.zero_grads();
     let (stats, _) = coder.forward_backward(&x, &y, rows, &mut g, &losses, Some(&dead));
+
     let mut params: Vec<Vec<f64>> = [&coder.w_enc, &coder.b_enc, &coder.w_dec, &coder.b_dec]
         .iter()
         .map(|t| t.iter().map(|&v| v as f64).collect())
@@ -265,5 +266,68 @@ fn transcoder_gradients() {
 fn skip_transcoder_gradients() {
     for l in [PLAIN, AUX, MULTI] {
         check(Kind::SkipTranscoder, l);
+    }
+}
+
+/// Gradients written over an earlier batch's must equal fresh ones, bit for bit: the training loop reuses one
+/// `Grads`, and the latents an earlier batch touched need not be those of the next.
+#[test]
+fn gradients_over_an_earlier_batch_equal_fresh_ones() {
+    for kind in [Kind::Sae, Kind::Transcoder, Kind::SkipTranscoder] {
+        for losses in [PLAIN, AUX, MULTI] {
+            let (d_in, d_out) = if kind == Kind::Sae { (7, 7) } else { (7, 5) };
+            let c = CoderConfig {
+                kind,
+                d_in,
+                d_out,
+                num_latents: 64,
+                k: 2,
+            };
+            let rows = 3;
+            let mut rng = ChaCha8Rng::seed_from_u64(7 + kind as u64);
+            let mut rand_vec = |n: usize| {
+                (0..n)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect::<Vec<f32>>()
+            };
+            let mut coder = SparseCoder::new(c.clone(), 5);
+            coder.w_dec = rand_vec(64 * d_out);
+            coder.b_dec = rand_vec(d_out);
+            if kind == Kind::SkipTranscoder {
+                coder.w_skip = Some(rand_vec(d_out * d_in));
+            }
+            let dead: Vec<bool> = (0..64).map(|l| l % 3 == 0).collect();
+            let (x, y) = (rand_vec(rows * d_in), rand_vec(rows * d_out));
+            let (x_other, y_other) = (rand_vec(rows * d_in), rand_vec(rows * d_out));
+            let y = if kind == Kind::Sae { x.clone() } else { y };
+            let y_other = if kind == Kind::Sae {
+                x_other.clone()
+            } else {
+                y_other
+            };
+
+            let mut fresh = coder.zero_grads();
+            coder.forward_backward(&x, &y, rows, &mut fresh, &losses, Some(&dead));
+            let mut reused = coder.zero_grads();
+            coder.forward_backward(&x_other, &y_other, rows, &mut reused, &losses, Some(&dead));
+            assert!(
+                reused.touched.iter().any(|l| !fresh.touched.contains(l)),
+                "{kind:?}: the earlier batch touches no latent of its own, so nothing is left to overwrite"
+            );
+            coder.forward_backward(&x, &y, rows, &mut reused, &losses, Some(&dead));
+            assert_eq!(reused.touched, fresh.touched);
+            for (name, a, b) in [
+                ("W_enc", &reused.w_enc, &fresh.w_enc),
+                ("b_enc", &reused.b_enc, &fresh.b_enc),
+                ("W_dec", &reused.w_dec, &fresh.w_dec),
+                ("b_dec", &reused.b_dec, &fresh.b_dec),
+            ] {
+                assert!(
+                    a.iter().zip(b.iter()).all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "{kind:?} {losses:?} {name}: written over an earlier batch's, it differs from a fresh one"
+                );
+            }
+            assert_eq!(reused.w_skip, fresh.w_skip, "{kind:?} {losses:?} W_skip");
+        }
     }
 }
