@@ -161,3 +161,24 @@ fn undecidable_rows_take_the_plain_route() {
         format!("{:?}", plain(&x, rows, d, &w, &b, n, k))
     );
 }
+
+/// Hundreds of latents tie at each row's top value, more than the screen keeps per row: those rows cannot be
+/// decided from the kept values (the tied latents it dropped may be lower-numbered, and ties go to the lower
+/// latent), so they take the plain route, and the selection is the plain route's exactly.
+#[test]
+fn ties_beyond_the_kept_values_take_the_plain_route() {
+    if !available() {
+        return;
+    }
+    let (rows, d, n, k) = (12, 4, 2000, 8);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x: Vec<f32> = (0..rows * d)
+        .map(|_| rng.random_range(0..=1) as f32)
+        .collect();
+    let w: Vec<f32> = (0..n * d).map(|_| rng.random_range(0..=1) as f32).collect();
+    let b = vec![0f32; n];
+    let want = plain(&x, rows, d, &w, &b, n, k);
+    let (got, stats) = fused(&x, rows, d, &w, &b, n, k);
+    assert_eq!(got, want);
+    assert!(stats.plain_rows >= rows / 2, "{stats:?}");
+}
