@@ -1,6 +1,7 @@
 //! Adam as `torch.optim.Adam` computes it (β 0.9/0.999, ε 1e-8, no weight decay), fused into one pass per
 //! tensor, and sparsify's learning-rate schedule (linear warm-up, then linear decay to zero).
 
+use crate::huge_pages;
 use rayon::prelude::*;
 
 pub const BETA1: f32 = 0.9;
@@ -17,8 +18,8 @@ pub struct Moments {
 impl Moments {
     pub fn zeros(n: usize) -> Moments {
         Moments {
-            m: vec![0.0; n],
-            v: vec![0.0; n],
+            m: huge_pages::zeros(n),
+            v: huge_pages::zeros(n),
         }
     }
 }

@@ -133,10 +133,11 @@ fn f32s(st: &SafeTensors, name: &str, want: &[usize], path: &Path) -> Result<Vec
             t.shape()
         );
     }
-    Ok(t.data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect())
+    let mut values: Vec<f32> = crate::huge_pages::zeros(t.data().len() / 4);
+    for (v, c) in values.iter_mut().zip(t.data().chunks_exact(4)) {
+        *v = f32::from_le_bytes(c.try_into().unwrap());
+    }
+    Ok(values)
 }
 
 /// Loads a coder saved by [`save_coder`] (its `sparsecoder.json` gives the kind and widths).

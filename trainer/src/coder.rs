@@ -9,6 +9,7 @@
 //! `W_skip [d_out × d_in]`. Only the k active latents per row touch the gradients of W_enc and W_dec.
 
 use crate::fused_topk::{self, QuantizedEncoder};
+use crate::huge_pages;
 use crate::linalg::{dot, linear, matmul, prefetch};
 use crate::topk::topk_relu;
 use rand::{Rng, SeedableRng};
@@ -114,18 +115,20 @@ impl SparseCoder {
         );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let bound = 1.0 / (cfg.d_in as f32).sqrt();
-        let w_enc: Vec<f32> = (0..cfg.num_latents * cfg.d_in)
-            .map(|_| rng.random_range(-bound..bound))
-            .collect();
+        let mut w_enc: Vec<f32> = huge_pages::zeros(cfg.num_latents * cfg.d_in);
+        w_enc
+            .iter_mut()
+            .for_each(|w| *w = rng.random_range(-bound..bound));
         let w_dec = if cfg.kind.transcodes() {
-            vec![0.0; cfg.num_latents * cfg.d_out]
+            huge_pages::zeros(cfg.num_latents * cfg.d_out)
         } else {
-            w_enc.clone()
+            huge_pages::copy(&w_enc)
         };
         let mut coder = SparseCoder {
             b_enc: vec![0.0; cfg.num_latents],
             b_dec: vec![0.0; cfg.d_out],
-            w_skip: (cfg.kind == Kind::SkipTranscoder).then(|| vec![0.0; cfg.d_out * cfg.d_in]),
+            w_skip: (cfg.kind == Kind::SkipTranscoder)
+                .then(|| huge_pages::zeros(cfg.d_out * cfg.d_in)),
             w_enc,
             w_dec,
             cfg,
@@ -178,11 +181,11 @@ impl SparseCoder {
     pub fn zero_grads(&self) -> Grads {
         let c = &self.cfg;
         Grads {
-            w_enc: vec![0.0; c.num_latents * c.d_in],
+            w_enc: huge_pages::zeros(c.num_latents * c.d_in),
             b_enc: vec![0.0; c.num_latents],
-            w_dec: vec![0.0; c.num_latents * c.d_out],
+            w_dec: huge_pages::zeros(c.num_latents * c.d_out),
             b_dec: vec![0.0; c.d_out],
-            w_skip: self.w_skip.as_ref().map(|w| vec![0.0; w.len()]),
+            w_skip: self.w_skip.as_ref().map(|w| huge_pages::zeros(w.len())),
             touched: Vec::new(),
         }
     }
@@ -270,7 +273,7 @@ impl SparseCoder {
         with_bias: bool,
     ) -> Vec<f32> {
         let d = self.cfg.d_out;
-        let mut out = vec![0f32; rows * d];
+        let mut out: Vec<f32> = huge_pages::zeros(rows * d);
         out.par_chunks_mut(d).enumerate().for_each(|(r, o)| {
             if with_bias {
                 o.copy_from_slice(&self.b_dec);

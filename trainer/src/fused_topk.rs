@@ -77,7 +77,7 @@ impl<'a> QuantizedEncoder<'a> {
         let pairs = d_in.div_ceil(2);
         let panel_len = pairs * 2 * TILE_LATENTS;
         let n_panels = latents.div_ceil(TILE_LATENTS);
-        let mut panels = vec![0i16; n_panels * panel_len];
+        let mut panels: Vec<i16> = crate::huge_pages::zeros(n_panels * panel_len);
         let mut inv_scale = vec![0f32; n_panels * TILE_LATENTS];
         // Per latent: (1/scale, ‖ŵ‖₁/scale, max |w|, finite).
         let stats: Vec<[f64; 4]> = panels

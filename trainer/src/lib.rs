@@ -4,6 +4,7 @@
 //! - [`coder`]: the model, its initialisation and exact gradients;
 //! - [`topk`], [`linalg`], [`fused_topk`]: the selection and dense products it is built on (the last screens
 //!   the encoder's product in 16-bit integers fused with its selection, then finishes it exactly, on AVX2 CPUs);
+//! - [`huge_pages`]: 2 MiB pages for the large tensors;
 //! - [`adam`]: the fused Adam step and sparsify's learning-rate schedule;
 //! - [`checkpoint`]: sparsify's checkpoint layout (`cfg.json` + `sae.safetensors`) and our training state;
 //! - [`train`]: the training loop, several coders on the same batches (sweeps), metrics, resume;
@@ -16,6 +17,7 @@ pub mod checkpoint;
 pub mod coder;
 pub mod cuda;
 pub mod fused_topk;
+pub mod huge_pages;
 pub mod linalg;
 pub mod topk;
 pub mod train;
