@@ -179,16 +179,15 @@ pub fn encode_topk(
                     * (0.5 * inputs.l1[r] * w.max_inv_scale
                         + 0.5 * inputs.inv_scale[r] as f64 * w.max_l1_over_scale)
                     + slack;
-                let (approx, approx_idx) = top.row(r);
+                let dropped_below = top.threshold[r];
                 let done = screen
                     && inputs.finite[r]
                     && finish_row(
                         &x_block[r * d_in..][..d_in],
                         w,
                         b_enc,
-                        approx,
-                        approx_idx,
-                        top.threshold[r],
+                        top.row_mut(r),
+                        dropped_below,
                         eps,
                         &mut a_block[r * k..][..k],
                         &mut i_block[r * k..][..k],
@@ -228,15 +227,14 @@ pub fn encode_topk(
     }
 }
 
-/// One screened row: the exact top k among the kept approximate values, when they provably contain it
-/// (`dropped_below`: no latent left out has an approximate value above it).
+/// One screened row: the exact top k among the kept approximate values `approx` (value, latent; reordered
+/// here), when they provably contain it (`dropped_below`: no latent left out has an approximate value above it).
 #[allow(clippy::too_many_arguments)]
 fn finish_row(
     x: &[f32],
     w: &QuantizedEncoder,
     b_enc: &[f32],
-    approx: &[f32],
-    approx_idx: &[u32],
+    approx: &mut [(f32, u32)],
     dropped_below: f32,
     eps: f64,
     acts: &mut [f32],
@@ -244,27 +242,27 @@ fn finish_row(
     candidates: &mut usize,
 ) -> bool {
     let k = acts.len();
-    let mut order: Vec<usize> = (0..approx.len()).collect();
-    order.sort_unstable_by(|&a, &b| approx[b].total_cmp(&approx[a]));
-    let a_k = approx[order[k - 1]] as f64;
+    if approx.len() < k {
+        return false;
+    }
+    let a_k = approx
+        .select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0))
+        .1
+         .0 as f64;
     let threshold = a_k - 2.0 * eps;
     // What was dropped must be out of reach, and the k-th exact value above 0 (no ReLU ties).
     if dropped_below as f64 >= threshold || a_k - eps <= 0.0 {
         return false;
     }
-    let chosen: Vec<usize> = order
-        .iter()
-        .take_while(|&&c| approx[c] as f64 >= threshold)
-        .map(|&c| approx_idx[c] as usize)
-        .collect();
-    let row_of = |l: usize| &w.w_enc[l * w.d_in..][..w.d_in];
-    let mut exact: Vec<(f32, u32)> = Vec::with_capacity(chosen.len());
-    for (i, &l) in chosen.iter().enumerate() {
+    let row_of = |l: u32| &w.w_enc[l as usize * w.d_in..][..w.d_in];
+    let mut exact: Vec<(f32, u32)> = Vec::with_capacity(approx.len());
+    let mut chosen = approx.iter().filter(|c| c.0 as f64 >= threshold).peekable();
+    while let Some(&(_, l)) = chosen.next() {
         // The rows are scattered over W_enc, mostly out of cache: fetch the next while this one is summed.
-        if let Some(&next) = chosen.get(i + 1) {
+        if let Some(&&(_, next)) = chosen.peek() {
             prefetch(row_of(next));
         }
-        exact.push((dot(x, row_of(l)) + b_enc[l], l as u32));
+        exact.push((dot(x, row_of(l)) + b_enc[l as usize], l));
     }
     *candidates += exact.len();
     exact.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -421,8 +419,7 @@ impl QuantizedRows {
 /// rises to the smallest of them, so a value costs O(1) on average.
 struct KeptValues {
     kept: usize,
-    values: Vec<f32>,
-    latents: Vec<u32>,
+    pairs: Vec<(f32, u32)>,
     len: Vec<usize>,
     /// −∞ until a row first drops something.
     threshold: Vec<f32>,
@@ -432,8 +429,7 @@ impl KeptValues {
     fn new(rows: usize, kept: usize) -> KeptValues {
         KeptValues {
             kept,
-            values: vec![0.0; rows * 2 * kept],
-            latents: vec![0; rows * 2 * kept],
+            pairs: vec![(0.0, 0); rows * 2 * kept],
             len: vec![0; rows],
             threshold: vec![f32::NEG_INFINITY; rows],
         }
@@ -444,9 +440,7 @@ impl KeptValues {
         if v <= self.threshold[r] {
             return;
         }
-        let at = r * 2 * self.kept + self.len[r];
-        self.values[at] = v;
-        self.latents[at] = latent;
+        self.pairs[r * 2 * self.kept + self.len[r]] = (v, latent);
         self.len[r] += 1;
         if self.len[r] == 2 * self.kept {
             self.shrink(r);
@@ -455,25 +449,15 @@ impl KeptValues {
 
     /// Keeps row r's `kept` largest values; the threshold becomes the smallest of them.
     fn shrink(&mut self, r: usize) {
-        let base = r * 2 * self.kept;
-        let mut pairs: Vec<(f32, u32)> = (base..base + self.len[r])
-            .map(|i| (self.values[i], self.latents[i]))
-            .collect();
-        pairs.select_nth_unstable_by(self.kept - 1, |a, b| b.0.total_cmp(&a.0));
-        for (i, &(v, l)) in pairs[..self.kept].iter().enumerate() {
-            self.values[base + i] = v;
-            self.latents[base + i] = l;
-        }
-        self.len[r] = self.kept;
-        self.threshold[r] = pairs[self.kept - 1].0;
+        let kept = self.kept;
+        let row = &mut self.pairs[r * 2 * kept..][..self.len[r]];
+        row.select_nth_unstable_by(kept - 1, |a, b| b.0.total_cmp(&a.0));
+        self.len[r] = kept;
+        self.threshold[r] = row[kept - 1].0;
     }
 
-    fn row(&self, r: usize) -> (&[f32], &[u32]) {
-        let base = r * 2 * self.kept;
-        (
-            &self.values[base..base + self.len[r]],
-            &self.latents[base..base + self.len[r]],
-        )
+    fn row_mut(&mut self, r: usize) -> &mut [(f32, u32)] {
+        &mut self.pairs[r * 2 * self.kept..][..self.len[r]]
     }
 }
 
