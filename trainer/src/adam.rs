@@ -2,6 +2,7 @@
 //! tensor, and sparsify's learning-rate schedule (linear warm-up, then linear decay to zero).
 
 use crate::huge_pages;
+use crate::linalg::dispatch_wide;
 use rayon::prelude::*;
 
 pub const BETA1: f32 = 0.9;
@@ -40,14 +41,36 @@ pub fn adam_step(param: &mut [f32], grad: &[f32], state: &mut Moments, lr: f32, 
                 .par_chunks_mut(CHUNK)
                 .zip(state.v.par_chunks_mut(CHUNK)),
         )
-        .for_each(|((p, g), (m, v))| {
-            for i in 0..p.len() {
-                m[i] = BETA1 * m[i] + (1.0 - BETA1) * g[i];
-                v[i] = BETA2 * v[i] + (1.0 - BETA2) * g[i] * g[i];
-                let denom = v[i].sqrt() / bias2_sqrt + EPS;
-                p[i] -= step_size * m[i] / denom;
-            }
-        });
+        .for_each(|((p, g), (m, v))| adam_chunk(p, g, m, v, step_size, bias2_sqrt));
+}
+
+fn adam_chunk(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    step_size: f32,
+    bias2_sqrt: f32,
+) {
+    #[inline(always)]
+    fn body(
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        step_size: f32,
+        bias2_sqrt: f32,
+    ) {
+        let n = p.len();
+        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+        for i in 0..n {
+            m[i] = BETA1 * m[i] + (1.0 - BETA1) * g[i];
+            v[i] = BETA2 * v[i] + (1.0 - BETA2) * g[i] * g[i];
+            let denom = v[i].sqrt() / bias2_sqrt + EPS;
+            p[i] -= step_size * m[i] / denom;
+        }
+    }
+    dispatch_wide!(body(p, g, m, v, step_size, bias2_sqrt) : body_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step_size: f32, bias2_sqrt: f32) -> ())
 }
 
 /// sparsify's default Adam learning rate: 2e-4 / √(latents / 2¹⁴).

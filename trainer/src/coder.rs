@@ -10,7 +10,7 @@
 
 use crate::fused_topk::{self, QuantizedEncoder};
 use crate::huge_pages;
-use crate::linalg::{dot, linear, matmul, prefetch};
+use crate::linalg::{axpy, dot, linear, matmul, prefetch};
 use crate::topk::topk_relu;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -285,9 +285,7 @@ impl SparseCoder {
                 }
                 if a != 0.0 {
                     let l = l as usize;
-                    o.iter_mut()
-                        .zip(&self.w_dec[l * d..(l + 1) * d])
-                        .for_each(|(v, w)| *v += a * w);
+                    axpy(o, a, &self.w_dec[l * d..(l + 1) * d]);
                 }
             }
         });
@@ -491,15 +489,13 @@ impl SparseCoder {
                 let (r, a) = (e as usize / kt, acts[e as usize]);
                 let dyr = &dy[r * d_out..(r + 1) * d_out];
                 if a != 0.0 {
-                    wd.iter_mut().zip(dyr).for_each(|(w, d)| *w += a * d);
+                    axpy(wd, a, dyr);
                 }
                 let g = if a > 0.0 { dot(dyr, w_dec) } else { 0.0 };
                 // SAFETY: see above.
                 unsafe { *g_pre_at.get().add(e as usize) = g };
                 if g != 0.0 {
-                    we.iter_mut()
-                        .zip(&xc[r * d_in..(r + 1) * d_in])
-                        .for_each(|(w, x)| *w += g * x);
+                    axpy(we, g, &xc[r * d_in..(r + 1) * d_in]);
                     *be += g;
                 }
             }
