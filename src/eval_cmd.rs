@@ -89,6 +89,7 @@ fn activation_stats(
 ) -> Result<ActivationStats> {
     let (input, target) = sides(meta);
     let (d_in, d_out) = (coder.cfg.d_in, coder.cfg.d_out);
+    let quantized = coder.quantize_encoder();
     let (mut sse, mut sum, mut sum_sq) = (0f64, vec![0f64; d_out], 0f64);
     let (mut l0, mut rows_total) = (0f64, 0u64);
     let mut fired = vec![0u64; coder.cfg.num_latents];
@@ -101,7 +102,7 @@ fn activation_stats(
             let (mut x, mut y) = (vec![0f32; rows * d_in], vec![0f32; rows * d_out]);
             shard.read_rows_f32(input, first, &mut x);
             shard.read_rows_f32(target, first, &mut y);
-            let enc = coder.encode(&x, rows);
+            let enc = coder.encode_with(&x, rows, quantized.as_ref());
             let y_hat = coder.decode(&enc, &x, rows);
             for (p, t) in y_hat.iter().zip(&y) {
                 sse += ((p - t) as f64).powi(2);
@@ -221,6 +222,11 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
     }
     let model = source.load(None, true)?;
     let vocab = model.info().vocab_size;
+    // W_enc rounded once per coder for the screened encoder, not once per batch.
+    let quantized: Vec<_> = coders
+        .iter()
+        .map(|(_, c, _)| c.quantize_encoder())
+        .collect();
     let layer = spec.layer as usize;
     let n = coders.len();
     let (mut ce_clean, mut ce_zero, mut count) = (0f64, 0f64, 0u64);
@@ -255,12 +261,13 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
                     return;
                 }
                 let rows = mlp_in.len() / coder.cfg.d_in;
+                let encode = |x: &[f32]| coder.encode_with(x, rows, quantized[j].as_ref());
                 let prediction = match sides(meta) {
                     (Section::MlpIn, Section::MlpOut) => {
-                        coder.decode(&coder.encode(mlp_in, rows), mlp_in, rows)
+                        coder.decode(&encode(mlp_in), mlp_in, rows)
                     }
-                    (Section::MlpOut, _) => coder.decode(&coder.encode(out, rows), out, rows),
-                    _ => model.mlp(l, &coder.decode(&coder.encode(mlp_in, rows), mlp_in, rows)),
+                    (Section::MlpOut, _) => coder.decode(&encode(out), out, rows),
+                    _ => model.mlp(l, &coder.decode(&encode(mlp_in), mlp_in, rows)),
                 };
                 out.copy_from_slice(&prediction);
             });

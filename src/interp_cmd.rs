@@ -156,6 +156,7 @@ fn record(
 ) -> Result<()> {
     let (input, _) = sides(meta);
     let d = coder.cfg.d_in;
+    let quantized = coder.quantize_encoder();
     let mut left = max_tokens;
     for &i in held {
         let shard = cache.open_shard(i)?;
@@ -170,7 +171,7 @@ fn record(
             let rows = CHUNK.min(n - first);
             let mut x = vec![0f32; rows * d];
             shard.read_rows_f32(input, first, &mut x);
-            let enc = coder.encode(&x, rows);
+            let enc = coder.encode_with(&x, rows, quantized.as_ref());
             acts.extend(enc.acts);
             idx.extend(enc.idx);
         }

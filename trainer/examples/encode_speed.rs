@@ -99,7 +99,7 @@ fn main() {
         let mut stats = Default::default();
         let t_fused = best(&mut || {
             let t = Instant::now();
-            stats = encode_topk(&x, rows, &packed, &b, k, &mut acts, &mut idx);
+            stats = encode_topk(&x, rows, &packed, &w, &b, k, &mut acts, &mut idx);
             t.elapsed().as_secs_f64()
         });
         println!("{stats:?}");

@@ -25,12 +25,51 @@ impl Moments {
     }
 }
 
+/// The coefficients of one Adam step: learning rate `lr` at 1-based step `t`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    step_size: f32,
+    bias2_sqrt: f32,
+}
+
+impl AdamStep {
+    pub fn new(lr: f32, t: u64) -> AdamStep {
+        let bias1 = 1.0 - (BETA1 as f64).powi(t as i32);
+        let bias2 = 1.0 - (BETA2 as f64).powi(t as i32);
+        AdamStep {
+            step_size: (lr as f64 / bias1) as f32,
+            bias2_sqrt: bias2.sqrt() as f32,
+        }
+    }
+
+    /// The step on one stretch of a tensor: `param`, its gradient and its two moments, element by element.
+    pub fn apply(&self, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+        #[inline(always)]
+        fn body(
+            p: &mut [f32],
+            g: &[f32],
+            m: &mut [f32],
+            v: &mut [f32],
+            step_size: f32,
+            bias2_sqrt: f32,
+        ) {
+            let n = p.len();
+            let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+            for i in 0..n {
+                m[i] = BETA1 * m[i] + (1.0 - BETA1) * g[i];
+                v[i] = BETA2 * v[i] + (1.0 - BETA2) * g[i] * g[i];
+                let denom = v[i].sqrt() / bias2_sqrt + EPS;
+                p[i] -= step_size * m[i] / denom;
+            }
+        }
+        let (s, b) = (self.step_size, self.bias2_sqrt);
+        dispatch_wide!(body(param, grad, m, v, s, b) : body_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step_size: f32, bias2_sqrt: f32) -> ())
+    }
+}
+
 /// One Adam step on `param` with gradient `grad`; `t` is the 1-based step count.
 pub fn adam_step(param: &mut [f32], grad: &[f32], state: &mut Moments, lr: f32, t: u64) {
-    let bias1 = 1.0 - (BETA1 as f64).powi(t as i32);
-    let bias2 = 1.0 - (BETA2 as f64).powi(t as i32);
-    let step_size = (lr as f64 / bias1) as f32;
-    let bias2_sqrt = bias2.sqrt() as f32;
+    let step = AdamStep::new(lr, t);
     const CHUNK: usize = 1 << 14;
     param
         .par_chunks_mut(CHUNK)
@@ -41,36 +80,7 @@ pub fn adam_step(param: &mut [f32], grad: &[f32], state: &mut Moments, lr: f32, 
                 .par_chunks_mut(CHUNK)
                 .zip(state.v.par_chunks_mut(CHUNK)),
         )
-        .for_each(|((p, g), (m, v))| adam_chunk(p, g, m, v, step_size, bias2_sqrt));
-}
-
-fn adam_chunk(
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    step_size: f32,
-    bias2_sqrt: f32,
-) {
-    #[inline(always)]
-    fn body(
-        p: &mut [f32],
-        g: &[f32],
-        m: &mut [f32],
-        v: &mut [f32],
-        step_size: f32,
-        bias2_sqrt: f32,
-    ) {
-        let n = p.len();
-        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
-        for i in 0..n {
-            m[i] = BETA1 * m[i] + (1.0 - BETA1) * g[i];
-            v[i] = BETA2 * v[i] + (1.0 - BETA2) * g[i] * g[i];
-            let denom = v[i].sqrt() / bias2_sqrt + EPS;
-            p[i] -= step_size * m[i] / denom;
-        }
-    }
-    dispatch_wide!(body(p, g, m, v, step_size, bias2_sqrt) : body_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step_size: f32, bias2_sqrt: f32) -> ())
+        .for_each(|((p, g), (m, v))| step.apply(p, g, m, v));
 }
 
 /// sparsify's default Adam learning rate: 2e-4 / √(latents / 2¹⁴).

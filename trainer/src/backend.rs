@@ -3,15 +3,17 @@
 //! exercise the exact step the GPU runs). The training loop ([`crate::train`]) sees one interface: queue a
 //! step, read its statistics, bring the state back to the host for checkpoints.
 
-use crate::adam::{adam_step, Moments};
+use crate::adam::{adam_step, AdamStep, Moments};
 use crate::checkpoint::CoderState;
 use crate::coder::{Grads, Losses, SparseCoder};
 use crate::cuda::engine::Engine;
 use crate::cuda::gpu_ops::{GemmPrecision, GpuOps};
 use crate::cuda::ops::{CpuTwins, Ops};
+use crate::fused_topk::QuantizedEncoder;
 use crate::train::Side;
 use anyhow::{bail, Result};
 use cudarc::driver::CudaSlice;
+use rayon::prelude::*;
 
 /// Which implementation trains.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,7 +60,13 @@ pub struct StepInput<'a> {
 }
 
 pub enum Backend {
-    Cpu { grads: Grads, last: StepResult },
+    Cpu {
+        grads: Grads,
+        last: StepResult,
+        /// W_enc rounded for the screened encoder, kept in step with it by the Adam pass (None until the first
+        /// step, and on CPUs without the screened encoder).
+        quantized: Option<QuantizedEncoder>,
+    },
     Twins(Box<Engine<CpuTwins>>),
     Cuda(Box<Engine<GpuOps>>),
 }
@@ -74,6 +82,7 @@ impl Backend {
             Device::Cpu => Backend::Cpu {
                 grads: state.coder.zero_grads(),
                 last: StepResult::default(),
+                quantized: None,
             },
             Device::Twins => Backend::Twins(Box::new(Engine::new(&CpuTwins, state, batch_rows)?)),
             Device::Cuda(_) => {
@@ -101,7 +110,11 @@ impl Backend {
             }
         }
         match self {
-            Backend::Cpu { grads, last } => *last = cpu_step(state, grads, input),
+            Backend::Cpu {
+                grads,
+                last,
+                quantized,
+            } => *last = cpu_step(state, grads, quantized, input),
             Backend::Twins(e) => e.step(
                 &CpuTwins,
                 &input.x.to_vec(),
@@ -142,6 +155,15 @@ impl Backend {
         })
     }
 
+    /// The CPU trainer's rounded copy of W_enc, as the last step left it (None before the first step, on other
+    /// backends, and on CPUs without the screened encoder).
+    pub fn quantized_encoder(&self) -> Option<&QuantizedEncoder> {
+        match self {
+            Backend::Cpu { quantized, .. } => quantized.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Brings parameters, moments and counters back into `state` (a no-op on the CPU, where they live).
     pub fn sync_to_host(&self, state: &mut CoderState, gpu: Option<&GpuOps>) -> Result<()> {
         match self {
@@ -154,9 +176,17 @@ impl Backend {
 
 /// The CPU trainer's step: forward and exact sparse gradients (with the optional losses), the SAE's decoder
 /// projection, Adam on each tensor, the unit-norm constraint, dead-latent counters.
-fn cpu_step(state: &mut CoderState, grads: &mut Grads, input: &StepInput) -> StepResult {
+fn cpu_step(
+    state: &mut CoderState,
+    grads: &mut Grads,
+    quantized: &mut Option<QuantizedEncoder>,
+    input: &StepInput,
+) -> StepResult {
     let coder = &mut state.coder;
     let c = coder.cfg.clone();
+    if quantized.is_none() {
+        *quantized = coder.quantize_encoder();
+    }
     let dead_mask: Option<Vec<bool>> = (input.losses.auxk_alpha > 0.0).then(|| {
         state
             .tokens_since_fired
@@ -171,11 +201,38 @@ fn cpu_step(state: &mut CoderState, grads: &mut Grads, input: &StepInput) -> Ste
         grads,
         &input.losses,
         dead_mask.as_deref(),
+        quantized.as_ref(),
     );
     coder.project_decoder_grad(grads);
     let (lr, t) = (input.lr, input.t);
     let m: &mut Vec<Moments> = &mut state.moments;
-    adam_step(&mut coder.w_enc, &grads.w_enc, &mut m[0], lr, t);
+    match quantized {
+        // W_enc's panels are rounded again as Adam leaves them, while they are in cache.
+        Some(q) => {
+            let (step, chunk) = (
+                AdamStep::new(lr, t),
+                QuantizedEncoder::rows_per_panel() * c.d_in,
+            );
+            let moments = &mut m[0];
+            coder
+                .w_enc
+                .par_chunks_mut(chunk)
+                .zip(grads.w_enc.par_chunks(chunk))
+                .zip(
+                    moments
+                        .m
+                        .par_chunks_mut(chunk)
+                        .zip(moments.v.par_chunks_mut(chunk)),
+                )
+                .zip(q.slots())
+                .for_each(|(((p, g), (m, v)), mut slot)| {
+                    step.apply(p, g, m, v);
+                    slot.round(p);
+                });
+            q.join_bounds();
+        }
+        None => adam_step(&mut coder.w_enc, &grads.w_enc, &mut m[0], lr, t),
+    }
     adam_step(&mut coder.b_enc, &grads.b_enc, &mut m[1], lr, t);
     adam_step(&mut coder.w_dec, &grads.w_dec, &mut m[2], lr, t);
     adam_step(&mut coder.b_dec, &grads.b_dec, &mut m[3], lr, t);

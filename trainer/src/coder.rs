@@ -202,23 +202,65 @@ impl SparseCoder {
     }
 
     pub fn encode(&self, x: &[f32], rows: usize) -> Encoded {
-        self.encode_input(&self.encoder_input(x), rows)
+        self.encode_with(x, rows, None)
+    }
+
+    /// W_enc rounded for the screened encoder, where this CPU runs it (else None). Encoding many batches with
+    /// an unchanged coder, make it once and pass it to [`SparseCoder::encode_with`]; it must be remade (or its
+    /// panels rounded again) whenever W_enc changes.
+    pub fn quantize_encoder(&self) -> Option<QuantizedEncoder> {
+        fused_topk::available()
+            .then(|| QuantizedEncoder::new(&self.w_enc, self.cfg.num_latents, self.cfg.d_in))
+    }
+
+    /// [`SparseCoder::encode`] with W_enc already rounded (`quantized`, from [`SparseCoder::quantize_encoder`]
+    /// on this W_enc); with None it is rounded here.
+    pub fn encode_with(
+        &self,
+        x: &[f32],
+        rows: usize,
+        quantized: Option<&QuantizedEncoder>,
+    ) -> Encoded {
+        self.encode_input(&self.encoder_input(x), rows, quantized)
     }
 
     /// TopK(ReLU(x'·W_encᵀ + b_enc), k) from the encoder's input x': screened in integers and fused with the
     /// selection where the CPU allows (`fused_topk`, exact all the same), else the dense pre-activations and then
     /// the selection.
-    fn encode_input(&self, xc: &[f32], rows: usize) -> Encoded {
+    fn encode_input(
+        &self,
+        xc: &[f32],
+        rows: usize,
+        quantized: Option<&QuantizedEncoder>,
+    ) -> Encoded {
         let c = &self.cfg;
-        if !fused_topk::available() {
-            return self.select(&self.pre_activations(xc, rows), &self.b_enc, c.k, rows);
-        }
+        let made;
+        let w = match quantized {
+            Some(w) => w,
+            None => match self.quantize_encoder() {
+                Some(w) => {
+                    made = w;
+                    &made
+                }
+                None => {
+                    return self.select(&self.pre_activations(xc, rows), &self.b_enc, c.k, rows)
+                }
+            },
+        };
         let mut enc = Encoded {
             acts: vec![0.0; rows * c.k],
             idx: vec![0; rows * c.k],
         };
-        let w = QuantizedEncoder::new(&self.w_enc, c.num_latents, c.d_in);
-        fused_topk::encode_topk(xc, rows, &w, &self.b_enc, c.k, &mut enc.acts, &mut enc.idx);
+        fused_topk::encode_topk(
+            xc,
+            rows,
+            w,
+            &self.w_enc,
+            &self.b_enc,
+            c.k,
+            &mut enc.acts,
+            &mut enc.idx,
+        );
         enc
     }
 
@@ -295,6 +337,8 @@ impl SparseCoder {
     /// Forward pass and gradients of the loss for one batch: FVU, plus `losses.multi_topk_fvu / 8` and
     /// `auxk_alpha · auxk` when enabled (`dead` marks the dead latents for AuxK). `grads` is zero (as
     /// `zero_grads` makes it) or holds an earlier batch's gradients; either way they are replaced by this batch's.
+    /// `quantized`: as for [`SparseCoder::encode_with`].
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_backward(
         &self,
         x: &[f32],
@@ -303,6 +347,7 @@ impl SparseCoder {
         grads: &mut Grads,
         losses: &Losses,
         dead: Option<&[bool]>,
+        quantized: Option<&QuantizedEncoder>,
     ) -> (BatchStats, Encoded) {
         let c = &self.cfg;
         let (k, d_in, d_out, n) = (c.k, c.d_in, c.d_out, c.num_latents);
@@ -313,7 +358,7 @@ impl SparseCoder {
             .then(|| self.pre_activations(&xc, rows));
         let enc = match &pre {
             Some(pre) => self.select(pre, &self.b_enc, k, rows),
-            None => self.encode_input(&xc, rows),
+            None => self.encode_input(&xc, rows, quantized),
         };
         let total_variance = total_variance(y, rows, d_out);
         let mut touched = vec![false; n];

@@ -15,6 +15,9 @@
 //! the plain route (dense f32 product, then `topk_relu`) when this cannot be shown exact: more candidates than
 //! were kept, an exact k-th value that may be ≤ 0 (ReLU ties), or a non-finite input. The result is then
 //! the exact TopK of the f32 values, whichever route a row took.
+//!
+//! The rounded W_enc ([`QuantizedEncoder`]) is a copy: training rounds each panel of 16 latents again right after
+//! Adam updates it ([`PanelSlot::round`]); a fixed coder (eval, interp) rounds it once.
 
 use crate::linalg::{dot, linear, prefetch};
 use crate::topk::topk_relu;
@@ -51,15 +54,24 @@ fn integer_bits(d_in: usize) -> (u32, u32) {
 }
 
 /// W_enc `[latents × d_in]` rounded to integers per latent and rearranged for the kernel, with what the error
-/// bound needs.
-pub struct QuantizedEncoder<'a> {
-    w_enc: &'a [f32],
+/// bound needs. It is a copy: whoever changes W_enc rounds the changed rows again ([`PanelSlot::round`]), as
+/// training does in its Adam pass, or makes a new one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedEncoder {
     d_in: usize,
     latents: usize,
     /// For each group of 16 latents, for each pair of input positions, the 16 latents' two weights.
     panels: Vec<i16>,
     /// 1 / scale of each latent, padded with zeros to whole tiles.
     inv_scale: Vec<f32>,
+    /// Each panel's share of the bounds below.
+    panel_bounds: Vec<Bounds>,
+    all: Bounds,
+}
+
+/// What the error bound needs of W_enc, over some of its latents.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Bounds {
     /// max over latents of 1/scale, and of ‖ŵ_j‖₁/scale_j: the error bound's two terms.
     max_inv_scale: f64,
     max_l1_over_scale: f64,
@@ -68,56 +80,108 @@ pub struct QuantizedEncoder<'a> {
     finite: bool,
 }
 
-impl<'a> QuantizedEncoder<'a> {
+impl Bounds {
+    const NONE: Bounds = Bounds {
+        max_inv_scale: 0.0,
+        max_l1_over_scale: 0.0,
+        max_abs: 0.0,
+        finite: true,
+    };
+
+    fn join(self, o: Bounds) -> Bounds {
+        Bounds {
+            max_inv_scale: self.max_inv_scale.max(o.max_inv_scale),
+            max_l1_over_scale: self.max_l1_over_scale.max(o.max_l1_over_scale),
+            max_abs: self.max_abs.max(o.max_abs),
+            finite: self.finite && o.finite,
+        }
+    }
+}
+
+/// One panel of a [`QuantizedEncoder`]: the rounded weights of 16 latents (fewer in the last panel).
+pub struct PanelSlot<'q> {
+    d_in: usize,
+    panel: &'q mut [i16],
+    inv_scale: &'q mut [f32],
+    bounds: &'q mut Bounds,
+}
+
+impl PanelSlot<'_> {
+    /// Rounds the panel's latents from their W_enc rows (`rows`: `latents_in_panel × d_in`).
+    pub fn round(&mut self, rows: &[f32]) {
+        let d_in = self.d_in;
+        assert!(rows.len() % d_in == 0 && rows.len() / d_in <= TILE_LATENTS);
+        let top = ((1u32 << integer_bits(d_in).1) - 1) as f32;
+        let mut q = vec![0i16; d_in];
+        let mut bounds = Bounds::NONE;
+        for (j, row) in rows.chunks_exact(d_in).enumerate() {
+            let rounded = round_row(row, top, &mut q);
+            // An odd d_in leaves the last pair's second weight at 0.
+            for (i, &q) in q.iter().enumerate() {
+                self.panel[(i / 2) * 2 * TILE_LATENTS + j * 2 + i % 2] = q;
+            }
+            self.inv_scale[j] = 1.0 / rounded.scale;
+            let inv = 1.0 / rounded.scale as f64;
+            bounds = bounds.join(Bounds {
+                max_inv_scale: inv,
+                max_l1_over_scale: rounded.l1_ints as f64 * inv,
+                max_abs: rounded.max as f64,
+                finite: rounded.finite,
+            });
+        }
+        *self.bounds = bounds;
+    }
+}
+
+impl QuantizedEncoder {
     /// Panics unless [`available`].
-    pub fn new(w_enc: &'a [f32], latents: usize, d_in: usize) -> QuantizedEncoder<'a> {
+    pub fn new(w_enc: &[f32], latents: usize, d_in: usize) -> QuantizedEncoder {
         assert!(available(), "the fused encoder needs AVX2 and FMA");
         assert_eq!(w_enc.len(), latents * d_in);
-        let top = ((1u32 << integer_bits(d_in).1) - 1) as f32;
-        let pairs = d_in.div_ceil(2);
-        let panel_len = pairs * 2 * TILE_LATENTS;
         let n_panels = latents.div_ceil(TILE_LATENTS);
-        let mut panels: Vec<i16> = crate::huge_pages::zeros(n_panels * panel_len);
-        let mut inv_scale = vec![0f32; n_panels * TILE_LATENTS];
-        // Per latent: (1/scale, ‖ŵ‖₁/scale, max |w|, finite).
-        let stats: Vec<[f64; 4]> = panels
-            .par_chunks_mut(panel_len)
-            .zip(inv_scale.par_chunks_mut(TILE_LATENTS))
-            .enumerate()
-            .flat_map_iter(|(p, (panel, inv))| {
-                let mut out = Vec::with_capacity(TILE_LATENTS);
-                let mut q = vec![0i16; d_in];
-                for j in 0..TILE_LATENTS.min(latents - p * TILE_LATENTS) {
-                    let row = &w_enc[(p * TILE_LATENTS + j) * d_in..][..d_in];
-                    let rounded = round_row(row, top, &mut q);
-                    // An odd d_in leaves the last pair's second weight at 0.
-                    for (i, &q) in q.iter().enumerate() {
-                        panel[(i / 2) * 2 * TILE_LATENTS + j * 2 + i % 2] = q;
-                    }
-                    inv[j] = 1.0 / rounded.scale;
-                    let inv_f64 = 1.0 / rounded.scale as f64;
-                    out.push([
-                        inv_f64,
-                        rounded.l1_ints as f64 * inv_f64,
-                        rounded.max as f64,
-                        rounded.finite as u8 as f64,
-                    ]);
-                }
-                out
-            })
-            .collect();
-        let fold = |f: usize| stats.iter().fold(0f64, |m, s| m.max(s[f]));
-        QuantizedEncoder {
-            w_enc,
+        let mut q = QuantizedEncoder {
             d_in,
             latents,
-            panels,
-            inv_scale,
-            max_inv_scale: fold(0),
-            max_l1_over_scale: fold(1),
-            max_abs: fold(2),
-            finite: stats.iter().all(|s| s[3] == 1.0),
-        }
+            panels: crate::huge_pages::zeros(n_panels * d_in.div_ceil(2) * 2 * TILE_LATENTS),
+            inv_scale: vec![0.0; n_panels * TILE_LATENTS],
+            panel_bounds: vec![Bounds::NONE; n_panels],
+            all: Bounds::NONE,
+        };
+        q.slots()
+            .into_par_iter()
+            .zip(w_enc.par_chunks(TILE_LATENTS * d_in))
+            .for_each(|(mut slot, rows)| slot.round(rows));
+        q.join_bounds();
+        q
+    }
+
+    /// Latents per panel: W_enc in chunks of `rows_per_panel() × d_in` values meets [`QuantizedEncoder::slots`].
+    pub const fn rows_per_panel() -> usize {
+        TILE_LATENTS
+    }
+
+    /// The panels, in order, to round again after their W_enc rows changed; then [`QuantizedEncoder::join_bounds`].
+    pub fn slots(&mut self) -> Vec<PanelSlot<'_>> {
+        let d_in = self.d_in;
+        self.panels
+            .chunks_mut(d_in.div_ceil(2) * 2 * TILE_LATENTS)
+            .zip(self.inv_scale.chunks_mut(TILE_LATENTS))
+            .zip(self.panel_bounds.iter_mut())
+            .map(|((panel, inv_scale), bounds)| PanelSlot {
+                d_in,
+                panel,
+                inv_scale,
+                bounds,
+            })
+            .collect()
+    }
+
+    /// Folds the panels' bounds after [`PanelSlot::round`].
+    pub fn join_bounds(&mut self) {
+        self.all = self
+            .panel_bounds
+            .iter()
+            .fold(Bounds::NONE, |a, &b| a.join(b));
     }
 }
 
@@ -133,10 +197,12 @@ pub struct ScreenStats {
 
 /// For each row of `xc [rows × d_in]`, the `k` largest ReLU(xc·W_encᵀ + b_enc) and their latents (no particular
 /// order), into `acts` and `idx` (`rows × k`). Panics unless [`available`].
+#[allow(clippy::too_many_arguments)]
 pub fn encode_topk(
     xc: &[f32],
     rows: usize,
     w: &QuantizedEncoder,
+    w_enc: &[f32],
     b_enc: &[f32],
     k: usize,
     acts: &mut [f32],
@@ -144,14 +210,14 @@ pub fn encode_topk(
 ) -> ScreenStats {
     let (d_in, latents) = (w.d_in, w.latents);
     assert!(available(), "the fused encoder needs AVX2 and FMA");
-    assert!(k >= 1 && k <= latents && b_enc.len() == latents);
+    assert!(k >= 1 && k <= latents && b_enc.len() == latents && w_enc.len() == latents * d_in);
     assert!(xc.len() == rows * d_in && acts.len() == rows * k && idx.len() == rows * k);
     let kept = (k + EXTRA_KEPT).min(latents);
     // b_enc padded to whole tiles, so the kernel loads it as it loads the weights.
     let mut bias = b_enc.to_vec();
     bias.resize(w.inv_scale.len(), 0.0);
     let max_bias = b_enc.iter().fold(0f64, |m, b| m.max(b.abs() as f64));
-    let screen = w.finite && b_enc.iter().all(|b| b.is_finite());
+    let screen = w.all.finite && b_enc.iter().all(|b| b.is_finite());
     let (candidates, plain) = xc
         .par_chunks(BLOCK_ROWS * d_in)
         .zip(acts.par_chunks_mut(BLOCK_ROWS * k))
@@ -174,17 +240,18 @@ pub fn encode_topk(
             for r in 0..n {
                 let slack = (d_in as f64 + 8.0)
                     * f32::EPSILON as f64
-                    * (inputs.l1[r] * w.max_abs + max_bias);
+                    * (inputs.l1[r] * w.all.max_abs + max_bias);
                 let eps = 1.01
-                    * (0.5 * inputs.l1[r] * w.max_inv_scale
-                        + 0.5 * inputs.inv_scale[r] as f64 * w.max_l1_over_scale)
+                    * (0.5 * inputs.l1[r] * w.all.max_inv_scale
+                        + 0.5 * inputs.inv_scale[r] as f64 * w.all.max_l1_over_scale)
                     + slack;
                 let dropped_below = top.threshold[r];
                 let done = screen
                     && inputs.finite[r]
                     && finish_row(
                         &x_block[r * d_in..][..d_in],
-                        w,
+                        w_enc,
+                        d_in,
                         b_enc,
                         top.row_mut(r),
                         dropped_below,
@@ -212,7 +279,7 @@ pub fn encode_topk(
             .iter()
             .flat_map(|&r| xc[r * d_in..][..d_in].iter().copied())
             .collect();
-        let pre = linear(&x, plain.len(), d_in, w.w_enc, latents);
+        let pre = linear(&x, plain.len(), d_in, w_enc, latents);
         let (mut a, mut ix) = (vec![0f32; plain.len() * k], vec![0u32; plain.len() * k]);
         topk_relu(&pre, b_enc, latents, k, &mut a, &mut ix);
         for (p, &r) in plain.iter().enumerate() {
@@ -232,7 +299,8 @@ pub fn encode_topk(
 #[allow(clippy::too_many_arguments)]
 fn finish_row(
     x: &[f32],
-    w: &QuantizedEncoder,
+    w_enc: &[f32],
+    d_in: usize,
     b_enc: &[f32],
     approx: &mut [(f32, u32)],
     dropped_below: f32,
@@ -254,7 +322,7 @@ fn finish_row(
     if dropped_below as f64 >= threshold || a_k - eps <= 0.0 {
         return false;
     }
-    let row_of = |l: u32| &w.w_enc[l as usize * w.d_in..][..w.d_in];
+    let row_of = |l: u32| &w_enc[l as usize * d_in..][..d_in];
     let mut exact: Vec<(f32, u32)> = Vec::with_capacity(approx.len());
     let mut chosen = approx.iter().filter(|c| c.0 as f64 >= threshold).peekable();
     while let Some(&(_, l)) = chosen.next() {

@@ -40,6 +40,7 @@ fn fused(
         x,
         rows,
         &QuantizedEncoder::new(w, n, d),
+        w,
         b,
         k,
         &mut acts,

@@ -158,7 +158,7 @@ fn check(kind: Kind, losses: Losses) {
     // Every third latent is dead (for AuxK).
     let dead: Vec<bool> = (0..20).map(|l| l % 3 == 0).collect();
     let mut g = coder.zero_grads();
-    let (stats, _) = coder.forward_backward(&x, &y, rows, &mut g, &losses, Some(&dead));
+    let (stats, _) = coder.forward_backward(&x, &y, rows, &mut g, &losses, Some(&dead), None);
 
     let mut params: Vec<Vec<f64>> = [&coder.w_enc, &coder.b_enc, &coder.w_dec, &coder.b_dec]
         .iter()
@@ -307,14 +307,22 @@ fn gradients_over_an_earlier_batch_equal_fresh_ones() {
             };
 
             let mut fresh = coder.zero_grads();
-            coder.forward_backward(&x, &y, rows, &mut fresh, &losses, Some(&dead));
+            coder.forward_backward(&x, &y, rows, &mut fresh, &losses, Some(&dead), None);
             let mut reused = coder.zero_grads();
-            coder.forward_backward(&x_other, &y_other, rows, &mut reused, &losses, Some(&dead));
+            coder.forward_backward(
+                &x_other,
+                &y_other,
+                rows,
+                &mut reused,
+                &losses,
+                Some(&dead),
+                None,
+            );
             assert!(
                 reused.touched.iter().any(|l| !fresh.touched.contains(l)),
                 "{kind:?}: the earlier batch touches no latent of its own, so nothing is left to overwrite"
             );
-            coder.forward_backward(&x, &y, rows, &mut reused, &losses, Some(&dead));
+            coder.forward_backward(&x, &y, rows, &mut reused, &losses, Some(&dead), None);
             assert_eq!(reused.touched, fresh.touched);
             for (name, a, b) in [
                 ("W_enc", &reused.w_enc, &fresh.w_enc),
