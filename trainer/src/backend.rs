@@ -65,7 +65,7 @@ pub enum Backend {
         last: StepResult,
         /// W_enc rounded for the screened encoder, kept in step with it by the Adam pass (None until the first
         /// step, and on CPUs without the screened encoder).
-        quantized: Option<QuantizedEncoder>,
+        quantized: Option<Box<QuantizedEncoder>>,
     },
     Twins(Box<Engine<CpuTwins>>),
     Cuda(Box<Engine<GpuOps>>),
@@ -159,7 +159,7 @@ impl Backend {
     /// backends, and on CPUs without the screened encoder).
     pub fn quantized_encoder(&self) -> Option<&QuantizedEncoder> {
         match self {
-            Backend::Cpu { quantized, .. } => quantized.as_ref(),
+            Backend::Cpu { quantized, .. } => quantized.as_deref(),
             _ => None,
         }
     }
@@ -179,13 +179,13 @@ impl Backend {
 fn cpu_step(
     state: &mut CoderState,
     grads: &mut Grads,
-    quantized: &mut Option<QuantizedEncoder>,
+    quantized: &mut Option<Box<QuantizedEncoder>>,
     input: &StepInput,
 ) -> StepResult {
     let coder = &mut state.coder;
     let c = coder.cfg.clone();
     if quantized.is_none() {
-        *quantized = coder.quantize_encoder();
+        *quantized = coder.quantize_encoder().map(Box::new);
     }
     let dead_mask: Option<Vec<bool>> = (input.losses.auxk_alpha > 0.0).then(|| {
         state
@@ -201,7 +201,7 @@ fn cpu_step(
         grads,
         &input.losses,
         dead_mask.as_deref(),
-        quantized.as_ref(),
+        quantized.as_deref(),
     );
     coder.project_decoder_grad(grads);
     let (lr, t) = (input.lr, input.t);
