@@ -218,12 +218,9 @@ pub fn encode_topk(
     bias.resize(w.inv_scale.len(), 0.0);
     let max_bias = b_enc.iter().fold(0f64, |m, b| m.max(b.abs() as f64));
     let screen = w.all.finite && b_enc.iter().all(|b| b.is_finite());
-    let (candidates, plain) = xc
-        .par_chunks(BLOCK_ROWS * d_in)
-        .zip(acts.par_chunks_mut(BLOCK_ROWS * k))
-        .zip(idx.par_chunks_mut(BLOCK_ROWS * k))
-        .enumerate()
-        .map(|(block, ((x_block, a_block), i_block))| {
+    let (candidates, plain) = blocks(rows, d_in, k, xc, acts, idx)
+        .into_par_iter()
+        .map(|(first_row, x_block, a_block, i_block)| {
             let n = x_block.len() / d_in;
             let mut candidates = 0;
             let inputs = QuantizedRows::new(x_block, d_in);
@@ -261,7 +258,7 @@ pub fn encode_topk(
                         &mut candidates,
                     );
                 if !done {
-                    plain.push(block * BLOCK_ROWS + r);
+                    plain.push(first_row + r);
                 }
             }
             (candidates, plain)
@@ -292,6 +289,40 @@ pub fn encode_topk(
         plain_rows: plain.len(),
         candidates,
     }
+}
+
+/// A block of rows: its first row, its inputs, and its outputs' `acts` and `idx`.
+type Block<'a> = (usize, &'a [f32], &'a mut [f32], &'a mut [u32]);
+
+/// The rows in blocks of about [`BLOCK_ROWS`] rows, whole tiles each: as many as a multiple of the threads, and
+/// of sizes that differ by at most one tile, so that no thread is left waiting for another at the end.
+fn blocks<'a>(
+    rows: usize,
+    d_in: usize,
+    k: usize,
+    xc: &'a [f32],
+    acts: &'a mut [f32],
+    idx: &'a mut [u32],
+) -> Vec<Block<'a>> {
+    let tiles = rows.div_ceil(TILE_ROWS);
+    let threads = rayon::current_num_threads().max(1);
+    let n = tiles
+        .div_ceil(BLOCK_ROWS / TILE_ROWS)
+        .next_multiple_of(threads)
+        .min(tiles.max(1));
+    let (mut acts, mut idx) = (acts, idx);
+    let mut out = Vec::with_capacity(n);
+    for b in 0..n {
+        let (first, end) = (
+            (b * tiles / n * TILE_ROWS).min(rows),
+            ((b + 1) * tiles / n * TILE_ROWS).min(rows),
+        );
+        let (a, a_rest) = std::mem::take(&mut acts).split_at_mut((end - first) * k);
+        let (i, i_rest) = std::mem::take(&mut idx).split_at_mut((end - first) * k);
+        (acts, idx) = (a_rest, i_rest);
+        out.push((first, &xc[first * d_in..end * d_in], a, i));
+    }
+    out
 }
 
 /// One screened row: the exact top k among the kept approximate values `approx` (value, latent; reordered
