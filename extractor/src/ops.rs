@@ -9,22 +9,18 @@ pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], out: usize) -> Vec<
     assert_eq!(w.len(), out * inp);
     let mut y = vec![0f32; rows * out];
     let threads = rayon::current_num_threads();
-    let par = if threads > 1 && rows * out * inp > 1 << 18 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: every pointer/stride pair describes a buffer of the asserted size.
-    unsafe {
+    // SAFETY (every call): `y_block` holds rows [first, first + its rows) of y, whose inputs start at
+    // `first · inp` in x; every pointer/stride pair describes a buffer of the asserted size.
+    let product = |y_block: &mut [f32], first: usize, par| unsafe {
         gemm::gemm(
-            rows,
+            y_block.len() / out,
             out,
             inp,
-            y.as_mut_ptr(),
+            y_block.as_mut_ptr(),
             1,
             out as isize,
             false,
-            x.as_ptr(),
+            x.as_ptr().add(first * inp),
             1,
             inp as isize,
             w.as_ptr(),
@@ -36,12 +32,24 @@ pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], out: usize) -> Vec<
             false,
             false,
             par,
-        );
+        )
+    };
+    if threads == 1 || rows * out * inp <= 1 << 18 {
+        product(&mut y, 0, gemm::Parallelism::None);
+    } else if out * inp <= 1 << 20 && rows >= 16 * threads {
+        // A small weight (all of SmolLM2's but the output head): blocks of rows, one single-threaded product
+        // each, which ran faster than `gemm`'s own threading at these shapes (each block packs w again, which is
+        // cheap here).
+        let per_block = rows.div_ceil(4 * threads);
+        y.par_chunks_mut(per_block * out)
+            .enumerate()
+            .for_each(|(i, y_block)| product(y_block, i * per_block, gemm::Parallelism::None));
+    } else {
+        product(&mut y, 0, gemm::Parallelism::Rayon(threads));
     }
     y
 }
 
-/// `x += y`.
 pub fn add_assign(x: &mut [f32], y: &[f32]) {
     x.par_chunks_mut(4096)
         .zip(y.par_chunks(4096))
