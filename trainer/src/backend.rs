@@ -64,7 +64,7 @@ pub enum Backend {
         grads: Grads,
         last: StepResult,
         /// W_enc rounded for the screened encoder, kept in step with it by the Adam pass (None until the first
-        /// step, and on CPUs without the screened encoder).
+        /// step, with AuxK or Multi-TopK, and on CPUs without the screened encoder).
         quantized: Option<Box<QuantizedEncoder>>,
     },
     Twins(Box<Engine<CpuTwins>>),
@@ -155,8 +155,8 @@ impl Backend {
         })
     }
 
-    /// The CPU trainer's rounded copy of W_enc, as the last step left it (None before the first step, on other
-    /// backends, and on CPUs without the screened encoder).
+    /// The CPU trainer's rounded copy of W_enc, as the last step left it (None before the first step, with AuxK
+    /// or Multi-TopK, on other backends, and on CPUs without the screened encoder).
     pub fn quantized_encoder(&self) -> Option<&QuantizedEncoder> {
         match self {
             Backend::Cpu { quantized, .. } => quantized.as_deref(),
@@ -184,7 +184,8 @@ fn cpu_step(
 ) -> StepResult {
     let coder = &mut state.coder;
     let c = coder.cfg.clone();
-    if quantized.is_none() {
+    // AuxK and Multi-TopK select from the dense product, so the rounded copy would go unused.
+    if quantized.is_none() && input.losses == Losses::default() {
         *quantized = coder.quantize_encoder().map(Box::new);
     }
     let dead_mask: Option<Vec<bool>> = (input.losses.auxk_alpha > 0.0).then(|| {

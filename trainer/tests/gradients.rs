@@ -124,15 +124,20 @@ fn residual(
         .collect()
 }
 
-fn check(kind: Kind, losses: Losses) {
-    let (d_in, d_out) = if kind == Kind::Sae { (7, 7) } else { (7, 5) };
-    let c = CoderConfig {
+/// A small coder's shape: d_in 7, and d_out 5 for transcoders (7 for an SAE, which reconstructs its input).
+fn config(kind: Kind, num_latents: usize, k: usize) -> CoderConfig {
+    CoderConfig {
         kind,
-        d_in,
-        d_out,
-        num_latents: 20,
-        k: 3,
-    };
+        d_in: 7,
+        d_out: if kind == Kind::Sae { 7 } else { 5 },
+        num_latents,
+        k,
+    }
+}
+
+fn check(kind: Kind, losses: Losses) {
+    let c = config(kind, 20, 3);
+    let (d_in, d_out) = (c.d_in, c.d_out);
     let rows = 9;
     let mut rng = ChaCha8Rng::seed_from_u64(42 + kind as u64);
     let mut coder = SparseCoder::new(c.clone(), 3);
@@ -275,14 +280,8 @@ fn skip_transcoder_gradients() {
 fn gradients_over_an_earlier_batch_equal_fresh_ones() {
     for kind in [Kind::Sae, Kind::Transcoder, Kind::SkipTranscoder] {
         for losses in [PLAIN, AUX, MULTI] {
-            let (d_in, d_out) = if kind == Kind::Sae { (7, 7) } else { (7, 5) };
-            let c = CoderConfig {
-                kind,
-                d_in,
-                d_out,
-                num_latents: 64,
-                k: 2,
-            };
+            let c = config(kind, 64, 2);
+            let (d_in, d_out) = (c.d_in, c.d_out);
             let rows = 3;
             let mut rng = ChaCha8Rng::seed_from_u64(7 + kind as u64);
             let mut rand_vec = |n: usize| {
