@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use trainer::checkpoint::CoderMeta;
 use trainer::coder::{Kind, SparseCoder};
+use trainer::fused_topk::QuantizedEncoder;
 
 #[derive(Args)]
 pub struct EvalCli {
@@ -85,11 +86,11 @@ fn activation_stats(
     cache: &Cache,
     held: &[usize],
     coder: &SparseCoder,
+    quantized: Option<&QuantizedEncoder>,
     meta: &CoderMeta,
 ) -> Result<ActivationStats> {
     let (input, target) = sides(meta);
     let (d_in, d_out) = (coder.cfg.d_in, coder.cfg.d_out);
-    let quantized = coder.quantize_encoder();
     let (mut sse, mut sum, mut sum_sq) = (0f64, vec![0f64; d_out], 0f64);
     let (mut l0, mut rows_total) = (0f64, 0u64);
     let mut fired = vec![0u64; coder.cfg.num_latents];
@@ -102,7 +103,7 @@ fn activation_stats(
             let (mut x, mut y) = (vec![0f32; rows * d_in], vec![0f32; rows * d_out]);
             shard.read_rows_f32(input, first, &mut x);
             shard.read_rows_f32(target, first, &mut y);
-            let enc = coder.encode_with(&x, rows, quantized.as_ref());
+            let enc = coder.encode_with(&x, rows, quantized);
             let y_hat = coder.decode(&enc, &x, rows);
             for (p, t) in y_hat.iter().zip(&y) {
                 sse += ((p - t) as f64).powi(2);
@@ -280,7 +281,7 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
     let mut rows_out = Vec::new();
     let mut firing = Vec::new();
     for (j, (name, coder, meta)) in coders.iter().enumerate() {
-        let a = activation_stats(&cache, &held, coder, meta)?;
+        let a = activation_stats(&cache, &held, coder, quantized[j].as_ref(), meta)?;
         let mut hist = BTreeMap::new();
         for &f in &a.fired {
             let key = if f == 0 {

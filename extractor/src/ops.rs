@@ -50,6 +50,7 @@ pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], out: usize) -> Vec<
     y
 }
 
+/// `x += y`.
 pub fn add_assign(x: &mut [f32], y: &[f32]) {
     x.par_chunks_mut(4096)
         .zip(y.par_chunks(4096))

@@ -589,27 +589,17 @@ impl SparseCoder {
 
 impl Grads {
     /// Zeroes the W_enc, W_dec and b_enc rows of the latents in `rows` that `keep` does not mark.
+    /// Few rows at the usual batch sizes: the latents the last batch touched and this one does not.
     fn zero_rows(&mut self, rows: &[u32], keep: &[bool]) {
         let (d_in, d_out) = (
             self.w_enc.len() / self.b_enc.len(),
             self.w_dec.len() / self.b_enc.len(),
         );
-        let (we, wd, be) = (
-            SendPtr(self.w_enc.as_mut_ptr()),
-            SendPtr(self.w_dec.as_mut_ptr()),
-            SendPtr(self.b_enc.as_mut_ptr()),
-        );
-        rows.par_iter()
-            .filter(|&&l| !keep[l as usize])
-            .for_each(|&l| {
-                let l = l as usize;
-                // SAFETY: `rows` holds each latent once (it is a `touched` list), so no two tasks write a row.
-                unsafe {
-                    std::slice::from_raw_parts_mut(we.get().add(l * d_in), d_in).fill(0.0);
-                    std::slice::from_raw_parts_mut(wd.get().add(l * d_out), d_out).fill(0.0);
-                    *be.get().add(l) = 0.0;
-                }
-            });
+        for l in rows.iter().map(|&l| l as usize).filter(|&l| !keep[l]) {
+            self.w_enc[l * d_in..(l + 1) * d_in].fill(0.0);
+            self.w_dec[l * d_out..(l + 1) * d_out].fill(0.0);
+            self.b_enc[l] = 0.0;
+        }
     }
 }
 
