@@ -1,34 +1,50 @@
 #!/usr/bin/env bash
 # Training throughput on the CPU: `sparsecoder train` (a skip transcoder, d=576, 18432 latents, k=32, batch
 # 4096, on the README's SmolLM2 cache) against sparsify's SparseCoder at the same shapes, same machine, same run.
-# Usage: scripts/bench_train.sh [CACHE] [STEPS]
+# Usage: scripts/bench_train.sh [CACHE] [STEPS] [ROUNDS]
+# Each round runs both sides once, one after the other (the order alternates between rounds), and takes the
+# ratio within the round; on a noisy host the median of several rounds is the figure to quote.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${1:-caches/smollm2-layer3}
 steps=${2:-8}
+rounds=${3:-1}
 threads=$(nproc)
 cargo build --release --quiet
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+
 # Ours end to end (startup, step-0 initialisation, the final checkpoint save included), and its steps after
-# the first two alone, from the metrics, which is the window sparsify's number covers.
-ours=$(target/release/sparsecoder train --cache "$cache" --kind skip-transcoder --k 32 --latents 18432 --batch 4096 \
-  --tokens $((4096 * steps)) --warmup 1 --out "$out/run" --quiet --device cpu 2>/dev/null | head -1)
-echo "sparsecoder ($threads threads): $ours"
-steady=$(python3 - "$out/run/metrics.jsonl" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+# the first two alone, from the metrics, which is the window sparsify's number covers. Prints "whole steady".
+ours() {
+  rm -rf "$out/run"
+  local summary
+  summary=$(target/release/sparsecoder train --cache "$cache" --kind skip-transcoder --k 32 --latents 18432 \
+    --batch 4096 --tokens $((4096 * steps)) --warmup 1 --out "$out/run" --quiet --device cpu 2>/dev/null | head -1)
+  python3 - "$summary" "$out/run/metrics.jsonl" <<'PY'
+import json, re, sys
+whole = float(re.search(r"\(([0-9]+) tokens/s per sweep\)", sys.argv[1]).group(1))
+rows = [json.loads(l) for l in open(sys.argv[2])]
 end = [r["tokens"] / r["tokens_per_s"] for r in rows]  # seconds from the start of training to each step's end
-print(f"{(rows[-1]['tokens'] - rows[1]['tokens']) / (end[-1] - end[1]):.0f}")
+print(f"{whole:.0f} {(rows[-1]['tokens'] - rows[1]['tokens']) / (end[-1] - end[1]):.0f}")
 PY
-)
-echo "sparsecoder, steps after the first two: $steady tokens/s"
-peer=$(python3 scripts/bench_train.py "$cache" "$threads" 18432 32 4096 "$steps" 2>/dev/null | tail -1)
-echo "$peer"
-python3 - "$ours" "$peer" "$steady" <<'PY'
-import re, sys
-ours = float(re.search(r"\(([0-9]+) tokens/s per sweep\)", sys.argv[1]).group(1))
-peer = float(re.search(r": ([0-9]+) tokens/s", sys.argv[2]).group(1))
-print(f"ratio, our whole run vs sparsify's steps: {ours / peer:.2f}x")
-print(f"ratio, steps vs steps (both after two warm-up steps): {float(sys.argv[3]) / peer:.2f}x")
+}
+
+# sparsify's steps after two warm-up steps. Prints tokens/s.
+peer() {
+  python3 scripts/bench_train.py "$cache" "$threads" 18432 32 4096 "$steps" 2>/dev/null | tail -1 |
+    sed -E 's/.*: ([0-9]+) tokens\/s.*/\1/'
+}
+
+echo "round  sparsify  ours(whole run)  ours(steps)  ratio(whole)  ratio(steps)   [tokens/s, $threads threads]"
+for r in $(seq "$rounds"); do
+  if ((r % 2)); then o=$(ours); p=$(peer); else p=$(peer); o=$(ours); fi
+  echo "$r $p $o" | awk '{printf "%5d  %8d  %15d  %11d  %11.2fx  %11.2fx\n", $1, $2, $3, $4, $3 / $2, $4 / $2}'
+done | tee "$out/rounds"
+python3 - "$out/rounds" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+for name, col in (("sparsify tokens/s", 1), ("ours, steps, tokens/s", 3), ("ratio, whole run", 4), ("ratio, steps vs steps", 5)):
+    v = [float(r[col].rstrip("x")) for r in rows]
+    print(f"{name}: median {statistics.median(v):.2f} (min {min(v):.2f}, max {max(v):.2f}, {len(v)} rounds)")
 PY

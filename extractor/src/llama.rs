@@ -10,8 +10,8 @@
 use crate::gguf::GgufFile;
 use crate::model::{LanguageModel, MlpHook, ModelInfo, Stop};
 use crate::ops::{
-    add_assign, causal_attention, gelu_tanh, linear, rms_norm, silu, softcap, AttentionSpec, Rope,
-    RopeScaling, RopeSpec,
+    add_assign, causal_attention, gelu_tanh, linear, rms_norm, silu_mul, softcap, AttentionSpec,
+    Rope, RopeScaling, RopeSpec,
 };
 use anyhow::{bail, Result};
 use rayon::prelude::*;
@@ -325,13 +325,13 @@ impl LanguageModel for Llama {
         let rows = x.len() / c.d_model;
         let mut gate = linear(x, rows, c.d_model, &w.w_gate, c.d_ffn);
         let up = linear(x, rows, c.d_model, &w.w_up, c.d_ffn);
-        let act = match c.mlp_activation {
-            GateActivation::Silu => silu,
-            GateActivation::GeluTanh => gelu_tanh,
-        };
-        gate.par_iter_mut()
-            .zip(up.par_iter())
-            .for_each(|(g, u)| *g = act(*g) * u);
+        match c.mlp_activation {
+            GateActivation::Silu => silu_mul(&mut gate, &up),
+            GateActivation::GeluTanh => gate
+                .par_iter_mut()
+                .zip(up.par_iter())
+                .for_each(|(g, u)| *g = gelu_tanh(*g) * u),
+        }
         linear(&gate, rows, c.d_ffn, &w.w_down, c.d_model)
     }
 
