@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
 # Extraction throughput to layer 3: `sparsecoder extract` (end to end: corpus tokenization, forward, writing
 # shards) against transformers' CPU forward alone, truncated after the same layer, on the same token ids, in
-# the same run. Usage: scripts/bench_extract.sh [TOKENS]
+# the same run. Usage: scripts/bench_extract.sh [TOKENS] [ROUNDS]
+# Each round runs both sides once (the order alternates between rounds; the peer reads the token ids of our
+# latest cache, the same every time) and takes the ratios within the round; on a noisy host the median of
+# several rounds is the figure to quote.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tokens=${1:-65536}
+rounds=${2:-1}
 threads=$(nproc)
 cargo build --release --quiet
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-summary=$(target/release/sparsecoder extract --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
-  --text data/python-3.11-docs --layers 3 --ctx-len 256 --max-tokens "$tokens" --out "$out/cache" --quiet | head -1)
-echo "sparsecoder ($threads threads): $summary"
-peer=$(python3 scripts/bench_extract.py "$out/cache" 3 "$threads" 2>/dev/null | tail -1)
-echo "$peer"
-python3 - "$summary" "$peer" <<'PY'
-import re, sys
-ours_total, ours_forward = [float(x) for x in re.findall(r"\(([0-9]+) tokens/s; forward passes and writing alone ([0-9]+)", sys.argv[1])[0]]
-peer = float(sys.argv[2].split("= ")[1].split()[0])
-print(f"ratio, forward passes (+ our shard writing) vs transformers' forward: {ours_forward / peer:.2f}x")
-print(f"ratio, our whole run (+ loading, tokenizing the corpus) vs transformers' forward: {ours_total / peer:.2f}x")
+
+# Ours into a fresh folder. Prints "whole forward" tokens/s.
+ours() {
+  rm -rf "$out/cache"
+  target/release/sparsecoder extract --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
+    --text data/python-3.11-docs --layers 3 --ctx-len 256 --max-tokens "$tokens" --out "$out/cache" --quiet |
+    head -1 | sed -E 's/.*\(([0-9]+) tokens\/s; forward passes and writing alone ([0-9]+) tokens\/s.*/\1 \2/'
+}
+
+# transformers on our cache's token ids. Prints tokens/s.
+peer() {
+  python3 scripts/bench_extract.py "$out/cache" 3 "$threads" 2>/dev/null | tail -1 | sed -E 's/.*= ([0-9]+) tokens\/s.*/\1/'
+}
+
+echo "round  transformers  ours(whole run)  ours(forward+writing)  ratio(whole)  ratio(forward)   [tokens/s, $threads threads]"
+for r in $(seq "$rounds"); do
+  if ((r % 2)); then o=$(ours); p=$(peer); else p=$(peer); o=$(ours); fi
+  echo "$r $p $o" | awk '{printf "%5d  %12d  %15d  %21d  %11.2fx  %13.2fx\n", $1, $2, $3, $4, $3 / $2, $4 / $2}'
+done | tee "$out/rounds"
+python3 - "$out/rounds" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+for name, col in (("transformers tokens/s", 1), ("ours, forward + writing, tokens/s", 3),
+                  ("ratio, whole run", 4), ("ratio, forward passes (+ our shard writing)", 5)):
+    v = [float(r[col].rstrip("x")) for r in rows]
+    print(f"{name}: median {statistics.median(v):.2f} (min {min(v):.2f}, max {max(v):.2f}, {len(v)} rounds)")
 PY
