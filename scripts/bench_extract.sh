@@ -14,12 +14,13 @@ cargo build --release --quiet
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-# Ours into a fresh folder. Prints "whole forward" tokens/s.
+# Ours into a fresh folder. Prints "whole forward" tokens/s. (sed reads to the end: `head -1` could close the
+# pipe while the summary is still being written, and pipefail would then stop the script.)
 ours() {
   rm -rf "$out/cache"
   target/release/sparsecoder extract --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
     --text data/python-3.11-docs --layers 3 --ctx-len 256 --max-tokens "$tokens" --out "$out/cache" --quiet |
-    head -1 | sed -E 's/.*\(([0-9]+) tokens\/s; forward passes and writing alone ([0-9]+) tokens\/s.*/\1 \2/'
+    sed -n -E '1s/.*\(([0-9]+) tokens\/s; forward passes and writing alone ([0-9]+) tokens\/s.*/\1 \2/p'
 }
 
 # transformers on our cache's token ids. Prints tokens/s.

@@ -20,7 +20,7 @@ ours() {
   rm -rf "$out/run"
   local summary
   summary=$(target/release/sparsecoder train --cache "$cache" --kind skip-transcoder --k 32 --latents 18432 \
-    --batch 4096 --tokens $((4096 * steps)) --warmup 1 --out "$out/run" --quiet --device cpu 2>/dev/null | head -1)
+    --batch 4096 --tokens $((4096 * steps)) --warmup 1 --out "$out/run" --quiet --device cpu 2>/dev/null | sed -n 1p)
   python3 - "$summary" "$out/run/metrics.jsonl" <<'PY'
 import json, re, sys
 whole = float(re.search(r"\(([0-9]+) tokens/s per sweep\)", sys.argv[1]).group(1))
