@@ -7,6 +7,7 @@
 # several rounds is the figure to quote.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/rounds.sh
 tokens=${1:-65536}
 rounds=${2:-1}
 threads=$(nproc)
@@ -28,16 +29,4 @@ peer() {
   python3 scripts/bench_extract.py "$out/cache" 3 "$threads" 2>/dev/null | tail -1 | sed -E 's/.*= ([0-9]+) tokens\/s.*/\1/'
 }
 
-echo "round  transformers  ours(whole run)  ours(forward+writing)  ratio(whole)  ratio(forward)   [tokens/s, $threads threads]"
-for r in $(seq "$rounds"); do
-  if ((r % 2)); then o=$(ours); p=$(peer); else p=$(peer); o=$(ours); fi
-  echo "$r $p $o" | awk '{printf "%5d  %12d  %15d  %21d  %11.2fx  %13.2fx\n", $1, $2, $3, $4, $3 / $2, $4 / $2}'
-done | tee "$out/rounds"
-python3 - "$out/rounds" <<'PY'
-import statistics, sys
-rows = [l.split() for l in open(sys.argv[1])]
-for name, col in (("transformers tokens/s", 1), ("ours, forward + writing, tokens/s", 3),
-                  ("ratio, whole run", 4), ("ratio, forward passes (+ our shard writing)", 5)):
-    v = [float(r[col].rstrip("x")) for r in rows]
-    print(f"{name}: median {statistics.median(v):.2f} (min {min(v):.2f}, max {max(v):.2f}, {len(v)} rounds)")
-PY
+run_rounds "$rounds" transformers forward+writing

@@ -6,6 +6,7 @@
 # ratio within the round; on a noisy host the median of several rounds is the figure to quote.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/rounds.sh
 cache=${1:-caches/smollm2-layer3}
 steps=${2:-8}
 rounds=${3:-1}
@@ -36,15 +37,4 @@ peer() {
     sed -E 's/.*: ([0-9]+) tokens\/s.*/\1/'
 }
 
-echo "round  sparsify  ours(whole run)  ours(steps)  ratio(whole)  ratio(steps)   [tokens/s, $threads threads]"
-for r in $(seq "$rounds"); do
-  if ((r % 2)); then o=$(ours); p=$(peer); else p=$(peer); o=$(ours); fi
-  echo "$r $p $o" | awk '{printf "%5d  %8d  %15d  %11d  %11.2fx  %11.2fx\n", $1, $2, $3, $4, $3 / $2, $4 / $2}'
-done | tee "$out/rounds"
-python3 - "$out/rounds" <<'PY'
-import statistics, sys
-rows = [l.split() for l in open(sys.argv[1])]
-for name, col in (("sparsify tokens/s", 1), ("ours, steps, tokens/s", 3), ("ratio, whole run", 4), ("ratio, steps vs steps", 5)):
-    v = [float(r[col].rstrip("x")) for r in rows]
-    print(f"{name}: median {statistics.median(v):.2f} (min {min(v):.2f}, max {max(v):.2f}, {len(v)} rounds)")
-PY
+run_rounds "$rounds" sparsify steps

@@ -469,6 +469,18 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
+/// Whether this CPU runs the AVX2 + FMA versions of the elementwise steps below.
+fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `xs[i] = e^(xs[i] − shift)`, returning their sum: a softmax's numerators. Eight at a time through
 /// [`exp_avx2`] with AVX2 and FMA (values under e^−87.3 come out as e^−87.3, nothing next to the 1 of the row's
 /// maximum), else the scalar `exp`.
@@ -476,7 +488,7 @@ pub fn exp_shifted(xs: &mut [f32], shift: f32) -> f32 {
     let mut whole = 0;
     let mut sum = 0.0;
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+    if avx2_fma() {
         whole = xs.len() / 8 * 8;
         // SAFETY: the CPU runs AVX2 and FMA.
         sum = unsafe { exp_shifted_avx2(&mut xs[..whole], shift) };
@@ -507,10 +519,7 @@ unsafe fn exp_shifted_avx2(xs: &mut [f32], shift: f32) -> f32 {
 /// through [`exp_avx2`] (the scalar `exp` call was a tenth of the forward pass); else the scalar [`silu`].
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     assert_eq!(gate.len(), up.len());
-    #[cfg(target_arch = "x86_64")]
-    let vector = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    let vector = false;
+    let vector = avx2_fma();
     gate.par_chunks_mut(4096)
         .zip(up.par_chunks(4096))
         .for_each(|(g, u)| {
@@ -555,9 +564,9 @@ unsafe fn silu_mul_avx2(g: &mut [f32], u: &[f32]) {
 }
 
 /// e^x for 8 lanes, within 2 ulp of the true value for x in [−87.3, 88]; arguments are clamped to that range
-/// (so e^x never overflows: silu's x / (1 + e^−x) still tends to 0 and x at the two ends) and NaN stays NaN. The usual method:
-/// x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r from a degree-6 polynomial (Cephes' `expf` coefficients), 2^n put
-/// into the exponent bits.
+/// (so e^x never overflows: silu's x / (1 + e^−x) still tends to 0 and x at the two ends) and NaN stays NaN.
+/// The usual method: x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r from a degree-6 polynomial (Cephes' `expf`
+/// coefficients), 2^n put into the exponent bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_avx2(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
