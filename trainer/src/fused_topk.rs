@@ -520,12 +520,11 @@ impl QuantizedRows {
 }
 
 /// Each row's largest approximate values: a buffer of up to `2·kept` (value, latent) pairs and a threshold that
-/// everything dropped so far lies at or below. When a buffer fills, its `rank` largest stay and the threshold
-/// rises to the smallest of them, so a value costs O(1) on average.
+/// everything dropped so far lies at or below. When a buffer fills, its `rank` largest stay (`kept` at the end of
+/// a row, fewer before: see [`safe_rank`]) and the threshold rises to the smallest of them, so a value costs
+/// O(1) on average.
 struct KeptValues {
     kept: usize,
-    /// How many values a shrink keeps: `kept` at the end of a row, fewer before (see [`safe_rank`]).
-    rank: usize,
     pairs: Vec<(f32, u32)>,
     len: Vec<usize>,
     /// −∞ until a row first drops something.
@@ -536,7 +535,6 @@ impl KeptValues {
     fn new(rows: usize, kept: usize) -> KeptValues {
         KeptValues {
             kept,
-            rank: kept,
             pairs: vec![(0.0, 0); rows * 2 * kept],
             len: vec![0; rows],
             threshold: vec![f32::NEG_INFINITY; rows],
@@ -544,20 +542,19 @@ impl KeptValues {
     }
 
     #[inline]
-    fn offer(&mut self, r: usize, latent: u32, v: f32) {
+    fn offer(&mut self, r: usize, latent: u32, v: f32, rank: usize) {
         if v <= self.threshold[r] {
             return;
         }
         self.pairs[r * 2 * self.kept + self.len[r]] = (v, latent);
         self.len[r] += 1;
         if self.len[r] == 2 * self.kept {
-            self.shrink(r);
+            self.shrink(r, rank);
         }
     }
 
     /// Keeps row r's `rank` largest values (if it holds more); the threshold becomes the smallest of them.
-    fn shrink(&mut self, r: usize) {
-        let rank = self.rank;
+    fn shrink(&mut self, r: usize, rank: usize) {
         if self.len[r] <= rank {
             return;
         }
@@ -616,8 +613,7 @@ unsafe fn block_avx2(
     for (p, panel) in w.panels.chunks_exact(panel_len).enumerate() {
         let col0 = p * TILE_LATENTS;
         let valid_cols = TILE_LATENTS.min(w.latents - col0);
-        let seen = col0 + valid_cols;
-        top.rank = ranks[p];
+        let (seen, rank) = (col0 + valid_cols, ranks[p]);
         let col_mask = (1u32 << valid_cols) - 1;
         let bias0 = _mm256_loadu_ps(bias.as_ptr().add(col0));
         let bias1 = _mm256_loadu_ps(bias.as_ptr().add(col0 + 8));
@@ -657,12 +653,12 @@ unsafe fn block_avx2(
                     let j = offered.trailing_zeros() as usize;
                     offered &= offered - 1;
                     // `offer` re-checks against the row's threshold, which may have risen within this tile.
-                    top.offer(row, (col0 + j) as u32, vals[j]);
+                    top.offer(row, (col0 + j) as u32, vals[j], rank);
                 }
             }
         }
         if TIGHTEN_AT.contains(&seen) {
-            (0..x.rows).for_each(|r| top.shrink(r));
+            (0..x.rows).for_each(|r| top.shrink(r, rank));
         }
     }
 }
