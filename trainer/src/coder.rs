@@ -11,7 +11,7 @@
 use crate::fused_topk::{self, QuantizedEncoder};
 use crate::huge_pages;
 use crate::linalg::{axpy, dot, linear, matmul, prefetch};
-use crate::topk::topk_relu;
+use crate::topk::{group_by_latent, topk_relu};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -649,24 +649,6 @@ pub fn column_means(m: &[f32], rows: usize, d: usize) -> Vec<f32> {
         .into_iter()
         .map(|v| v / rows as f32)
         .collect()
-}
-
-/// Counting sort of the flat `(row, slot)` positions by latent: `order[starts[l]..starts[l+1]]` are latent l's.
-fn group_by_latent(idx: &[u32], latents: usize) -> (Vec<u32>, Vec<usize>) {
-    let mut starts = vec![0usize; latents + 1];
-    for &l in idx {
-        starts[l as usize + 1] += 1;
-    }
-    for l in 0..latents {
-        starts[l + 1] += starts[l];
-    }
-    let mut fill = starts.clone();
-    let mut order = vec![0u32; idx.len()];
-    for (e, &l) in idx.iter().enumerate() {
-        order[fill[l as usize]] = e as u32;
-        fill[l as usize] += 1;
-    }
-    (order, starts)
 }
 
 #[derive(Clone, Copy)]

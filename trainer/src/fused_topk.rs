@@ -11,8 +11,9 @@
 //!
 //! The rounding error of every approximate value is bounded (`ε`, per row, from the scales and L1 norms, plus
 //! f32 rounding). A latent can be among the exact top k only if its approximate value is at least
-//! `A_k − 2ε`, where `A_k` is the row's k-th largest approximate value. Those candidates are recomputed in f32
-//! and the top k of them taken (ties to the lower latent, as [`crate::topk::topk_relu`]). A row is sent to
+//! `A_k − 2ε`, where `A_k` is the row's k-th largest approximate value. Those candidates are recomputed in f32,
+//! the candidates of all rows grouped by latent so that W_enc is read once in order, and the top k of each
+//! row's taken (ties to the lower latent, as [`crate::topk::topk_relu`]). A row is sent to
 //! the plain route (dense f32 product, then `topk_relu`) when this cannot be shown exact: more candidates than
 //! were kept, an exact k-th value that may be ≤ 0 (ReLU ties), or a non-finite input. The result is then
 //! the exact TopK of the f32 values, whichever route a row took.
@@ -21,7 +22,7 @@
 //! Adam updates it ([`PanelSlot::round`]); a fixed coder (eval, interp) rounds it once.
 
 use crate::linalg::{dot, linear, prefetch};
-use crate::topk::topk_relu;
+use crate::topk::{group_by_latent, topk_relu};
 use rayon::prelude::*;
 
 /// Rows and latents of one register tile.
@@ -33,6 +34,9 @@ const BLOCK_ROWS: usize = 192;
 /// the rows of a training step had more candidates than that and took the plain route; with 64, 2 rows in 6 steps
 /// (0–7 rows of 4096 per step, once thresholds are raised early by `safe_rank`).
 const EXTRA_KEPT: usize = 64;
+/// Latents per task of the exact recomputation: enough tasks to balance the threads, each reading a run of
+/// W_enc in order.
+const EXACT_CHUNK: usize = 64;
 
 /// Whether this CPU runs the fused kernel.
 pub fn available() -> bool {
@@ -224,11 +228,12 @@ pub fn encode_topk(
     bias.resize(w.inv_scale.len(), 0.0);
     let max_bias = b_enc.iter().fold(0f64, |m, b| m.max(b.abs() as f64));
     let screen = w.all.finite && b_enc.iter().all(|b| b.is_finite());
-    let (candidates, plain) = blocks(rows, d_in, k, xc, acts, idx)
+    // Screen each block of rows and pick each row's candidates (or send it the plain route).
+    let picked: Vec<Candidates> = blocks(rows)
         .into_par_iter()
-        .map(|(first_row, x_block, a_block, i_block)| {
-            let n = x_block.len() / d_in;
-            let mut candidates = 0;
+        .map(|(first_row, end_row)| {
+            let x_block = &xc[first_row * d_in..end_row * d_in];
+            let n = end_row - first_row;
             let inputs = QuantizedRows::new(x_block, d_in);
             let mut top = KeptValues::new(n, kept);
             if screen {
@@ -239,7 +244,7 @@ pub fn encode_topk(
                     block_avx2(&inputs, w, &bias, &ranks, &mut top)
                 };
             }
-            let mut plain = Vec::new();
+            let mut picked = Candidates::default();
             for r in 0..n {
                 let slack = (d_in as f64 + 8.0)
                     * f32::EPSILON as f64
@@ -251,31 +256,46 @@ pub fn encode_topk(
                 let dropped_below = top.threshold[r];
                 let done = screen
                     && inputs.finite[r]
-                    && finish_row(
-                        &x_block[r * d_in..][..d_in],
-                        w_enc,
-                        d_in,
-                        b_enc,
-                        top.row_mut(r),
-                        dropped_below,
-                        eps,
-                        &mut a_block[r * k..][..k],
-                        &mut i_block[r * k..][..k],
-                        &mut candidates,
-                    );
+                    && pick_candidates(top.row_mut(r), dropped_below, eps, k, &mut picked.latents);
                 if !done {
-                    plain.push(first_row + r);
+                    picked.plain.push(first_row + r);
                 }
+                picked.ends.push(picked.latents.len());
             }
-            (candidates, plain)
+            picked
         })
-        .reduce(
-            || (0, Vec::new()),
-            |(c, mut p), (c2, p2)| {
-                p.extend(p2);
-                (c + c2, p)
-            },
-        );
+        .collect();
+    // All blocks' candidates, row by row; a row with none went the plain route.
+    let mut cand_latents = Vec::with_capacity(picked.iter().map(|p| p.latents.len()).sum());
+    let (mut row_start, mut plain) = (vec![0usize], Vec::new());
+    for p in picked {
+        let base = cand_latents.len();
+        row_start.extend(p.ends.iter().map(|e| base + e));
+        cand_latents.extend(p.latents);
+        plain.extend(p.plain);
+    }
+    let exact = exact_values(xc, d_in, w_enc, b_enc, &cand_latents, &row_start);
+    acts.par_chunks_mut(k)
+        .zip(idx.par_chunks_mut(k))
+        .enumerate()
+        .for_each_init(Vec::new, |sorted, (r, (a, ix))| {
+            let range = row_start[r]..row_start[r + 1];
+            if range.is_empty() {
+                return;
+            }
+            sorted.clear();
+            sorted.extend(
+                exact[range.clone()]
+                    .iter()
+                    .copied()
+                    .zip(cand_latents[range].iter().copied()),
+            );
+            sorted.sort_unstable_by(|a: &(f32, u32), b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            for (j, &(v, l)) in sorted.iter().take(k).enumerate() {
+                a[j] = v;
+                ix[j] = l;
+            }
+        });
     // The undecided rows of all blocks together, so W_enc is read once for them.
     if !plain.is_empty() {
         let x: Vec<f32> = plain
@@ -293,60 +313,50 @@ pub fn encode_topk(
     ScreenStats {
         rows,
         plain_rows: plain.len(),
-        candidates,
+        candidates: cand_latents.len(),
     }
 }
 
-/// A block of rows: its first row, its inputs, and its outputs' `acts` and `idx`.
-type Block<'a> = (usize, &'a [f32], &'a mut [f32], &'a mut [u32]);
+/// One block's screening result: each row's candidate latents (flat; row `r` ends at `ends[r]`) and the rows
+/// (of the whole call) that go the plain route.
+#[derive(Default)]
+struct Candidates {
+    latents: Vec<u32>,
+    ends: Vec<usize>,
+    plain: Vec<usize>,
+}
 
-/// The rows in blocks of about [`BLOCK_ROWS`] rows, whole tiles each: as many as a multiple of the threads, and
-/// of sizes that differ by at most one tile, so that no thread is left waiting for another at the end.
-fn blocks<'a>(
-    rows: usize,
-    d_in: usize,
-    k: usize,
-    xc: &'a [f32],
-    acts: &'a mut [f32],
-    idx: &'a mut [u32],
-) -> Vec<Block<'a>> {
+/// The rows as `(first, end)` blocks of about [`BLOCK_ROWS`] rows, whole tiles each: as many as a multiple of
+/// the threads, and of sizes that differ by at most one tile, so that no thread is left waiting for another at
+/// the end.
+fn blocks(rows: usize) -> Vec<(usize, usize)> {
     let tiles = rows.div_ceil(TILE_ROWS);
     let threads = rayon::current_num_threads().max(1);
     let n = tiles
         .div_ceil(BLOCK_ROWS / TILE_ROWS)
         .next_multiple_of(threads)
         .min(tiles.max(1));
-    let (mut acts, mut idx) = (acts, idx);
-    let mut out = Vec::with_capacity(n);
-    for b in 0..n {
-        let (first, end) = (
-            (b * tiles / n * TILE_ROWS).min(rows),
-            ((b + 1) * tiles / n * TILE_ROWS).min(rows),
-        );
-        let (a, a_rest) = std::mem::take(&mut acts).split_at_mut((end - first) * k);
-        let (i, i_rest) = std::mem::take(&mut idx).split_at_mut((end - first) * k);
-        (acts, idx) = (a_rest, i_rest);
-        out.push((first, &xc[first * d_in..end * d_in], a, i));
-    }
-    out
+    (0..n)
+        .map(|b| {
+            (
+                (b * tiles / n * TILE_ROWS).min(rows),
+                ((b + 1) * tiles / n * TILE_ROWS).min(rows),
+            )
+        })
+        .collect()
 }
 
-/// One screened row: the exact top k among the kept approximate values `approx` (value, latent; reordered
-/// here), when they provably contain it (`dropped_below`: no latent left out has an approximate value above it).
-#[allow(clippy::too_many_arguments)]
-fn finish_row(
-    x: &[f32],
-    w_enc: &[f32],
-    d_in: usize,
-    b_enc: &[f32],
+/// One screened row's candidates: pushes onto `out` every latent of `approx` (value, latent; reordered here)
+/// that may be among the row's exact top `k`, when `approx` provably holds them all (`dropped_below`: no latent
+/// left out has an approximate value above it) and the k-th exact value is above 0 (no ReLU ties). Returns
+/// whether it did; otherwise the row goes the plain route.
+fn pick_candidates(
     approx: &mut [(f32, u32)],
     dropped_below: f32,
     eps: f64,
-    acts: &mut [f32],
-    idx: &mut [u32],
-    candidates: &mut usize,
+    k: usize,
+    out: &mut Vec<u32>,
 ) -> bool {
-    let k = acts.len();
     if approx.len() < k {
         return false;
     }
@@ -355,27 +365,64 @@ fn finish_row(
         .1
          .0 as f64;
     let threshold = a_k - 2.0 * eps;
-    // What was dropped must be out of reach, and the k-th exact value above 0 (no ReLU ties).
     if dropped_below as f64 >= threshold || a_k - eps <= 0.0 {
         return false;
     }
-    let row_of = |l: u32| &w_enc[l as usize * d_in..][..d_in];
-    let mut exact: Vec<(f32, u32)> = Vec::with_capacity(approx.len());
-    let mut chosen = approx.iter().filter(|c| c.0 as f64 >= threshold).peekable();
-    while let Some(&(_, l)) = chosen.next() {
-        // The rows are scattered over W_enc, mostly out of cache: fetch the next while this one is summed.
-        if let Some(&&(_, next)) = chosen.peek() {
-            prefetch(row_of(next));
-        }
-        exact.push((dot(x, row_of(l)) + b_enc[l as usize], l));
-    }
-    *candidates += exact.len();
-    exact.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (j, &(v, l)) in exact.iter().take(k).enumerate() {
-        acts[j] = v;
-        idx[j] = l;
-    }
+    out.extend(
+        approx
+            .iter()
+            .filter(|c| c.0 as f64 >= threshold)
+            .map(|c| c.1),
+    );
     true
+}
+
+/// The f32 value `x_r·W_enc[l] + b_enc[l]` of every candidate (row `r` holds `cand_latents[row_start[r]..
+/// row_start[r + 1]]`), in candidate order. Computed latent by latent, so W_enc is read once in order rather
+/// than one scattered row per candidate; the rows of x, which stay in cache, are the ones gathered.
+fn exact_values(
+    xc: &[f32],
+    d_in: usize,
+    w_enc: &[f32],
+    b_enc: &[f32],
+    cand_latents: &[u32],
+    row_start: &[usize],
+) -> Vec<f32> {
+    let cand_row: Vec<u32> = row_start
+        .windows(2)
+        .enumerate()
+        .flat_map(|(r, w)| std::iter::repeat_n(r as u32, w[1] - w[0]))
+        .collect();
+    let latents = b_enc.len();
+    let (order, starts) = group_by_latent(cand_latents, latents);
+    let x_of = |c: u32| &xc[cand_row[c as usize] as usize * d_in..][..d_in];
+    let parts: Vec<Vec<f32>> = (0..latents.div_ceil(EXACT_CHUNK))
+        .into_par_iter()
+        .map(|chunk| {
+            let (first, end) = (
+                chunk * EXACT_CHUNK,
+                ((chunk + 1) * EXACT_CHUNK).min(latents),
+            );
+            let mut values = Vec::with_capacity(starts[end] - starts[first]);
+            for l in first..end {
+                let w = &w_enc[l * d_in..][..d_in];
+                let mine = &order[starts[l]..starts[l + 1]];
+                for (i, &c) in mine.iter().enumerate() {
+                    // The next row of x is in cache, but not in L1: ask for it while this one is summed.
+                    if let Some(&next) = mine.get(i + 1) {
+                        prefetch(x_of(next));
+                    }
+                    values.push(dot(x_of(c), w) + b_enc[l]);
+                }
+            }
+            values
+        })
+        .collect();
+    let mut exact = vec![0f32; cand_latents.len()];
+    for (&c, v) in order.iter().zip(parts.iter().flatten()) {
+        exact[c as usize] = *v;
+    }
+    exact
 }
 
 /// How a row was rounded to integers by [`round_row`].
@@ -575,7 +622,7 @@ impl KeptValues {
 /// the first `seen` passes that value only if `R` of the overall `kept` largest are among them. The latents'
 /// order carries no information about a row's values, so that count is hypergeometric with mean
 /// λ = kept·seen/latents; R is the smallest with P(Poisson(λ) ≥ R) ≤ 10⁻⁶ (the Poisson tail bounds the
-/// hypergeometric one), and never more than `kept`. Exactness does not rest on this: `finish_row` checks the
+/// hypergeometric one), and never more than `kept`. Exactness does not rest on this: `pick_candidates` checks the
 /// threshold all the same.
 fn safe_rank(seen: usize, latents: usize, kept: usize) -> usize {
     let lambda = kept as f64 * seen.min(latents) as f64 / latents.max(1) as f64;

@@ -44,3 +44,22 @@ fn argmin(a: &[f32], ix: &[u32]) -> (usize, f32) {
     }
     (best, a[best])
 }
+
+/// Counting sort of flat positions by the latent each holds (`idx`, e.g. `(row, slot)` of a TopK, or a row's
+/// candidates): `order[starts[l]..starts[l+1]]` are latent l's positions, ascending.
+pub fn group_by_latent(idx: &[u32], latents: usize) -> (Vec<u32>, Vec<usize>) {
+    let mut starts = vec![0usize; latents + 1];
+    for &l in idx {
+        starts[l as usize + 1] += 1;
+    }
+    for l in 0..latents {
+        starts[l + 1] += starts[l];
+    }
+    let mut fill = starts.clone();
+    let mut order = vec![0u32; idx.len()];
+    for (e, &l) in idx.iter().enumerate() {
+        order[fill[l as usize]] = e as u32;
+        fill[l as usize] += 1;
+    }
+    (order, starts)
+}
