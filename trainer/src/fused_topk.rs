@@ -681,26 +681,36 @@ unsafe fn block_avx2(
                     cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(av, b1));
                 }
             }
+            // Every row's values and which of them beat its threshold first, then one branch for the tile:
+            // once thresholds have risen, most tiles offer nothing.
+            let mut v = [[_mm256_setzero_ps(); 2]; TILE_ROWS];
+            let mut above = [0u32; TILE_ROWS];
             for (r, cr) in c.iter().enumerate().take(tile_rows) {
                 let row = r0 + r;
                 let s = _mm256_set1_ps(x.inv_scale[row]);
-                let v0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cr[0]), _mm256_mul_ps(inv0, s), bias0);
-                let v1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cr[1]), _mm256_mul_ps(inv1, s), bias1);
+                v[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cr[0]), _mm256_mul_ps(inv0, s), bias0);
+                v[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cr[1]), _mm256_mul_ps(inv1, s), bias1);
                 let t = _mm256_set1_ps(top.threshold[row]);
-                let above = (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v0, t)) as u32)
-                    | ((_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v1, t)) as u32) << 8);
-                let mut offered = above & col_mask;
+                above[r] = ((_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v[r][0], t)) as u32)
+                    | ((_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v[r][1], t)) as u32) << 8))
+                    & col_mask;
+            }
+            if above.iter().fold(0, |a, &b| a | b) == 0 {
+                continue;
+            }
+            for (r, (vr, &offered)) in v.iter().zip(&above).enumerate() {
                 if offered == 0 {
                     continue;
                 }
                 let mut vals = [0f32; TILE_LATENTS];
-                _mm256_storeu_ps(vals.as_mut_ptr(), v0);
-                _mm256_storeu_ps(vals.as_mut_ptr().add(8), v1);
+                _mm256_storeu_ps(vals.as_mut_ptr(), vr[0]);
+                _mm256_storeu_ps(vals.as_mut_ptr().add(8), vr[1]);
+                let mut offered = offered;
                 while offered != 0 {
                     let j = offered.trailing_zeros() as usize;
                     offered &= offered - 1;
                     // `offer` re-checks against the row's threshold, which may have risen within this tile.
-                    top.offer(row, (col0 + j) as u32, vals[j], rank);
+                    top.offer(r0 + r, (col0 + j) as u32, vals[j], rank);
                 }
             }
         }
