@@ -10,7 +10,7 @@
 
 use crate::fused_topk::{self, QuantizedEncoder};
 use crate::huge_pages;
-use crate::linalg::{axpy, dot, linear, matmul, prefetch};
+use crate::linalg::{axpy, dot, fetch_ahead, linear, matmul, prefetch};
 use crate::topk::{group_by_latent, topk_relu};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -322,9 +322,9 @@ impl SparseCoder {
             }
             let (acts, idx) = (&acts[r * kt..(r + 1) * kt], &idx[r * kt..(r + 1) * kt]);
             for (j, (&a, &l)) in acts.iter().zip(idx).enumerate() {
-                if let Some(&next) = idx.get(j + 1) {
-                    prefetch(&self.w_dec[next as usize * d..][..d]);
-                }
+                fetch_ahead(idx, j, |next| {
+                    prefetch(&self.w_dec[next as usize * d..][..d])
+                });
                 if a != 0.0 {
                     let l = l as usize;
                     axpy(o, a, &self.w_dec[l * d..(l + 1) * d]);
@@ -525,12 +525,12 @@ impl SparseCoder {
             }
             let entries = &order[starts[l]..starts[l + 1]];
             for (i, &e) in entries.iter().enumerate() {
-                // Rows come in scattered order: fetch the next entry's while this one is added.
-                if let Some(&next) = entries.get(i + 1) {
+                // Rows come in scattered order.
+                fetch_ahead(entries, i, |next| {
                     let r = next as usize / kt;
                     prefetch(&dy[r * d_out..(r + 1) * d_out]);
                     prefetch(&xc[r * d_in..(r + 1) * d_in]);
-                }
+                });
                 let (r, a) = (e as usize / kt, acts[e as usize]);
                 let dyr = &dy[r * d_out..(r + 1) * d_out];
                 if a != 0.0 {

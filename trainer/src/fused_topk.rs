@@ -21,7 +21,7 @@
 //! The rounded W_enc ([`QuantizedEncoder`]) is a copy: training rounds each panel of 16 latents again right after
 //! Adam updates it ([`PanelSlot::round`]); a fixed coder (eval, interp) rounds it once.
 
-use crate::linalg::{dot, linear, prefetch};
+use crate::linalg::{dot, fetch_ahead, linear, prefetch};
 use crate::topk::{group_by_latent, topk_relu};
 use rayon::prelude::*;
 
@@ -408,10 +408,7 @@ fn exact_values(
                 let w = &w_enc[l * d_in..][..d_in];
                 let mine = &order[starts[l]..starts[l + 1]];
                 for (i, &c) in mine.iter().enumerate() {
-                    // The next row of x is in cache, but not in L1: ask for it while this one is summed.
-                    if let Some(&next) = mine.get(i + 1) {
-                        prefetch(x_of(next));
-                    }
+                    fetch_ahead(mine, i, |next| prefetch(x_of(next)));
                     values.push(dot(x_of(c), w) + b_enc[l]);
                 }
             }

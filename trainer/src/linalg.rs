@@ -132,6 +132,22 @@ fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// Entries ahead of the one being summed whose scattered rows are asked for ([`prefetch`]): one row's sum takes
+/// less time than a row arriving from memory, so one entry ahead left the loops waiting (perf shares of the
+/// backward's `axpy` and `dot`, per encoder sample, 0.135-0.148 at one ahead, 0.117-0.118 at two).
+const ENTRIES_AHEAD: usize = 2;
+
+/// In a loop over `entries` that reads scattered rows, called before entry `i` is summed: hands `fetch` the
+/// entry [`ENTRIES_AHEAD`] places on (at the first entry, every one up to there), to [`prefetch`] its rows.
+#[inline]
+pub fn fetch_ahead<T: Copy>(entries: &[T], i: usize, mut fetch: impl FnMut(T)) {
+    let first = if i == 0 { 1 } else { i + ENTRIES_AHEAD };
+    let end = (i + ENTRIES_AHEAD + 1).min(entries.len());
+    for &e in entries.get(first..end).unwrap_or(&[]) {
+        fetch(e);
+    }
+}
+
 /// Asks for `v`'s cache lines ahead of their use: for rows of a large matrix read in scattered order (the
 /// active latents' rows), which the hardware prefetcher cannot guess.
 pub fn prefetch(v: &[f32]) {
