@@ -132,9 +132,9 @@ fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// Entries ahead of the one being summed whose scattered rows are asked for ([`prefetch`]): one row's sum takes
-/// less time than a row arriving from memory, so one entry ahead left the loops waiting (perf shares of the
-/// backward's `axpy` and `dot`, per encoder sample, 0.135-0.148 at one ahead, 0.117-0.118 at two).
+/// Entries ahead of the one being summed whose scattered rows are asked for ([`prefetch`]). One, two and four
+/// ahead did not differ measurably on the 2-core AMD host (steady-state perf samples of the gather loops per
+/// encoder sample, 0.20-0.26 either way).
 const ENTRIES_AHEAD: usize = 2;
 
 /// In a loop over `entries` that reads scattered rows, called before entry `i` is summed: hands `fetch` the
