@@ -2,6 +2,7 @@
 //! fused one: `cargo run --release -p trainer --example encode_speed [ROWS LATENTS K [CACHE [CODER]]]`.
 //! Random inputs and weights by default; with CACHE, real MLP inputs from its first shard, and with CODER, that
 //! checkpoint's encoder (else sparsify's initialisation, b_enc = −mean(x)·W_encᵀ).
+//! Each time is the best of REPS runs (default 5).
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -64,7 +65,9 @@ fn main() {
     }
     let gflop = 2.0 * (rows * d * n) as f64 / 1e9;
     let (mut acts, mut idx) = (vec![0f32; rows * k], vec![0u32; rows * k]);
-    let best = |f: &mut dyn FnMut() -> f64| (0..5).map(|_| f()).fold(f64::INFINITY, f64::min);
+    // The best of REPS runs (default 5): on a shared host, noise only ever adds time.
+    let reps: usize = std::env::var("REPS").map_or(5, |r| r.parse().expect("REPS: a number"));
+    let best = |f: &mut dyn FnMut() -> f64| (0..reps).map(|_| f()).fold(f64::INFINITY, f64::min);
     let skip_plain = std::env::var_os("FUSED_ONLY").is_some();
     let t_gemm = if skip_plain {
         f64::NAN

@@ -3,11 +3,13 @@
 //!
 //! The product `x'·W_encᵀ` is first computed approximately: x' rows and W_enc rows are rounded to integers of
 //! 11 and 10 bits (for d_in = 576; fewer as d_in grows, so that no i32 sum can overflow) and multiplied with
-//! `vpmaddwd`, which does twice the multiply-adds of an f32 FMA per instruction. Tiles of 6 rows × 16 latents
-//! stay in registers; scales and b_enc are applied there, and a value leaves the registers only when it beats
-//! its row's threshold (a value the row has already beaten a few times, raised as its latents are screened: see
-//! `safe_rank`). So the `rows × latents` matrix (300 MB at batch 4096 and 18,432 latents) is never written, and
-//! selection costs about one compare per value.
+//! `vpmaddwd`, which does twice the multiply-adds of an f32 FMA per instruction. The integer product is formed
+//! with one level of Strassen's scheme ([`strassen`]): each pair of 6-row tiles against each panel of two
+//! 16-latent tiles takes seven half-depth tile products instead of eight, exact in integers. The products of a
+//! unit are combined into its four tiles right away; scales and b_enc are applied there, and a value goes further
+//! only when it beats its row's threshold (a value the row has already beaten a few times, raised as its latents
+//! are screened: see `safe_rank`). So the `rows × latents` matrix (300 MB at batch 4096 and 18,432 latents) is
+//! never written, and selection costs about one compare per value ([`screen`]).
 //!
 //! The rounding error of every approximate value is bounded (`ε`, per row, from the scales and L1 norms, plus
 //! f32 rounding). A latent can be among the exact top k only if its approximate value is at least
@@ -18,18 +20,29 @@
 //! were kept, an exact k-th value that may be ≤ 0 (ReLU ties), or a non-finite input. The result is then
 //! the exact TopK of the f32 values, whichever route a row took.
 //!
-//! The rounded W_enc ([`QuantizedEncoder`]) is a copy: training rounds each panel of 16 latents again right after
-//! Adam updates it ([`PanelSlot::round`]); a fixed coder (eval, interp) rounds it once.
+//! The rounded W_enc ([`QuantizedEncoder`]) is a copy, kept as Strassen's operands: training rounds each panel
+//! of 32 latents again right after Adam updates it ([`PanelSlot::round`]); a fixed coder (eval, interp) rounds it
+//! once.
+
+mod screen;
+mod strassen;
 
 use crate::linalg::{dot, fetch_ahead, linear, prefetch};
 use crate::topk::{group_by_latent, topk_relu};
 use rayon::prelude::*;
+#[cfg(target_arch = "x86_64")]
+use screen::block_avx2;
+use screen::{safe_rank, KeptValues};
+use strassen::{left_operands, right_operands, PRODUCTS};
 
 /// Rows and latents of one register tile.
 const TILE_ROWS: usize = 6;
 const TILE_LATENTS: usize = 16;
-/// Rows per task: W_enc streams from memory once per task, their inputs stay in cache.
-const BLOCK_ROWS: usize = 192;
+/// Strassen's unit (see [`strassen`]): a pair of row tiles against a panel of two latent tiles.
+const PAIR_ROWS: usize = 2 * TILE_ROWS;
+const PANEL_LATENTS: usize = 2 * TILE_LATENTS;
+/// Rows per task: W_enc's operands stream from memory once per task, the rows' operands stay in cache.
+const BLOCK_ROWS: usize = 240;
 /// Approximate values kept per row beyond k, so that the candidates of a row are all kept: with 32, 1–2 % of
 /// the rows of a training step had more candidates than that and took the plain route; with 64, 2 rows in 6 steps
 /// (0–7 rows of 4096 per step, once thresholds are raised early by `safe_rank`).
@@ -51,12 +64,18 @@ pub fn available() -> bool {
 }
 
 /// Bits (magnitude, sign excluded) of the rounded inputs and weights for `d_in` products per sum: their
-/// products summed over the padded depth stay below 2³¹.
+/// products summed over the padded depth stay below 2³¹, and each is at most 14, so that the sum or difference
+/// of two (Strassen's operands) fits an i16.
 fn integer_bits(d_in: usize) -> (u32, u32) {
     let depth = d_in.next_multiple_of(2).max(2);
     let total = 31 - depth.next_power_of_two().trailing_zeros();
-    let input_bits = total.div_ceil(2).min(15);
-    (input_bits, (total - input_bits).min(15))
+    let input_bits = total.div_ceil(2).min(14);
+    (input_bits, (total - input_bits).min(14))
+}
+
+/// Pairs of input positions in each half of the depth: `d_in` padded to whole pairs, then to two equal halves.
+fn half_pairs(d_in: usize) -> usize {
+    d_in.div_ceil(2).div_ceil(2)
 }
 
 /// W_enc `[latents × d_in]` rounded to integers per latent and rearranged for the kernel, with what the error
@@ -66,9 +85,11 @@ fn integer_bits(d_in: usize) -> (u32, u32) {
 pub struct QuantizedEncoder {
     d_in: usize,
     latents: usize,
-    /// For each group of 16 latents, for each pair of input positions, the 16 latents' two weights.
-    panels: Vec<i16>,
-    /// 1 / scale of each latent, padded with zeros to whole tiles.
+    half_pairs: usize,
+    /// For each panel of 32 latents, Strassen's seven right operands one after another, each holding, for each
+    /// pair of input positions of a half, its 16 latents' two values.
+    operands: Vec<i16>,
+    /// 1 / scale of each latent, padded with zeros to whole panels.
     inv_scale: Vec<f32>,
     /// Each panel's share of the bounds below.
     panel_bounds: Vec<Bounds>,
@@ -104,10 +125,10 @@ impl Bounds {
     }
 }
 
-/// One panel of a [`QuantizedEncoder`]: the rounded weights of 16 latents (fewer in the last panel).
+/// One panel of a [`QuantizedEncoder`]: the rounded weights of 32 latents (fewer in the last panel).
 pub struct PanelSlot<'q> {
     d_in: usize,
-    panel: &'q mut [i16],
+    operands: &'q mut [i16],
     inv_scale: &'q mut [f32],
     bounds: &'q mut Bounds,
 }
@@ -116,15 +137,18 @@ impl PanelSlot<'_> {
     /// Rounds the panel's latents from their W_enc rows (`rows`: `latents_in_panel × d_in`).
     pub fn round(&mut self, rows: &[f32]) {
         let d_in = self.d_in;
-        assert!(rows.len() % d_in == 0 && rows.len() / d_in <= TILE_LATENTS);
+        assert!(rows.len() % d_in == 0 && rows.len() / d_in <= PANEL_LATENTS);
         let top = ((1u32 << integer_bits(d_in).1) - 1) as f32;
+        let operand_len = half_pairs(d_in) * 2 * TILE_LATENTS;
+        // The panel's two tiles over the whole depth, laid out as the operands; padding stays 0.
+        let mut tiles = vec![0i16; 2 * 2 * operand_len];
         let mut q = vec![0i16; d_in];
         let mut bounds = Bounds::NONE;
         for (j, row) in rows.chunks_exact(d_in).enumerate() {
             let rounded = round_row(row, top, &mut q);
-            // An odd d_in leaves the last pair's second weight at 0.
+            let tile = &mut tiles[j / TILE_LATENTS * 2 * operand_len..];
             for (i, &q) in q.iter().enumerate() {
-                self.panel[(i / 2) * 2 * TILE_LATENTS + j * 2 + i % 2] = q;
+                tile[(i / 2) * 2 * TILE_LATENTS + j % TILE_LATENTS * 2 + i % 2] = q;
             }
             self.inv_scale[j] = 1.0 / rounded.scale;
             let inv = 1.0 / rounded.scale as f64;
@@ -135,6 +159,10 @@ impl PanelSlot<'_> {
                 finite: rounded.finite,
             });
         }
+        let (left, right) = tiles.split_at(2 * operand_len);
+        let (b11, b21) = left.split_at(operand_len);
+        let (b12, b22) = right.split_at(operand_len);
+        right_operands(b11, b12, b21, b22, self.operands);
         *self.bounds = bounds;
     }
 }
@@ -144,18 +172,20 @@ impl QuantizedEncoder {
     pub fn new(w_enc: &[f32], latents: usize, d_in: usize) -> QuantizedEncoder {
         assert!(available(), "the fused encoder needs AVX2 and FMA");
         assert_eq!(w_enc.len(), latents * d_in);
-        let n_panels = latents.div_ceil(TILE_LATENTS);
+        let n_panels = latents.div_ceil(PANEL_LATENTS);
+        let half_pairs = half_pairs(d_in);
         let mut q = QuantizedEncoder {
             d_in,
             latents,
-            panels: crate::huge_pages::zeros(n_panels * d_in.div_ceil(2) * 2 * TILE_LATENTS),
-            inv_scale: vec![0.0; n_panels * TILE_LATENTS],
+            half_pairs,
+            operands: crate::huge_pages::zeros(n_panels * PRODUCTS * half_pairs * 2 * TILE_LATENTS),
+            inv_scale: vec![0.0; n_panels * PANEL_LATENTS],
             panel_bounds: vec![Bounds::NONE; n_panels],
             all: Bounds::NONE,
         };
         q.slots()
             .into_par_iter()
-            .zip(w_enc.par_chunks(TILE_LATENTS * d_in))
+            .zip(w_enc.par_chunks(PANEL_LATENTS * d_in))
             .for_each(|(mut slot, rows)| slot.round(rows));
         q.join_bounds();
         q
@@ -163,19 +193,19 @@ impl QuantizedEncoder {
 
     /// Latents per panel: W_enc in chunks of `rows_per_panel() × d_in` values meets [`QuantizedEncoder::slots`].
     pub const fn rows_per_panel() -> usize {
-        TILE_LATENTS
+        PANEL_LATENTS
     }
 
     /// The panels, in order, to round again after their W_enc rows changed; then [`QuantizedEncoder::join_bounds`].
     pub fn slots(&mut self) -> Vec<PanelSlot<'_>> {
         let d_in = self.d_in;
-        self.panels
-            .chunks_mut(d_in.div_ceil(2) * 2 * TILE_LATENTS)
-            .zip(self.inv_scale.chunks_mut(TILE_LATENTS))
+        self.operands
+            .chunks_mut(PRODUCTS * self.half_pairs * 2 * TILE_LATENTS)
+            .zip(self.inv_scale.chunks_mut(PANEL_LATENTS))
             .zip(self.panel_bounds.iter_mut())
-            .map(|((panel, inv_scale), bounds)| PanelSlot {
+            .map(|((operands, inv_scale), bounds)| PanelSlot {
                 d_in,
-                panel,
+                operands,
                 inv_scale,
                 bounds,
             })
@@ -219,9 +249,9 @@ pub fn encode_topk(
     assert!(k >= 1 && k <= latents && b_enc.len() == latents && w_enc.len() == latents * d_in);
     assert!(xc.len() == rows * d_in && acts.len() == rows * k && idx.len() == rows * k);
     let kept = (k + EXTRA_KEPT).min(latents);
-    // Each panel's [`safe_rank`], the same for every block.
-    let ranks: Vec<usize> = (0..latents.div_ceil(TILE_LATENTS))
-        .map(|p| safe_rank(((p + 1) * TILE_LATENTS).min(latents), latents, kept))
+    // Each latent tile's [`safe_rank`], the same for every block.
+    let ranks: Vec<usize> = (0..w.inv_scale.len() / TILE_LATENTS)
+        .map(|t| safe_rank(((t + 1) * TILE_LATENTS).min(latents), latents, kept))
         .collect();
     // b_enc padded to whole tiles, so the kernel loads it as it loads the weights.
     let mut bias = b_enc.to_vec();
@@ -237,7 +267,7 @@ pub fn encode_topk(
             let inputs = QuantizedRows::new(x_block, d_in);
             let mut top = KeptValues::new(n, kept);
             if screen {
-                // SAFETY: `available()` was checked above; the kernel reads within `inputs`, `w.panels`,
+                // SAFETY: `available()` was checked above; the kernel reads within `inputs`, `w.operands`,
                 // `w.inv_scale` and `bias`, whose lengths match the tiles it walks.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
@@ -326,21 +356,21 @@ struct Candidates {
     plain: Vec<usize>,
 }
 
-/// The rows as `(first, end)` blocks of about [`BLOCK_ROWS`] rows, whole tiles each: as many as a multiple of
-/// the threads, and of sizes that differ by at most one tile, so that no thread is left waiting for another at
-/// the end.
+/// The rows as `(first, end)` blocks of about [`BLOCK_ROWS`] rows, whole pairs of tiles each: as many as a
+/// multiple of the threads, and of sizes that differ by at most one pair, so that no thread is left waiting for
+/// another at the end.
 fn blocks(rows: usize) -> Vec<(usize, usize)> {
-    let tiles = rows.div_ceil(TILE_ROWS);
+    let units = rows.div_ceil(PAIR_ROWS);
     let threads = rayon::current_num_threads().max(1);
-    let n = tiles
-        .div_ceil(BLOCK_ROWS / TILE_ROWS)
+    let n = units
+        .div_ceil(BLOCK_ROWS / PAIR_ROWS)
         .next_multiple_of(threads)
-        .min(tiles.max(1));
+        .min(units.max(1));
     (0..n)
         .map(|b| {
             (
-                (b * tiles / n * TILE_ROWS).min(rows),
-                ((b + 1) * tiles / n * TILE_ROWS).min(rows),
+                (b * units / n * PAIR_ROWS).min(rows),
+                ((b + 1) * units / n * PAIR_ROWS).min(rows),
             )
         })
         .collect()
@@ -521,11 +551,12 @@ unsafe fn round_scaled(v: &[f32], scale: f32, out: &mut [i16]) -> u64 {
     unreachable!("the fused encoder runs on x86-64 only")
 }
 
-/// A block's rows rounded to integers, in groups of 6 rows interleaved by pairs of positions (one i32 holds a
-/// row's two i16 at positions 2q and 2q+1), with each row's 1/scale, L1 norm and finiteness.
+/// A block's rows rounded to integers, with each row's 1/scale, L1 norm and finiteness. Strassen's seven left
+/// operands, each for every pair of row tiles in turn (so that a product streams through memory in order),
+/// each holding, for each pair of input positions of a half, its 6 rows' two values (read as one i32).
 struct QuantizedRows {
-    groups: Vec<i32>,
-    pairs: usize,
+    operands: Vec<i16>,
+    half_pairs: usize,
     rows: usize,
     inv_scale: Vec<f32>,
     l1: Vec<f64>,
@@ -535,237 +566,47 @@ struct QuantizedRows {
 impl QuantizedRows {
     fn new(x_block: &[f32], d_in: usize) -> QuantizedRows {
         let rows = x_block.len() / d_in;
-        let pairs = d_in.div_ceil(2);
+        let half_pairs = half_pairs(d_in);
+        let operand_len = half_pairs * 2 * TILE_ROWS;
         let top = ((1u32 << integer_bits(d_in).0) - 1) as f32;
         let mut q = QuantizedRows {
-            groups: vec![0; rows.div_ceil(TILE_ROWS) * pairs * TILE_ROWS],
-            pairs,
+            operands: vec![0; rows.div_ceil(PAIR_ROWS) * PRODUCTS * operand_len],
+            half_pairs,
             rows,
             inv_scale: vec![0.0; rows],
             l1: vec![0.0; rows],
             finite: vec![true; rows],
         };
-        // Padded to whole pairs; the pad stays 0.
-        let mut ints = vec![0i16; pairs * 2];
-        for r in 0..rows {
-            let row = &x_block[r * d_in..][..d_in];
-            let rounded = round_row(row, top, &mut ints[..d_in]);
-            q.finite[r] = rounded.finite;
-            q.inv_scale[r] = 1.0 / rounded.scale;
-            q.l1[r] = row.iter().map(|v| v.abs() as f64).sum();
-            let (g, lane) = (r / TILE_ROWS, r % TILE_ROWS);
-            for (p, pair) in ints.chunks_exact(2).enumerate() {
-                let packed = (pair[0] as u16 as u32) | ((pair[1] as u16 as u32) << 16);
-                q.groups[(g * pairs + p) * TILE_ROWS + lane] = packed as i32;
+        let units = rows.div_ceil(PAIR_ROWS);
+        let mut ints = vec![0i16; d_in];
+        // A pair's two tiles over the whole depth, laid out as the operands (padding stays 0), and its operands.
+        let (mut tiles, mut operands) = (
+            vec![0i16; 2 * 2 * operand_len],
+            vec![0; PRODUCTS * operand_len],
+        );
+        for unit in 0..units {
+            tiles.fill(0);
+            for r in unit * PAIR_ROWS..((unit + 1) * PAIR_ROWS).min(rows) {
+                let row = &x_block[r * d_in..][..d_in];
+                let rounded = round_row(row, top, &mut ints);
+                q.finite[r] = rounded.finite;
+                q.inv_scale[r] = 1.0 / rounded.scale;
+                q.l1[r] = row.iter().map(|v| v.abs() as f64).sum();
+                let (tile, lane) = (r % PAIR_ROWS / TILE_ROWS, r % TILE_ROWS);
+                let tile = &mut tiles[tile * 2 * operand_len..];
+                for (i, &v) in ints.iter().enumerate() {
+                    tile[(i / 2) * 2 * TILE_ROWS + lane * 2 + i % 2] = v;
+                }
+            }
+            let (top_tile, bottom_tile) = tiles.split_at(2 * operand_len);
+            let (a11, a12) = top_tile.split_at(operand_len);
+            let (a21, a22) = bottom_tile.split_at(operand_len);
+            left_operands(a11, a12, a21, a22, &mut operands);
+            for (i, operand) in operands.chunks_exact(operand_len).enumerate() {
+                q.operands[(i * units + unit) * operand_len..][..operand_len]
+                    .copy_from_slice(operand);
             }
         }
         q
-    }
-}
-
-/// Each row's largest approximate values: a buffer of up to `2·kept` (value, latent) pairs and a threshold that
-/// everything dropped so far lies at or below. When a buffer fills, its `rank` largest stay (`kept` at the end of
-/// a row, fewer before: see [`safe_rank`]) and the threshold rises to the smallest of them, so a value costs
-/// O(1) on average.
-struct KeptValues {
-    kept: usize,
-    pairs: Vec<(f32, u32)>,
-    len: Vec<usize>,
-    /// −∞ until a row first drops something.
-    threshold: Vec<f32>,
-}
-
-impl KeptValues {
-    fn new(rows: usize, kept: usize) -> KeptValues {
-        KeptValues {
-            kept,
-            pairs: vec![(0.0, 0); rows * 2 * kept],
-            len: vec![0; rows],
-            threshold: vec![f32::NEG_INFINITY; rows],
-        }
-    }
-
-    #[inline]
-    fn offer(&mut self, r: usize, latent: u32, v: f32, rank: usize) {
-        if v <= self.threshold[r] {
-            return;
-        }
-        self.pairs[r * 2 * self.kept + self.len[r]] = (v, latent);
-        self.len[r] += 1;
-        if self.len[r] == 2 * self.kept {
-            self.shrink(r, rank);
-        }
-    }
-
-    /// Keeps row r's `rank` largest values (if it holds more); the threshold becomes the smallest of them.
-    fn shrink(&mut self, r: usize, rank: usize) {
-        if self.len[r] <= rank {
-            return;
-        }
-        let row = &mut self.pairs[r * 2 * self.kept..][..self.len[r]];
-        row.select_nth_unstable_by(rank - 1, |a, b| b.0.total_cmp(&a.0));
-        self.len[r] = rank;
-        self.threshold[r] = row[rank - 1].0;
-    }
-
-    fn row_mut(&mut self, r: usize) -> &mut [(f32, u32)] {
-        &mut self.pairs[r * 2 * self.kept..][..self.len[r]]
-    }
-}
-
-/// How many of a row's largest approximate values to keep once `seen` of its `latents` values are screened, so
-/// that the threshold rises early rather than only as the buffer fills. The final threshold must stay below
-/// the row's `kept`-th largest value overall (else the row goes the plain route); keeping the `R` largest of
-/// the first `seen` passes that value only if `R` of the overall `kept` largest are among them. The latents'
-/// order carries no information about a row's values, so that count is hypergeometric with mean
-/// λ = kept·seen/latents; R is the smallest with P(Poisson(λ) ≥ R) ≤ 10⁻⁶ (the Poisson tail bounds the
-/// hypergeometric one), and never more than `kept`. Exactness does not rest on this: `pick_candidates` checks the
-/// threshold all the same.
-fn safe_rank(seen: usize, latents: usize, kept: usize) -> usize {
-    let lambda = kept as f64 * seen.min(latents) as f64 / latents.max(1) as f64;
-    let (mut term, mut below) = ((-lambda).exp(), 0.0);
-    for r in 1..kept {
-        // `below` = P(X ≤ r − 1) after adding the term for r − 1.
-        below += term;
-        if 1.0 - below <= 1e-6 {
-            return r;
-        }
-        term *= lambda / r as f64;
-    }
-    kept
-}
-
-/// Latents screened after which every row of a block is shrunk to its [`safe_rank`]: early and geometrically
-/// spaced, when the thresholds have most to gain. On 4096 rows of the README cache at 18,432 latents, values
-/// offered per row fell from 816 to 334 and buffer selections from 7.0 to 4.8.
-const TIGHTEN_AT: [usize; 4] = [64, 256, 1024, 4096];
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2(
-    x: &QuantizedRows,
-    w: &QuantizedEncoder,
-    bias: &[f32],
-    ranks: &[usize],
-    top: &mut KeptValues,
-) {
-    use std::arch::x86_64::*;
-    let pairs = x.pairs;
-    let panel_len = pairs * 2 * TILE_LATENTS;
-    // Each 16-latent panel is read from memory once per block and from cache by every group of rows; a row
-    // meets its latents in ascending order.
-    for (p, panel) in w.panels.chunks_exact(panel_len).enumerate() {
-        let col0 = p * TILE_LATENTS;
-        let valid_cols = TILE_LATENTS.min(w.latents - col0);
-        let (seen, rank) = (col0 + valid_cols, ranks[p]);
-        let col_mask = (1u32 << valid_cols) - 1;
-        let bias0 = _mm256_loadu_ps(bias.as_ptr().add(col0));
-        let bias1 = _mm256_loadu_ps(bias.as_ptr().add(col0 + 8));
-        let inv0 = _mm256_loadu_ps(w.inv_scale.as_ptr().add(col0));
-        let inv1 = _mm256_loadu_ps(w.inv_scale.as_ptr().add(col0 + 8));
-        for (g, group) in x.groups.chunks_exact(pairs * TILE_ROWS).enumerate() {
-            let r0 = g * TILE_ROWS;
-            let tile_rows = TILE_ROWS.min(x.rows - r0);
-            let a = group.as_ptr();
-            let b = panel.as_ptr() as *const __m256i;
-            let mut c = [[_mm256_setzero_si256(); 2]; TILE_ROWS];
-            for q in 0..pairs {
-                let b0 = _mm256_loadu_si256(b.add(2 * q));
-                let b1 = _mm256_loadu_si256(b.add(2 * q + 1));
-                for (r, cr) in c.iter_mut().enumerate() {
-                    let av = _mm256_set1_epi32(*a.add(q * TILE_ROWS + r));
-                    cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(av, b0));
-                    cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(av, b1));
-                }
-            }
-            // Every row's values and which of them beat its threshold first, then one branch for the tile:
-            // once thresholds have risen, most tiles offer nothing.
-            let mut v = [[_mm256_setzero_ps(); 2]; TILE_ROWS];
-            let mut above = [0u32; TILE_ROWS];
-            for (r, cr) in c.iter().enumerate().take(tile_rows) {
-                let row = r0 + r;
-                let s = _mm256_set1_ps(x.inv_scale[row]);
-                v[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cr[0]), _mm256_mul_ps(inv0, s), bias0);
-                v[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cr[1]), _mm256_mul_ps(inv1, s), bias1);
-                let t = _mm256_set1_ps(top.threshold[row]);
-                above[r] = ((_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v[r][0], t)) as u32)
-                    | ((_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v[r][1], t)) as u32) << 8))
-                    & col_mask;
-            }
-            if above.iter().fold(0, |a, &b| a | b) == 0 {
-                continue;
-            }
-            for (r, (vr, &offered)) in v.iter().zip(&above).enumerate() {
-                if offered == 0 {
-                    continue;
-                }
-                let mut vals = [0f32; TILE_LATENTS];
-                _mm256_storeu_ps(vals.as_mut_ptr(), vr[0]);
-                _mm256_storeu_ps(vals.as_mut_ptr().add(8), vr[1]);
-                let mut offered = offered;
-                while offered != 0 {
-                    let j = offered.trailing_zeros() as usize;
-                    offered &= offered - 1;
-                    // `offer` re-checks against the row's threshold, which may have risen within this tile.
-                    top.offer(r0 + r, (col0 + j) as u32, vals[j], rank);
-                }
-            }
-        }
-        if TIGHTEN_AT.contains(&seen) {
-            (0..x.rows).for_each(|r| top.shrink(r, rank));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_rank;
-
-    /// P(X ≥ r) for X hypergeometric: `kept` marked among `latents`, `seen` drawn; in f64 from log-factorials
-    /// (`ln_fact[n]` = ln n!).
-    fn hypergeometric_tail(
-        ln_fact: &[f64],
-        latents: usize,
-        kept: usize,
-        seen: usize,
-        r: usize,
-    ) -> f64 {
-        let ln_choose = |n: usize, k: usize| ln_fact[n] - ln_fact[k] - ln_fact[n - k];
-        (r..=kept.min(seen))
-            .map(|x| {
-                (ln_choose(kept, x) + ln_choose(latents - kept, seen - x)
-                    - ln_choose(latents, seen))
-                .exp()
-            })
-            .sum()
-    }
-
-    #[test]
-    fn safe_rank_bounds_the_chance_of_passing_the_kept_largest() {
-        let ln_fact: Vec<f64> = std::iter::once(0.0)
-            .chain((1..=18432).scan(0.0, |acc, i| {
-                *acc += (i as f64).ln();
-                Some(*acc)
-            }))
-            .collect();
-        for (latents, kept) in [(18432, 96), (4608, 96), (1000, 40)] {
-            let mut last = 0;
-            for seen in (16..=latents).step_by(16).chain([latents]) {
-                let r = safe_rank(seen, latents, kept);
-                assert!(
-                    r >= last && r <= kept,
-                    "{latents} {kept} {seen}: {r} after {last}"
-                );
-                last = r;
-                if r < kept {
-                    let p = hypergeometric_tail(&ln_fact, latents, kept, seen, r);
-                    assert!(p <= 1e-6, "{latents} {kept} {seen}: rank {r}, P = {p:e}");
-                }
-            }
-            assert_eq!(safe_rank(latents, latents, kept), kept);
-        }
-        // Early on, it keeps far fewer than `kept`: the point of it.
-        assert!(safe_rank(64, 18432, 96) <= 8);
-        assert!(safe_rank(4096, 18432, 96) < 60);
     }
 }
