@@ -4,12 +4,12 @@
 //! The product `x'·W_encᵀ` is first computed approximately: x' rows and W_enc rows are rounded to integers of
 //! 11 and 10 bits (for d_in = 576; fewer as d_in grows, so that no i32 sum can overflow) and multiplied with
 //! `vpmaddwd`, which does twice the multiply-adds of an f32 FMA per instruction. The integer product is formed
-//! with one level of Strassen's scheme ([`strassen`]): each pair of 6-row tiles against each panel of two
-//! 16-latent tiles takes seven half-depth tile products instead of eight, exact in integers. The products of a
-//! unit are combined into its four tiles right away; scales and b_enc are applied there, and a value goes further
-//! only when it beats its row's threshold (a value the row has already beaten a few times, raised as its latents
-//! are screened: see `safe_rank`). So the `rows × latents` matrix (300 MB at batch 4096 and 18,432 latents) is
-//! never written, and selection costs about one compare per value ([`screen`]).
+//! with two levels of Strassen's scheme ([`strassen`]): each unit of 4 × 6 rows against each panel of 4 × 16
+//! latents takes 49 tile products a quarter of the depth deep instead of 64, exact in integers. A unit's products
+//! are combined into its 16 tiles right away; scales and b_enc are applied there, and a value goes further only
+//! when it beats its row's threshold (a value the row has already beaten a few times, raised as its latents are
+//! screened: see `safe_rank`). So the `rows × latents` matrix (300 MB at batch 4096 and 18,432 latents) is never
+//! written, and selection costs about one compare per value ([`screen`]).
 //!
 //! The rounding error of every approximate value is bounded (`ε`, per row, from the scales and L1 norms, plus
 //! f32 rounding). A latent can be among the exact top k only if its approximate value is at least
@@ -21,7 +21,7 @@
 //! the exact TopK of the f32 values, whichever route a row took.
 //!
 //! The rounded W_enc ([`QuantizedEncoder`]) is a copy, kept as Strassen's operands: training rounds each panel
-//! of 32 latents again right after Adam updates it ([`PanelSlot::round`]); a fixed coder (eval, interp) rounds it
+//! of 64 latents again right after Adam updates it ([`PanelSlot::round`]); a fixed coder (eval, interp) rounds it
 //! once.
 
 mod screen;
@@ -33,16 +33,17 @@ use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use screen::block_avx2;
 use screen::{safe_rank, KeptValues};
-use strassen::{left_operands, right_operands, PRODUCTS};
+use strassen::{operands, Side, SPLIT, UNIT_PRODUCTS};
 
 /// Rows and latents of one register tile.
 const TILE_ROWS: usize = 6;
 const TILE_LATENTS: usize = 16;
-/// Strassen's unit (see [`strassen`]): a pair of row tiles against a panel of two latent tiles.
-const PAIR_ROWS: usize = 2 * TILE_ROWS;
-const PANEL_LATENTS: usize = 2 * TILE_LATENTS;
-/// Rows per task: W_enc's operands stream from memory once per task, the rows' operands stay in cache.
-const BLOCK_ROWS: usize = 240;
+/// Strassen's unit (see [`strassen`]): `SPLIT` row tiles against a panel of `SPLIT` latent tiles.
+const UNIT_ROWS: usize = SPLIT * TILE_ROWS;
+const PANEL_LATENTS: usize = SPLIT * TILE_LATENTS;
+/// Rows per task: W_enc's operands (3× W_enc at two levels) stream from memory once per task, the rows'
+/// operands (1.8 MB at 576 rows) from L3. In-process A/B runs: 576 ahead of 96–384 and of 1024.
+const BLOCK_ROWS: usize = 576;
 /// Approximate values kept per row beyond k, so that the candidates of a row are all kept: with 32, 1–2 % of
 /// the rows of a training step had more candidates than that and took the plain route; with 64, 2 rows in 6 steps
 /// (0–7 rows of 4096 per step, once thresholds are raised early by `safe_rank`).
@@ -64,18 +65,20 @@ pub fn available() -> bool {
 }
 
 /// Bits (magnitude, sign excluded) of the rounded inputs and weights for `d_in` products per sum: their
-/// products summed over the padded depth stay below 2³¹, and each is at most 14, so that the sum or difference
-/// of two (Strassen's operands) fits an i16.
+/// products summed over the padded depth stay below 2³¹, and each is at most 15 − LEVELS, so that Strassen's
+/// operands (sums of up to `SPLIT` values) fit an i16.
 fn integer_bits(d_in: usize) -> (u32, u32) {
     let depth = d_in.next_multiple_of(2).max(2);
     let total = 31 - depth.next_power_of_two().trailing_zeros();
-    let input_bits = total.div_ceil(2).min(14);
-    (input_bits, (total - input_bits).min(14))
+    let most = 15 - strassen::LEVELS;
+    let input_bits = total.div_ceil(2).min(most);
+    (input_bits, (total - input_bits).min(most))
 }
 
-/// Pairs of input positions in each half of the depth: `d_in` padded to whole pairs, then to two equal halves.
-fn half_pairs(d_in: usize) -> usize {
-    d_in.div_ceil(2).div_ceil(2)
+/// Pairs of input positions in each of the `SPLIT` parts of the depth: `d_in` padded to whole pairs, then to
+/// equal parts.
+fn part_pairs(d_in: usize) -> usize {
+    d_in.div_ceil(2).div_ceil(SPLIT)
 }
 
 /// W_enc `[latents × d_in]` rounded to integers per latent and rearranged for the kernel, with what the error
@@ -85,9 +88,9 @@ fn half_pairs(d_in: usize) -> usize {
 pub struct QuantizedEncoder {
     d_in: usize,
     latents: usize,
-    half_pairs: usize,
-    /// For each panel of 32 latents, Strassen's seven right operands one after another, each holding, for each
-    /// pair of input positions of a half, its 16 latents' two values.
+    part_pairs: usize,
+    /// For each panel of 64 latents, Strassen's right operands one after another (see [`strassen::operands`]),
+    /// each holding, for each pair of input positions of a part, its 16 latents' two values.
     operands: Vec<i16>,
     /// 1 / scale of each latent, padded with zeros to whole panels.
     inv_scale: Vec<f32>,
@@ -125,7 +128,7 @@ impl Bounds {
     }
 }
 
-/// One panel of a [`QuantizedEncoder`]: the rounded weights of 32 latents (fewer in the last panel).
+/// One panel of a [`QuantizedEncoder`]: the rounded weights of 64 latents (fewer in the last panel).
 pub struct PanelSlot<'q> {
     d_in: usize,
     operands: &'q mut [i16],
@@ -139,14 +142,14 @@ impl PanelSlot<'_> {
         let d_in = self.d_in;
         assert!(rows.len() % d_in == 0 && rows.len() / d_in <= PANEL_LATENTS);
         let top = ((1u32 << integer_bits(d_in).1) - 1) as f32;
-        let operand_len = half_pairs(d_in) * 2 * TILE_LATENTS;
-        // The panel's two tiles over the whole depth, laid out as the operands; padding stays 0.
-        let mut tiles = vec![0i16; 2 * 2 * operand_len];
+        let pairs = part_pairs(d_in) * SPLIT;
+        // The panel's tiles over the whole depth, laid out as the operands; padding stays 0.
+        let mut tiles = vec![0i16; SPLIT * pairs * 2 * TILE_LATENTS];
         let mut q = vec![0i16; d_in];
         let mut bounds = Bounds::NONE;
         for (j, row) in rows.chunks_exact(d_in).enumerate() {
             let rounded = round_row(row, top, &mut q);
-            let tile = &mut tiles[j / TILE_LATENTS * 2 * operand_len..];
+            let tile = &mut tiles[j / TILE_LATENTS * pairs * 2 * TILE_LATENTS..];
             for (i, &q) in q.iter().enumerate() {
                 tile[(i / 2) * 2 * TILE_LATENTS + j % TILE_LATENTS * 2 + i % 2] = q;
             }
@@ -159,10 +162,16 @@ impl PanelSlot<'_> {
                 finite: rounded.finite,
             });
         }
-        let (left, right) = tiles.split_at(2 * operand_len);
-        let (b11, b21) = left.split_at(operand_len);
-        let (b12, b22) = right.split_at(operand_len);
-        right_operands(b11, b12, b21, b22, self.operands);
+        let lane_len = 2 * TILE_LATENTS;
+        operands(
+            Side::Right,
+            &tiles,
+            SPLIT,
+            pairs,
+            lane_len,
+            strassen::LEVELS,
+            self.operands,
+        );
         *self.bounds = bounds;
     }
 }
@@ -173,12 +182,14 @@ impl QuantizedEncoder {
         assert!(available(), "the fused encoder needs AVX2 and FMA");
         assert_eq!(w_enc.len(), latents * d_in);
         let n_panels = latents.div_ceil(PANEL_LATENTS);
-        let half_pairs = half_pairs(d_in);
+        let part_pairs = part_pairs(d_in);
         let mut q = QuantizedEncoder {
             d_in,
             latents,
-            half_pairs,
-            operands: crate::huge_pages::zeros(n_panels * PRODUCTS * half_pairs * 2 * TILE_LATENTS),
+            part_pairs,
+            operands: crate::huge_pages::zeros(
+                n_panels * UNIT_PRODUCTS * part_pairs * 2 * TILE_LATENTS,
+            ),
             inv_scale: vec![0.0; n_panels * PANEL_LATENTS],
             panel_bounds: vec![Bounds::NONE; n_panels],
             all: Bounds::NONE,
@@ -200,7 +211,7 @@ impl QuantizedEncoder {
     pub fn slots(&mut self) -> Vec<PanelSlot<'_>> {
         let d_in = self.d_in;
         self.operands
-            .chunks_mut(PRODUCTS * self.half_pairs * 2 * TILE_LATENTS)
+            .chunks_mut(UNIT_PRODUCTS * self.part_pairs * 2 * TILE_LATENTS)
             .zip(self.inv_scale.chunks_mut(PANEL_LATENTS))
             .zip(self.panel_bounds.iter_mut())
             .map(|((operands, inv_scale), bounds)| PanelSlot {
@@ -356,21 +367,21 @@ struct Candidates {
     plain: Vec<usize>,
 }
 
-/// The rows as `(first, end)` blocks of about [`BLOCK_ROWS`] rows, whole pairs of tiles each: as many as a
-/// multiple of the threads, and of sizes that differ by at most one pair, so that no thread is left waiting for
-/// another at the end.
+/// The rows as `(first, end)` blocks of about [`BLOCK_ROWS`] rows, whole units each: as many as a multiple of
+/// the threads, and of sizes that differ by at most one unit, so that no thread is left waiting for another at
+/// the end.
 fn blocks(rows: usize) -> Vec<(usize, usize)> {
-    let units = rows.div_ceil(PAIR_ROWS);
+    let units = rows.div_ceil(UNIT_ROWS);
     let threads = rayon::current_num_threads().max(1);
     let n = units
-        .div_ceil(BLOCK_ROWS / PAIR_ROWS)
+        .div_ceil(BLOCK_ROWS / UNIT_ROWS)
         .next_multiple_of(threads)
         .min(units.max(1));
     (0..n)
         .map(|b| {
             (
-                (b * units / n * PAIR_ROWS).min(rows),
-                ((b + 1) * units / n * PAIR_ROWS).min(rows),
+                (b * units / n * UNIT_ROWS).min(rows),
+                ((b + 1) * units / n * UNIT_ROWS).min(rows),
             )
         })
         .collect()
@@ -551,12 +562,12 @@ unsafe fn round_scaled(v: &[f32], scale: f32, out: &mut [i16]) -> u64 {
     unreachable!("the fused encoder runs on x86-64 only")
 }
 
-/// A block's rows rounded to integers, with each row's 1/scale, L1 norm and finiteness. Strassen's seven left
-/// operands, each for every pair of row tiles in turn (so that a product streams through memory in order),
-/// each holding, for each pair of input positions of a half, its 6 rows' two values (read as one i32).
+/// A block's rows rounded to integers, with each row's 1/scale, L1 norm and finiteness. Strassen's left
+/// operands, each for every unit of rows in turn (so that a product streams through memory in order), each
+/// holding, for each pair of input positions of a part, its 6 rows' two values (read as one i32).
 struct QuantizedRows {
     operands: Vec<i16>,
-    half_pairs: usize,
+    part_pairs: usize,
     rows: usize,
     inv_scale: Vec<f32>,
     l1: Vec<f64>,
@@ -566,43 +577,47 @@ struct QuantizedRows {
 impl QuantizedRows {
     fn new(x_block: &[f32], d_in: usize) -> QuantizedRows {
         let rows = x_block.len() / d_in;
-        let half_pairs = half_pairs(d_in);
-        let operand_len = half_pairs * 2 * TILE_ROWS;
+        let part_pairs = part_pairs(d_in);
+        let (pairs, lane_len) = (part_pairs * SPLIT, 2 * TILE_ROWS);
+        let operand_len = part_pairs * lane_len;
         let top = ((1u32 << integer_bits(d_in).0) - 1) as f32;
+        let units = rows.div_ceil(UNIT_ROWS);
         let mut q = QuantizedRows {
-            operands: vec![0; rows.div_ceil(PAIR_ROWS) * PRODUCTS * operand_len],
-            half_pairs,
+            operands: vec![0; units * UNIT_PRODUCTS * operand_len],
+            part_pairs,
             rows,
             inv_scale: vec![0.0; rows],
             l1: vec![0.0; rows],
             finite: vec![true; rows],
         };
-        let units = rows.div_ceil(PAIR_ROWS);
         let mut ints = vec![0i16; d_in];
-        // A pair's two tiles over the whole depth, laid out as the operands (padding stays 0), and its operands.
-        let (mut tiles, mut operands) = (
-            vec![0i16; 2 * 2 * operand_len],
-            vec![0; PRODUCTS * operand_len],
-        );
+        // A unit's tiles over the whole depth, laid out as the operands (padding stays 0), and its operands.
+        let mut tiles = vec![0i16; SPLIT * pairs * lane_len];
+        let mut unit_operands = vec![0; UNIT_PRODUCTS * operand_len];
         for unit in 0..units {
             tiles.fill(0);
-            for r in unit * PAIR_ROWS..((unit + 1) * PAIR_ROWS).min(rows) {
+            for r in unit * UNIT_ROWS..((unit + 1) * UNIT_ROWS).min(rows) {
                 let row = &x_block[r * d_in..][..d_in];
                 let rounded = round_row(row, top, &mut ints);
                 q.finite[r] = rounded.finite;
                 q.inv_scale[r] = 1.0 / rounded.scale;
                 q.l1[r] = row.iter().map(|v| v.abs() as f64).sum();
-                let (tile, lane) = (r % PAIR_ROWS / TILE_ROWS, r % TILE_ROWS);
-                let tile = &mut tiles[tile * 2 * operand_len..];
+                let (tile, lane) = (r % UNIT_ROWS / TILE_ROWS, r % TILE_ROWS);
+                let tile = &mut tiles[tile * pairs * lane_len..];
                 for (i, &v) in ints.iter().enumerate() {
-                    tile[(i / 2) * 2 * TILE_ROWS + lane * 2 + i % 2] = v;
+                    tile[(i / 2) * lane_len + lane * 2 + i % 2] = v;
                 }
             }
-            let (top_tile, bottom_tile) = tiles.split_at(2 * operand_len);
-            let (a11, a12) = top_tile.split_at(operand_len);
-            let (a21, a22) = bottom_tile.split_at(operand_len);
-            left_operands(a11, a12, a21, a22, &mut operands);
-            for (i, operand) in operands.chunks_exact(operand_len).enumerate() {
+            operands(
+                Side::Left,
+                &tiles,
+                SPLIT,
+                pairs,
+                lane_len,
+                strassen::LEVELS,
+                &mut unit_operands,
+            );
+            for (i, operand) in unit_operands.chunks_exact(operand_len).enumerate() {
                 q.operands[(i * units + unit) * operand_len..][..operand_len]
                     .copy_from_slice(operand);
             }

@@ -1,10 +1,10 @@
 //! The screen's kernel and state: each row's largest approximate values ([`KeptValues`]) with the threshold
 //! they set, how early that threshold may rise ([`safe_rank`]), and the AVX2 loop that computes the integer
-//! products tile by tile (seven half-depth products per unit, see [`super::strassen`]) and offers the values
-//! that beat their row's threshold.
+//! products tile by tile (49 products a quarter of the depth deep per unit of 4 × 4 tiles, see
+//! [`super::strassen`]) and offers the values that beat their row's threshold.
 
-use super::strassen::{self, combine, PRODUCTS};
-use super::{QuantizedEncoder, QuantizedRows, PAIR_ROWS, PANEL_LATENTS, TILE_LATENTS, TILE_ROWS};
+use super::strassen::{self, combine_unit, SPLIT, UNIT_PRODUCTS};
+use super::{QuantizedEncoder, QuantizedRows, PANEL_LATENTS, TILE_LATENTS, TILE_ROWS, UNIT_ROWS};
 
 /// Each row's largest approximate values: a buffer of up to `2·kept` (value, latent) pairs and a threshold that
 /// everything dropped so far lies at or below. When a buffer fills, its `rank` largest stay (`kept` at the end of
@@ -84,9 +84,9 @@ pub(super) fn safe_rank(seen: usize, latents: usize, kept: usize) -> usize {
 const TIGHTEN_AT: [usize; 4] = [64, 256, 1024, 4096];
 
 /// Screens a block's rows against every latent, offering each value that beats its row's threshold to `top`.
-/// For each panel, the seven products of every pair of row tiles first (each right operand stays in cache
-/// for all of them), then each pair's four tiles combined and offered. A row meets its latents in ascending
-/// order, as the 16-latent tiles' `ranks` assume.
+/// For each panel, every product of every unit of rows first (each right operand stays in cache for all of
+/// them), then each unit's tiles combined and offered. A row meets its latents in ascending order, as the
+/// 16-latent tiles' `ranks` assume.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn block_avx2(
@@ -97,26 +97,30 @@ pub(super) unsafe fn block_avx2(
     top: &mut KeptValues,
 ) {
     use std::arch::x86_64::*;
-    let half = x.half_pairs;
-    let (left_len, right_len) = (half * 2 * TILE_ROWS, half * 2 * TILE_LATENTS);
-    let units = x.operands.len() / (PRODUCTS * left_len);
-    let mut products = vec![[[0i32; TILE_LATENTS]; TILE_ROWS]; units * PRODUCTS];
-    for (p, right) in w.operands.chunks_exact(PRODUCTS * right_len).enumerate() {
+    let part = x.part_pairs;
+    let (left_len, right_len) = (part * 2 * TILE_ROWS, part * 2 * TILE_LATENTS);
+    let units = x.operands.len() / (UNIT_PRODUCTS * left_len);
+    let mut products = vec![[[0i32; TILE_LATENTS]; TILE_ROWS]; units * UNIT_PRODUCTS];
+    for (p, right) in w
+        .operands
+        .chunks_exact(UNIT_PRODUCTS * right_len)
+        .enumerate()
+    {
         for (i, b) in right.chunks_exact(right_len).enumerate() {
             for (unit, left) in x.operands[i * units * left_len..][..units * left_len]
                 .chunks_exact(left_len)
                 .enumerate()
             {
-                let c = tile_product(left.as_ptr(), b.as_ptr(), half);
-                let out = &mut products[unit * PRODUCTS + i];
+                let c = tile_product(left.as_ptr(), b.as_ptr(), part);
+                let out = &mut products[unit * UNIT_PRODUCTS + i];
                 for (o, cr) in out.iter_mut().zip(&c) {
                     _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, cr[0]);
                     _mm256_storeu_si256(o.as_mut_ptr().add(8) as *mut __m256i, cr[1]);
                 }
             }
         }
-        let cols: [TileColumns; 2] = std::array::from_fn(|t| {
-            let tile = 2 * p + t;
+        let cols: [TileColumns; SPLIT] = std::array::from_fn(|t| {
+            let tile = SPLIT * p + t;
             let col0 = tile * TILE_LATENTS;
             TileColumns {
                 col0,
@@ -126,31 +130,31 @@ pub(super) unsafe fn block_avx2(
                 bias: bias[col0..][..TILE_LATENTS].try_into().unwrap(),
             }
         });
-        for (unit, m) in products.chunks_exact(PRODUCTS).enumerate() {
-            screen_unit(x, m, unit * PAIR_ROWS, &cols, top);
+        for (unit, m) in products.chunks_exact(UNIT_PRODUCTS).enumerate() {
+            screen_unit(x, m.try_into().unwrap(), unit * UNIT_ROWS, &cols, top);
         }
         let seen = ((p + 1) * PANEL_LATENTS).min(w.latents);
         if TIGHTEN_AT.contains(&seen) {
-            (0..x.rows).for_each(|r| top.shrink(r, ranks[2 * p + 1]));
+            (0..x.rows).for_each(|r| top.shrink(r, ranks[SPLIT * p + SPLIT - 1]));
         }
     }
 }
 
-/// One half-depth product of a row tile's operand (`left`) and a latent tile's (`right`), `half` pairs of input
-/// positions deep, in i32 that wrap.
+/// One product of a row tile's operand (`left`) and a latent tile's (`right`), `pairs` pairs of input positions
+/// deep, in i32 that wrap.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn tile_product(
     left: *const i16,
     right: *const i16,
-    half: usize,
+    pairs: usize,
 ) -> [[std::arch::x86_64::__m256i; 2]; TILE_ROWS] {
     use std::arch::x86_64::*;
     let b = right as *const __m256i;
     let a = left as *const i32;
     let mut c = [[_mm256_setzero_si256(); 2]; TILE_ROWS];
-    for q in 0..half {
+    for q in 0..pairs {
         let b0 = _mm256_loadu_si256(b.add(2 * q));
         let b1 = _mm256_loadu_si256(b.add(2 * q + 1));
         for (r, cr) in c.iter_mut().enumerate() {
@@ -174,7 +178,7 @@ struct TileColumns {
     bias: [f32; TILE_LATENTS],
 }
 
-/// i32 lanes that wrap, for [`combine`].
+/// i32 lanes that wrap, for [`combine_unit`].
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Lanes(std::arch::x86_64::__m256i);
@@ -193,18 +197,17 @@ impl strassen::Wrapping for Lanes {
     }
 }
 
-/// Combines the seven products `m` of the pair of row tiles from `first_row` into its four tiles of values
-/// (scales and b_enc applied) and offers those that beat their row's threshold. Every value's mask first, then
-/// one branch for the pair: once thresholds have risen, most pairs offer nothing, and the few values offered
-/// are recomputed one by one, the same way.
+/// Combines the products `m` of the unit of rows from `first_row` into its tiles of values (scales and b_enc
+/// applied) and offers those that beat their row's threshold. Every value's mask first, then one branch for
+/// the unit: once thresholds have risen, most units offer nothing.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn screen_unit(
     x: &QuantizedRows,
-    m: &[[[i32; TILE_LATENTS]; TILE_ROWS]],
+    m: &[[[i32; TILE_LATENTS]; TILE_ROWS]; UNIT_PRODUCTS],
     first_row: usize,
-    cols: &[TileColumns; 2],
+    cols: &[TileColumns; SPLIT],
     top: &mut KeptValues,
 ) {
     use std::arch::x86_64::*;
@@ -213,52 +216,64 @@ unsafe fn screen_unit(
         cols.each_ref().map(|c| lanes(&c.inv_scale)),
         cols.each_ref().map(|c| lanes(&c.bias)),
     );
-    // Quarter q holds the rows of tile q / 2 against the latents of tile q % 2.
-    let mut above = [[0u32; TILE_ROWS]; 4];
-    for (tile, above) in above.chunks_exact_mut(2).enumerate() {
-        for r in 0..TILE_ROWS {
-            let row = first_row + tile * TILE_ROWS + r;
-            if row >= x.rows {
-                break;
+    // above[t][u][r]: the mask of row r of row tile t against latent tile u; values[t][u][r], its values.
+    let mut above = [[[0u32; TILE_ROWS]; SPLIT]; SPLIT];
+    let mut values = [[[[0f32; TILE_LATENTS]; TILE_ROWS]; SPLIT]; SPLIT];
+    for r in 0..TILE_ROWS {
+        if first_row + r >= x.rows {
+            break;
+        }
+        // A row past the end gets threshold +∞, so none of its values is offered.
+        let row_scale_threshold: [(__m256, __m256); SPLIT] = std::array::from_fn(|t| {
+            let row = first_row + t * TILE_ROWS + r;
+            if row < x.rows {
+                (
+                    _mm256_set1_ps(x.inv_scale[row]),
+                    _mm256_set1_ps(top.threshold[row]),
+                )
+            } else {
+                (_mm256_setzero_ps(), _mm256_set1_ps(f32::INFINITY))
             }
-            let (s, t) = (
-                _mm256_set1_ps(x.inv_scale[row]),
-                _mm256_set1_ps(top.threshold[row]),
-            );
-            for h in 0..2 {
-                let c = combine(std::array::from_fn(|i| {
-                    Lanes(_mm256_loadu_si256(
-                        m[i][r].as_ptr().add(8 * h) as *const __m256i
-                    ))
-                }));
-                for (latents, above) in above.iter_mut().enumerate() {
+        });
+        for h in 0..2 {
+            let c = combine_unit(&std::array::from_fn(|i| {
+                Lanes(_mm256_loadu_si256(
+                    m[i][r].as_ptr().add(8 * h) as *const __m256i
+                ))
+            }));
+            for (t, (s, threshold)) in row_scale_threshold.into_iter().enumerate() {
+                for u in 0..SPLIT {
                     let v = _mm256_fmadd_ps(
-                        _mm256_cvtepi32_ps(c[2 * tile + latents].0),
-                        _mm256_mul_ps(inv_scale[latents][h], s),
-                        bias[latents][h],
+                        _mm256_cvtepi32_ps(c[t][u].0),
+                        _mm256_mul_ps(inv_scale[u][h], s),
+                        bias[u][h],
                     );
-                    above[r] |=
-                        (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, t)) as u32) << (8 * h);
+                    above[t][u][r] |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, threshold))
+                        as u32)
+                        << (8 * h);
+                    _mm256_storeu_ps(values[t][u][r].as_mut_ptr().add(8 * h), v);
                 }
             }
         }
     }
-    if above.iter().flatten().fold(0, |a, &b| a | b) == 0 {
+    if above.iter().flatten().flatten().fold(0, |a, &b| a | b) == 0 {
         return;
     }
-    for (q, above) in above.iter().enumerate() {
-        let col = &cols[q % 2];
-        for (r, &offered) in above.iter().enumerate() {
-            let row = first_row + q / 2 * TILE_ROWS + r;
-            let mut offered = offered & col.mask;
-            while offered != 0 {
-                let j = offered.trailing_zeros() as usize;
-                offered &= offered - 1;
-                let c = combine(std::array::from_fn(|i| m[i][r][j]))[q];
-                let latent = col.col0 + j;
-                // As the lanes above: the f32 product rounded, then one fused multiply-add.
-                let v = (c as f32).mul_add(col.inv_scale[j] * x.inv_scale[row], col.bias[j]);
-                top.offer(row, latent as u32, v, col.rank);
+    // Each row's latents in ascending order: its tiles left to right.
+    for (t, (above, values)) in above.iter().zip(&values).enumerate() {
+        for ((above, values), col) in above.iter().zip(values).zip(cols) {
+            for (r, (&offered, values)) in above.iter().zip(values).enumerate() {
+                let mut offered = offered & col.mask;
+                while offered != 0 {
+                    let j = offered.trailing_zeros() as usize;
+                    offered &= offered - 1;
+                    top.offer(
+                        first_row + t * TILE_ROWS + r,
+                        (col.col0 + j) as u32,
+                        values[j],
+                        col.rank,
+                    );
+                }
             }
         }
     }

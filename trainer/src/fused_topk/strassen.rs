@@ -1,21 +1,90 @@
-//! One level of Strassen's scheme for the screen's integer product: seven half-depth products instead of eight.
+//! Strassen's scheme for the screen's integer product, two levels deep: 49 tile products instead of 64.
 //!
-//! The unit is a pair of row tiles (top T, bottom U) against a panel of two latent tiles (left P, right Q), with
-//! the depth in halves 1 and 2. In Strassen's notation `A11 = x[T, 1]`, `A12 = x[T, 2]`, `A21 = x[U, 1]`,
-//! `A22 = x[U, 2]`, `B11 = W[P, 1]ᵀ`, `B12 = W[Q, 1]ᵀ`, `B21 = W[P, 2]ᵀ`, `B22 = W[Q, 2]ᵀ`, and the wanted
-//! `C11 = C[T, P]`, `C12 = C[T, Q]`, `C21 = C[U, P]`, `C22 = C[U, Q]`, each a sum over both halves.
+//! One level takes a block of row tiles (top half T, bottom half U) against a block of latent tiles (left P,
+//! right Q), with the depth in halves 1 and 2. In Strassen's notation `A11 = x[T, 1]`, `A12 = x[T, 2]`,
+//! `A21 = x[U, 1]`, `A22 = x[U, 2]`, `B11 = W[P, 1]ᵀ`, `B12 = W[Q, 1]ᵀ`, `B21 = W[P, 2]ᵀ`, `B22 = W[Q, 2]ᵀ`, and
+//! the wanted `C11 = C[T, P]`, `C12 = C[T, Q]`, `C21 = C[U, P]`, `C22 = C[U, Q]`, each a sum over both halves,
+//! come from seven products of sums of quarters instead of eight. Each of those seven is again such a product,
+//! half as wide and half as deep, and takes the second level. The screen's unit is 4 row tiles against 4
+//! latent tiles, the depth in 4 parts: 49 products of one tile by one tile, a part deep.
 //!
-//! In integers it is exact, not an approximation: the operand sums stay within i16 because the rounded values
-//! have at most 14 bits of magnitude, and the half-depth products, which may exceed i32, wrap modulo 2³²; sums
-//! and differences modulo 2³² give the true quarter products whenever those fit an i32, as the screen's bit
+//! In integers it is exact, not an approximation: an operand is a sum of up to 4 rounded values, which stays
+//! within i16 because those have at most 13 bits of magnitude; the products, which may exceed i32, wrap modulo
+//! 2³², and sums and differences modulo 2³² give the true values whenever those fit an i32, as the screen's bit
 //! budget makes sure. So the screen's values are the same, bit for bit, as those of the plain integer product.
 
-/// Half-depth products per unit.
+/// Products per level of the scheme.
 pub const PRODUCTS: usize = 7;
+/// Levels of the scheme the screen uses: a unit is `SPLIT` row tiles against `SPLIT` latent tiles, the depth in
+/// `SPLIT` parts, and takes `UNIT_PRODUCTS` tile products one part deep instead of `SPLIT³`.
+pub const LEVELS: u32 = 2;
+pub const SPLIT: usize = 1 << LEVELS;
+pub const UNIT_PRODUCTS: usize = PRODUCTS.pow(LEVELS);
 
-/// The seven left operands of a pair of row tiles from their four quarters (equal lengths, any layout shared by
+/// Which side of the product a matrix is: rows of x (left) or latents of W_enc (right).
+#[derive(Clone, Copy)]
+pub enum Side {
+    Left,
+    Right,
+}
+
+/// Strassen's operands `levels` deep of one side. `m` holds `tiles` tiles over `pairs` pairs of input
+/// positions, laid out `[tile][pair][lane_len]`. `out` receives `7^levels` operands one after another, each of
+/// `tiles / 2^levels` tiles over `pairs / 2^levels` pairs in the same layout: operand `7·i + j` is operand `j`
+/// of the level below, formed from the level-one operand `i`.
+pub fn operands(
+    side: Side,
+    m: &[i16],
+    tiles: usize,
+    pairs: usize,
+    lane_len: usize,
+    levels: u32,
+    out: &mut [i16],
+) {
+    if levels == 0 {
+        out.copy_from_slice(m);
+        return;
+    }
+    let (half_tiles, half_pairs) = (tiles / 2, pairs / 2);
+    let quarter_len = half_tiles * half_pairs * lane_len;
+    // The quarter of tile half `th` and depth half `dh`, laid out as `m`.
+    let quarter = |th: usize, dh: usize| -> Vec<i16> {
+        let mut q = Vec::with_capacity(quarter_len);
+        for t in th * half_tiles..(th + 1) * half_tiles {
+            q.extend_from_slice(
+                &m[(t * pairs + dh * half_pairs) * lane_len..][..half_pairs * lane_len],
+            );
+        }
+        q
+    };
+    let (q00, q01, q10, q11) = (quarter(0, 0), quarter(0, 1), quarter(1, 0), quarter(1, 1));
+    let mut level = vec![0i16; PRODUCTS * quarter_len];
+    match side {
+        // A11 = top rows × first half of the depth, A12 = top × second, A21 = bottom × first, A22.
+        Side::Left => left_operands(&q00, &q01, &q10, &q11, &mut level),
+        // B11 = left latents × first half, B12 = right × first, B21 = left × second, B22.
+        Side::Right => right_operands(&q00, &q10, &q01, &q11, &mut level),
+    }
+    let below = out.len() / PRODUCTS;
+    for (operand, out) in level
+        .chunks_exact(quarter_len)
+        .zip(out.chunks_exact_mut(below))
+    {
+        operands(
+            side,
+            operand,
+            half_tiles,
+            half_pairs,
+            lane_len,
+            levels - 1,
+            out,
+        );
+    }
+}
+
+/// The seven left operands of a block of row tiles from its four quarters (equal lengths, any layout shared by
 /// all four), written one after another into `out` (7 × the quarter's length).
-pub fn left_operands(a11: &[i16], a12: &[i16], a21: &[i16], a22: &[i16], out: &mut [i16]) {
+fn left_operands(a11: &[i16], a12: &[i16], a21: &[i16], a22: &[i16], out: &mut [i16]) {
     let mut ops = out.chunks_exact_mut(a11.len());
     let mut next = || ops.next().expect("room for seven operands");
     add(next(), a11, a22); // M1 = (A11 + A22)(B11 + B22)
@@ -28,7 +97,7 @@ pub fn left_operands(a11: &[i16], a12: &[i16], a21: &[i16], a22: &[i16], out: &m
 }
 
 /// The seven right operands of a panel from the four quarters of its weights, as [`left_operands`].
-pub fn right_operands(b11: &[i16], b12: &[i16], b21: &[i16], b22: &[i16], out: &mut [i16]) {
+fn right_operands(b11: &[i16], b12: &[i16], b21: &[i16], b22: &[i16], out: &mut [i16]) {
     let mut ops = out.chunks_exact_mut(b11.len());
     let mut next = || ops.next().expect("room for seven operands");
     add(next(), b11, b22);
@@ -59,7 +128,7 @@ impl Wrapping for i32 {
 
 /// The four quarter products `[C11, C12, C21, C22]` from the seven products, modulo 2³².
 #[inline(always)]
-pub fn combine<T: Wrapping>(m: [T; PRODUCTS]) -> [T; 4] {
+fn combine<T: Wrapping>(m: [T; PRODUCTS]) -> [T; 4] {
     let [m1, m2, m3, m4, m5, m6, m7] = m;
     [
         m1.plus(m4).minus(m5).plus(m7),
@@ -67,6 +136,19 @@ pub fn combine<T: Wrapping>(m: [T; PRODUCTS]) -> [T; 4] {
         m2.plus(m4),
         m1.minus(m2).plus(m3).plus(m6),
     ]
+}
+
+/// The `SPLIT × SPLIT` tiles of a unit, `[row tile][latent tile]`, from its products as [`operands`] orders
+/// them (two levels): each level-one product's four quarters first, then the unit's from those.
+#[inline(always)]
+pub fn combine_unit<T: Wrapping>(p: &[T; UNIT_PRODUCTS]) -> [[T; SPLIT]; SPLIT] {
+    const { assert!(LEVELS == 2) };
+    // m[i][q]: quarter q (row half · 2 + latent half, within the level-one block) of level-one product i.
+    let m: [[T; 4]; PRODUCTS] =
+        std::array::from_fn(|i| combine(std::array::from_fn(|j| p[PRODUCTS * i + j])));
+    // c[q][b]: quarter q of the unit's block b.
+    let c: [[T; 4]; 4] = std::array::from_fn(|q| combine(std::array::from_fn(|i| m[i][q])));
+    std::array::from_fn(|t| std::array::from_fn(|u| c[t % 2 * 2 + u % 2][t / 2 * 2 + u / 2]))
 }
 
 fn add(out: &mut [i16], x: &[i16], y: &[i16]) {
@@ -87,18 +169,18 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// Against the plain product, with values at the top of the 14-bit range and a depth at which the
-    /// half-depth products overflow i32 while the quarter products do not.
+    /// Against the plain product, with values at the top of the range the screen allows (13 bits for two
+    /// levels) and a depth at which the one-part products overflow i32 while the unit's values do not.
     #[test]
-    fn seven_products_give_the_plain_product() {
+    fn the_unit_products_give_the_plain_product() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let (rows, latents, half) = (3, 4, 20);
-        let top = (1 << 14) - 1;
+        // Tiles of 2 rows and 3 latents, each lane two values per pair; the depth in 4 parts of 8 pairs.
+        let (rows, latents, pairs) = (2, 3, 32);
+        let top = (1 << (15 - LEVELS)) - 1;
         let (mut checked, mut wrapped) = (0, 0);
-        for trial in 0..200 {
-            // Quarters as [row][depth] and [latent][depth] (the layout only needs to be shared).
-            let mut quarter = |n: usize| -> Vec<i16> {
-                (0..n)
+        for trial in 0..100 {
+            let mut matrix = |lanes: usize| -> Vec<i16> {
+                (0..SPLIT * pairs * lanes * 2)
                     .map(|_| match trial % 3 {
                         0 => rng.random_range(-top..=top),
                         1 => top * if rng.random_bool(0.5) { 1 } else { -1 },
@@ -106,54 +188,73 @@ mod tests {
                     })
                     .collect()
             };
-            let a: Vec<Vec<i16>> = (0..4).map(|_| quarter(rows * half)).collect();
-            let b: Vec<Vec<i16>> = (0..4).map(|_| quarter(latents * half)).collect();
-            let (mut left, mut right) = (vec![0; 7 * rows * half], vec![0; 7 * latents * half]);
-            left_operands(&a[0], &a[1], &a[2], &a[3], &mut left);
-            right_operands(&b[0], &b[1], &b[2], &b[3], &mut right);
-            // Plain: C[ti][tj] over both halves, in i64.
-            let dot = |x: &[i16], y: &[i16]| -> i64 {
-                x.iter().zip(y).map(|(&p, &q)| p as i64 * q as i64).sum()
-            };
-            for r in 0..rows {
-                for l in 0..latents {
-                    let row = |q: usize, x: &[i16]| x[q * half..][..half].to_vec();
-                    let operands = |i: usize| {
-                        (
-                            row(r, &left[i * rows * half..]),
-                            row(l, &right[i * latents * half..]),
-                        )
-                    };
-                    // The products as the kernel forms them: i32 sums that wrap.
-                    let m: [i32; 7] = std::array::from_fn(|i| {
-                        let (x, y) = operands(i);
-                        x.iter()
-                            .zip(&y)
-                            .fold(0i32, |s, (&p, &q)| s.wrapping_add(p as i32 * q as i32))
-                    });
-                    let overflows = (0..7).any(|i| {
-                        let (x, y) = operands(i);
-                        i32::try_from(dot(&x, &y)).is_err()
-                    });
-                    let want: [i64; 4] = [
-                        dot(&row(r, &a[0]), &row(l, &b[0])) + dot(&row(r, &a[1]), &row(l, &b[2])),
-                        dot(&row(r, &a[0]), &row(l, &b[1])) + dot(&row(r, &a[1]), &row(l, &b[3])),
-                        dot(&row(r, &a[2]), &row(l, &b[0])) + dot(&row(r, &a[3]), &row(l, &b[2])),
-                        dot(&row(r, &a[2]), &row(l, &b[1])) + dot(&row(r, &a[3]), &row(l, &b[3])),
-                    ];
-                    let got = combine(m);
-                    for q in 0..4 {
-                        if let Ok(w) = i32::try_from(want[q]) {
-                            assert_eq!(got[q], w, "trial {trial} row {r} latent {l} quarter {q}");
-                            checked += 1;
-                            wrapped += overflows as usize;
-                        }
+            let (a, b) = (matrix(rows), matrix(latents));
+            let part = pairs / SPLIT;
+            let (mut left, mut right) = (
+                vec![0; UNIT_PRODUCTS * part * rows * 2],
+                vec![0; UNIT_PRODUCTS * part * latents * 2],
+            );
+            operands(Side::Left, &a, SPLIT, pairs, rows * 2, LEVELS, &mut left);
+            operands(
+                Side::Right,
+                &b,
+                SPLIT,
+                pairs,
+                latents * 2,
+                LEVELS,
+                &mut right,
+            );
+            // Value e of lane `lane` of tile `t` at pair `q` of a `[tile][pair][lane][2]` matrix.
+            let at =
+                |m: &[i16],
+                 lanes: usize,
+                 pairs: usize,
+                 t: usize,
+                 q: usize,
+                 lane: usize,
+                 e: usize| { m[((t * pairs + q) * lanes + lane) * 2 + e] as i64 };
+            for (r, l) in (0..rows).flat_map(|r| (0..latents).map(move |l| (r, l))) {
+                // The products as the kernel forms them, in i32 that wrap; and whether any overflowed.
+                let exact: Vec<i64> = (0..UNIT_PRODUCTS)
+                    .map(|i| {
+                        let (x, y) = (
+                            &left[i * part * rows * 2..],
+                            &right[i * part * latents * 2..],
+                        );
+                        (0..part)
+                            .flat_map(|q| (0..2).map(move |e| (q, e)))
+                            .map(|(q, e)| {
+                                at(x, rows, part, 0, q, r, e) * at(y, latents, part, 0, q, l, e)
+                            })
+                            .sum()
+                    })
+                    .collect();
+                let p: [i32; UNIT_PRODUCTS] = std::array::from_fn(|i| exact[i] as i32);
+                let overflows = exact.iter().any(|&v| i32::try_from(v).is_err());
+                let got = combine_unit(&p);
+                for (t, u) in (0..SPLIT).flat_map(|t| (0..SPLIT).map(move |u| (t, u))) {
+                    let want: i64 = (0..pairs)
+                        .flat_map(|q| (0..2).map(move |e| (q, e)))
+                        .map(|(q, e)| {
+                            at(&a, rows, pairs, t, q, r, e) * at(&b, latents, pairs, u, q, l, e)
+                        })
+                        .sum();
+                    if let Ok(w) = i32::try_from(want) {
+                        assert_eq!(
+                            got[t][u], w,
+                            "trial {trial} row {r} latent {l} tiles {t} {u}"
+                        );
+                        checked += 1;
+                        wrapped += overflows as usize;
                     }
                 }
             }
         }
-        // Most quarters fit an i32, and among them some came from products that wrapped.
-        assert!(checked > 200 * rows * latents * 2, "{checked} checked");
+        // Most values fit an i32, and among them some came from products that wrapped.
+        assert!(
+            checked > 100 * rows * latents * SPLIT * SPLIT / 2,
+            "{checked} checked"
+        );
         assert!(wrapped > 100, "{wrapped} wrapped");
     }
 }
