@@ -28,7 +28,7 @@ pub enum Side {
     Right,
 }
 
-/// Strassen's operands `levels` deep of one side. `m` holds `tiles` tiles over `pairs` pairs of input
+/// Strassen's operands `levels` (≥ 1) deep of one side. `m` holds `tiles` tiles over `pairs` pairs of input
 /// positions, laid out `[tile][pair][lane_len]`. `out` receives `7^levels` operands one after another, each of
 /// `tiles / 2^levels` tiles over `pairs / 2^levels` pairs in the same layout: operand `7·i + j` is operand `j`
 /// of the level below, formed from the level-one operand `i`.
@@ -41,72 +41,74 @@ pub fn operands(
     levels: u32,
     out: &mut [i16],
 ) {
-    if levels == 0 {
-        out.copy_from_slice(m);
-        return;
-    }
+    assert!(levels >= 1 && tiles % 2 == 0 && pairs % 2 == 0);
     let (half_tiles, half_pairs) = (tiles / 2, pairs / 2);
-    let quarter_len = half_tiles * half_pairs * lane_len;
-    // The quarter of tile half `th` and depth half `dh`, laid out as `m`.
-    let quarter = |th: usize, dh: usize| -> Vec<i16> {
-        let mut q = Vec::with_capacity(quarter_len);
-        for t in th * half_tiles..(th + 1) * half_tiles {
-            q.extend_from_slice(
-                &m[(t * pairs + dh * half_pairs) * lane_len..][..half_pairs * lane_len],
+    let run = half_pairs * lane_len;
+    let quarter_len = half_tiles * run;
+    // The last level writes into `out`; a level above it, into a buffer that the next level reads.
+    let mut above = if levels > 1 {
+        vec![0i16; PRODUCTS * quarter_len]
+    } else {
+        Vec::new()
+    };
+    let level: &mut [i16] = if levels > 1 { &mut above } else { &mut *out };
+    for k in 0..half_tiles {
+        // Tile k of a half of the tiles, over a half of the depth: one contiguous run of `m`.
+        let at = |th: usize, dh: usize| {
+            &m[((th * half_tiles + k) * pairs + dh * half_pairs) * lane_len..][..run]
+        };
+        let mut runs = level
+            .chunks_exact_mut(quarter_len)
+            .map(|operand| &mut operand[k * run..][..run]);
+        let outs: [&mut [i16]; PRODUCTS] = std::array::from_fn(|_| runs.next().unwrap());
+        match side {
+            // A11 = top rows × first half of the depth, A12 = top × second, A21 = bottom × first, A22.
+            Side::Left => left_operands(at(0, 0), at(0, 1), at(1, 0), at(1, 1), outs),
+            // B11 = left latents × first half, B12 = right × first, B21 = left × second, B22.
+            Side::Right => right_operands(at(0, 0), at(1, 0), at(0, 1), at(1, 1), outs),
+        }
+    }
+    if levels > 1 {
+        let below = out.len() / PRODUCTS;
+        for (operand, out) in above
+            .chunks_exact(quarter_len)
+            .zip(out.chunks_exact_mut(below))
+        {
+            operands(
+                side,
+                operand,
+                half_tiles,
+                half_pairs,
+                lane_len,
+                levels - 1,
+                out,
             );
         }
-        q
-    };
-    let (q00, q01, q10, q11) = (quarter(0, 0), quarter(0, 1), quarter(1, 0), quarter(1, 1));
-    let mut level = vec![0i16; PRODUCTS * quarter_len];
-    match side {
-        // A11 = top rows × first half of the depth, A12 = top × second, A21 = bottom × first, A22.
-        Side::Left => left_operands(&q00, &q01, &q10, &q11, &mut level),
-        // B11 = left latents × first half, B12 = right × first, B21 = left × second, B22.
-        Side::Right => right_operands(&q00, &q10, &q01, &q11, &mut level),
-    }
-    let below = out.len() / PRODUCTS;
-    for (operand, out) in level
-        .chunks_exact(quarter_len)
-        .zip(out.chunks_exact_mut(below))
-    {
-        operands(
-            side,
-            operand,
-            half_tiles,
-            half_pairs,
-            lane_len,
-            levels - 1,
-            out,
-        );
     }
 }
 
-/// The seven left operands of a block of row tiles from its four quarters (equal lengths, any layout shared by
-/// all four), written one after another into `out` (7 × the quarter's length).
-fn left_operands(a11: &[i16], a12: &[i16], a21: &[i16], a22: &[i16], out: &mut [i16]) {
-    let mut ops = out.chunks_exact_mut(a11.len());
-    let mut next = || ops.next().expect("room for seven operands");
-    add(next(), a11, a22); // M1 = (A11 + A22)(B11 + B22)
-    add(next(), a21, a22); // M2 = (A21 + A22) B11
-    next().copy_from_slice(a11); // M3 = A11 (B12 − B22)
-    next().copy_from_slice(a22); // M4 = A22 (B21 − B11)
-    add(next(), a11, a12); // M5 = (A11 + A12) B22
-    sub(next(), a21, a11); // M6 = (A21 − A11)(B11 + B12)
-    sub(next(), a12, a22); // M7 = (A12 − A22)(B21 + B22)
+/// The seven left operands (of M1 … M7) of a block of row tiles from its four quarters, elementwise.
+fn left_operands(a11: &[i16], a12: &[i16], a21: &[i16], a22: &[i16], out: [&mut [i16]; PRODUCTS]) {
+    let [m1, m2, m3, m4, m5, m6, m7] = out;
+    add(m1, a11, a22); // M1 = (A11 + A22)(B11 + B22)
+    add(m2, a21, a22); // M2 = (A21 + A22) B11
+    m3.copy_from_slice(a11); // M3 = A11 (B12 − B22)
+    m4.copy_from_slice(a22); // M4 = A22 (B21 − B11)
+    add(m5, a11, a12); // M5 = (A11 + A12) B22
+    sub(m6, a21, a11); // M6 = (A21 − A11)(B11 + B12)
+    sub(m7, a12, a22); // M7 = (A12 − A22)(B21 + B22)
 }
 
-/// The seven right operands of a panel from the four quarters of its weights, as [`left_operands`].
-fn right_operands(b11: &[i16], b12: &[i16], b21: &[i16], b22: &[i16], out: &mut [i16]) {
-    let mut ops = out.chunks_exact_mut(b11.len());
-    let mut next = || ops.next().expect("room for seven operands");
-    add(next(), b11, b22);
-    next().copy_from_slice(b11);
-    sub(next(), b12, b22);
-    sub(next(), b21, b11);
-    next().copy_from_slice(b22);
-    add(next(), b11, b12);
-    add(next(), b21, b22);
+/// The seven right operands of a block of latent tiles from the four quarters of its weights, elementwise.
+fn right_operands(b11: &[i16], b12: &[i16], b21: &[i16], b22: &[i16], out: [&mut [i16]; PRODUCTS]) {
+    let [m1, m2, m3, m4, m5, m6, m7] = out;
+    add(m1, b11, b22);
+    m2.copy_from_slice(b11);
+    sub(m3, b12, b22);
+    sub(m4, b21, b11);
+    m5.copy_from_slice(b22);
+    add(m6, b11, b12);
+    add(m7, b21, b22);
 }
 
 /// Integers that wrap modulo 2³², one or several lanes at a time.
