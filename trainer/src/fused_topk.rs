@@ -75,6 +75,17 @@ fn integer_bits(d_in: usize) -> (u32, u32) {
     (input_bits, (total - input_bits).min(most))
 }
 
+/// Writes the rounded values `ints` of the `slot`-th row (or latent) of a unit into `tiles`, the unit's tiles of
+/// `lanes` rows (or latents) each over `pairs` pairs of input positions, laid out `[tile][pair][lane][2]` as
+/// Strassen's operands are. Positions past `ints` (padding) are left as they are.
+fn place_in_tiles(tiles: &mut [i16], pairs: usize, lanes: usize, slot: usize, ints: &[i16]) {
+    let (tile, lane) = (slot / lanes, slot % lanes);
+    let tile = &mut tiles[tile * pairs * 2 * lanes..][..pairs * 2 * lanes];
+    for (i, &v) in ints.iter().enumerate() {
+        tile[(i / 2) * 2 * lanes + lane * 2 + i % 2] = v;
+    }
+}
+
 /// Pairs of input positions in each of the `SPLIT` parts of the depth: `d_in` padded to whole pairs, then to
 /// equal parts.
 fn part_pairs(d_in: usize) -> usize {
@@ -149,10 +160,7 @@ impl PanelSlot<'_> {
         let mut bounds = Bounds::NONE;
         for (j, row) in rows.chunks_exact(d_in).enumerate() {
             let rounded = round_row(row, top, &mut q);
-            let tile = &mut tiles[j / TILE_LATENTS * pairs * 2 * TILE_LATENTS..];
-            for (i, &q) in q.iter().enumerate() {
-                tile[(i / 2) * 2 * TILE_LATENTS + j % TILE_LATENTS * 2 + i % 2] = q;
-            }
+            place_in_tiles(&mut tiles, pairs, TILE_LATENTS, j, &q);
             self.inv_scale[j] = 1.0 / rounded.scale;
             let inv = 1.0 / rounded.scale as f64;
             bounds = bounds.join(Bounds {
@@ -602,11 +610,7 @@ impl QuantizedRows {
                 q.finite[r] = rounded.finite;
                 q.inv_scale[r] = 1.0 / rounded.scale;
                 q.l1[r] = row.iter().map(|v| v.abs() as f64).sum();
-                let (tile, lane) = (r % UNIT_ROWS / TILE_ROWS, r % TILE_ROWS);
-                let tile = &mut tiles[tile * pairs * lane_len..];
-                for (i, &v) in ints.iter().enumerate() {
-                    tile[(i / 2) * lane_len + lane * 2 + i % 2] = v;
-                }
+                place_in_tiles(&mut tiles, pairs, TILE_ROWS, r % UNIT_ROWS, &ints);
             }
             operands(
                 Side::Left,
