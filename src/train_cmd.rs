@@ -2,13 +2,13 @@
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
+use compute::gpu::{probe, Probe};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use trainer::backend::Device;
 use trainer::coder::{Kind, Losses};
 use trainer::cuda::engine::MAX_K;
 use trainer::cuda::gpu_ops::GemmPrecision;
-use trainer::cuda::{probe, Probe};
 use trainer::train::{run, CoderSpec, Side, TrainArgs};
 
 #[derive(Args)]

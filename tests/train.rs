@@ -310,7 +310,7 @@ fn bad_arguments_give_one_line_errors() {
         "400"
     ])
     .contains("k = 200 is above 128, the largest the GPU TopK kernel takes"));
-    if let trainer::cuda::Probe::Unavailable(why) = trainer::cuda::probe() {
+    if let compute::gpu::Probe::Unavailable(why) = compute::gpu::probe() {
         let err = run(&["--out", o, "--device", "cuda"]);
         assert!(err.contains(&format!("--device cuda: {why}")), "{err}");
     }

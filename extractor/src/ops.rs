@@ -1,61 +1,10 @@
 //! The dense f32 operations of a transformer forward pass on the CPU. Matrices are row-major; weights are
 //! `[out, in]` as in PyTorch's `nn.Linear`, so a linear layer is `y = x · Wᵀ`.
 
+use compute::cpu::features::avx2_fma;
+pub use compute::cpu::linear;
+use compute::cpu::SendPtr;
 use rayon::prelude::*;
-use std::mem::MaybeUninit;
-
-/// `y[rows × out] = x[rows × inp] · w[out × inp]ᵀ`, multi-threaded.
-pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], out: usize) -> Vec<f32> {
-    assert_eq!(x.len(), rows * inp);
-    assert_eq!(w.len(), out * inp);
-    // Left unset (zeroing it was 2 % of a forward pass): `gemm` overwrites every value without reading any, as
-    // `read_dst` is false.
-    let mut y: Vec<f32> = Vec::with_capacity(rows * out);
-    let threads = rayon::current_num_threads();
-    // SAFETY (every call): `y_block` holds rows [first, first + its rows) of y, whose inputs start at
-    // `first · inp` in x; every pointer/stride pair describes a buffer of the asserted size.
-    let product = |y_block: &mut [MaybeUninit<f32>], first: usize, par| unsafe {
-        gemm::gemm(
-            y_block.len() / out,
-            out,
-            inp,
-            y_block.as_mut_ptr() as *mut f32,
-            1,
-            out as isize,
-            false,
-            x.as_ptr().add(first * inp),
-            1,
-            inp as isize,
-            w.as_ptr(),
-            inp as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    };
-    let unset = &mut y.spare_capacity_mut()[..rows * out];
-    if threads == 1 || rows * out * inp <= 1 << 18 {
-        product(unset, 0, gemm::Parallelism::None);
-    } else if out * inp <= 1 << 20 && rows >= 16 * threads {
-        // A small weight (all of SmolLM2's but the output head): blocks of rows, one single-threaded product
-        // each, which ran faster than `gemm`'s own threading at these shapes (each block packs w again, which is
-        // cheap here).
-        let per_block = rows.div_ceil(4 * threads);
-        unset
-            .par_chunks_mut(per_block * out)
-            .enumerate()
-            .for_each(|(i, y_block)| product(y_block, i * per_block, gemm::Parallelism::None));
-    } else {
-        product(unset, 0, gemm::Parallelism::Rayon(threads));
-    }
-    // SAFETY: the products above wrote all rows · out values.
-    unsafe { y.set_len(rows * out) };
-    y
-}
 
 /// `x += y`.
 pub fn add_assign(x: &mut [f32], y: &[f32]) {
@@ -454,31 +403,8 @@ unsafe fn head_mix(
     );
 }
 
-/// A raw pointer that tasks writing disjoint parts of one buffer may share.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
-}
-
-/// Whether this CPU runs the AVX2 + FMA versions of the elementwise steps below.
-fn avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// `xs[i] = e^(xs[i] − shift)`, returning their sum: a softmax's numerators. Eight at a time through

@@ -3,11 +3,11 @@
 //! Random inputs and weights by default; with CACHE, real MLP inputs from its first shard, and with CODER, that
 //! checkpoint's encoder (else sparsify's initialisation, b_enc = −mean(x)·W_encᵀ).
 //! Each time is the best of REPS runs (default 5).
+use compute::cpu::linear;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 use trainer::fused_topk::{available, encode_topk, QuantizedEncoder};
-use trainer::linalg::linear;
 use trainer::topk::topk_relu;
 
 fn main() {

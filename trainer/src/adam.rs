@@ -2,7 +2,7 @@
 //! tensor, and sparsify's learning-rate schedule (linear warm-up, then linear decay to zero).
 
 use crate::huge_pages;
-use crate::linalg::dispatch_wide;
+use compute::dispatch_wide;
 use rayon::prelude::*;
 
 pub const BETA1: f32 = 0.9;

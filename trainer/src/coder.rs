@@ -10,8 +10,8 @@
 
 use crate::fused_topk::{self, QuantizedEncoder};
 use crate::huge_pages;
-use crate::linalg::{axpy, dot, fetch_ahead, linear, matmul, prefetch};
 use crate::topk::{group_by_latent, topk_relu};
+use compute::cpu::{axpy, dot, fetch_ahead, linear, matmul, prefetch, SendPtr};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -649,14 +649,4 @@ pub fn column_means(m: &[f32], rows: usize, d: usize) -> Vec<f32> {
         .into_iter()
         .map(|v| v / rows as f32)
         .collect()
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }

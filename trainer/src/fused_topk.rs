@@ -27,8 +27,8 @@
 mod screen;
 mod strassen;
 
-use crate::linalg::{dot, fetch_ahead, linear, prefetch};
 use crate::topk::{group_by_latent, topk_relu};
+use compute::cpu::{dot, fetch_ahead, linear, prefetch};
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use screen::block_avx2;
@@ -54,14 +54,7 @@ const EXACT_CHUNK: usize = 64;
 
 /// Whether this CPU runs the fused kernel.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    compute::cpu::features::avx2_fma()
 }
 
 /// Bits (magnitude, sign excluded) of the rounded inputs and weights for `d_in` products per sum: their

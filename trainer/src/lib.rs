@@ -2,8 +2,9 @@
 //! activation cache.
 //!
 //! - [`coder`]: the model, its initialisation and exact gradients;
-//! - [`topk`], [`linalg`], [`fused_topk`]: the selection and dense products it is built on (the last screens
-//!   the encoder's product in 16-bit integers fused with its selection, then finishes it exactly, on AVX2 CPUs);
+//! - [`topk`], [`fused_topk`]: the selection it is built on (the second screens the encoder's product in
+//!   16-bit integers fused with its selection, then finishes it exactly, on AVX2 CPUs); dense products and
+//!   vector helpers come from `compute::cpu`;
 //! - [`huge_pages`]: 2 MiB pages for the large tensors;
 //! - [`adam`]: the fused Adam step and sparsify's learning-rate schedule;
 //! - [`checkpoint`]: sparsify's checkpoint layout (`cfg.json` + `sae.safetensors`) and our training state;
@@ -18,6 +19,5 @@ pub mod coder;
 pub mod cuda;
 pub mod fused_topk;
 pub mod huge_pages;
-pub mod linalg;
 pub mod topk;
 pub mod train;

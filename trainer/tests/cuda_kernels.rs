@@ -3,6 +3,8 @@
 //! the GPU engine against the same steps on the twins. Runs wherever a GPU is usable; elsewhere each test
 //! says "skipped: no GPU" (never a silent pass). The kernels' compilation is checked without a GPU.
 
+use compute::gpu::nvrtc::compile;
+use compute::gpu::{nvrtc_present, probe, Probe};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use trainer::checkpoint::CoderState;
@@ -10,7 +12,7 @@ use trainer::coder::{CoderConfig, Kind, SparseCoder};
 use trainer::cuda::engine::Engine;
 use trainer::cuda::gpu_ops::{GemmPrecision, GpuOps};
 use trainer::cuda::ops::{CpuTwins, Ops};
-use trainer::cuda::{compile, nvrtc_present, probe, Probe, KERNEL_SOURCES};
+use trainer::cuda::KERNEL_SOURCES;
 
 /// The GPU, or None after printing why the test is skipped.
 fn gpu(test: &str, precision: GemmPrecision) -> Option<GpuOps> {
@@ -87,7 +89,7 @@ fn kernels_compile_for_sm80_and_sm90() {
     let ptxas = std::env::var_os("SPARSECODER_PTXAS");
     let tmp = tempfile::tempdir().unwrap();
     for arch in ["compute_80", "compute_90"] {
-        for (file, source) in KERNEL_SOURCES {
+        for &compute::gpu::KernelSource { file, source } in KERNEL_SOURCES {
             let ptx = compile(file, source, arch).unwrap_or_else(|e| panic!("{e}"));
             let text = ptx.to_src();
             for name in source.split("extern \"C\" __global__ void ").skip(1) {

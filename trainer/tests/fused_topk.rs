@@ -1,9 +1,9 @@
 //! The screened, fused encoder + TopK against the plain route (`gemm` product, then `topk_relu`). The fused
 //! route orders a row's k latents differently, so rows are compared as sets of (latent, activation).
+use compute::cpu::linear;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use trainer::fused_topk::{available, encode_topk, QuantizedEncoder, ScreenStats};
-use trainer::linalg::linear;
 use trainer::topk::topk_relu;
 
 type Rows = Vec<Vec<(u32, f32)>>;

@@ -3,19 +3,17 @@
 //! through pinned staging buffers on a second stream, so the next batch's copy overlaps the current step
 //! (cudarc records an event per buffer and makes each stream wait for the other where they share one).
 //!
-//! Only [`super::probe`] may decide that this can be built: cudarc panics when a CUDA library is absent.
+//! Only `compute::gpu::probe` may decide that this can be built: cudarc panics when a CUDA library is absent.
 
 use super::ops::Ops;
 use super::KERNEL_SOURCES;
 use anyhow::{anyhow, bail, Context, Result};
+use compute::gpu::{Gpu, Kernels, Staging};
 use cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig,
-    PinnedHostSlice, PushKernelArg,
+    CudaFunction, CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::Arc;
 
 /// How cuBLAS multiplies f32 matrices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,25 +24,17 @@ pub enum GemmPrecision {
     Tf32,
 }
 
-/// Pinned upload buffers of one length: the next to use, and the buffers.
-type Staging = (usize, Vec<PinnedHostSlice<f32>>);
-
 pub struct GpuOps {
-    ctx: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
-    copy_stream: Arc<CudaStream>,
+    pub gpu: Gpu,
     blas: CudaBlas,
-    kernels: HashMap<&'static str, CudaFunction>,
-    /// Pinned buffers for uploads, per length (a batch's), used in turn.
-    staging: RefCell<HashMap<usize, Staging>>,
+    kernels: Kernels,
+    /// Pinned buffers for batch uploads on the copy stream.
+    staging: Staging<f32>,
     /// Per-chunk partial column sums (f64) for `column_sums`.
     partial: RefCell<Option<CudaSlice<f64>>>,
-    pub name: String,
 }
 
 const THREADS: u32 = 256;
-/// Pinned buffers per upload length: a batch's two sides, and the next batch's while those are in flight.
-const STAGING_BUFFERS: usize = 4;
 
 /// A grid-stride launch over `n` elements.
 fn grid_for(n: usize) -> LaunchConfig {
@@ -70,23 +60,11 @@ fn int(v: usize, what: &str) -> Result<i32> {
 }
 
 impl GpuOps {
-    /// Opens GPU `ordinal`, compiles every kernel for it and creates the cuBLAS handle. Call only after
-    /// [`super::probe`] returned `Ready`.
+    /// Opens GPU `ordinal`, compiles every kernel for it (through the PTX cache) and creates the cuBLAS handle.
+    /// Call only after `compute::gpu::probe` returned `Ready`.
     pub fn new(ordinal: usize, precision: GemmPrecision) -> Result<GpuOps> {
-        let ctx =
-            CudaContext::new(ordinal).map_err(|e| anyhow!("cannot open GPU {ordinal}: {e:?}"))?;
-        let (major, minor) = ctx
-            .compute_capability()
-            .map_err(|e| anyhow!("GPU {ordinal}: no compute capability: {e:?}"))?;
-        let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
-        let arch = format!("compute_{major}{minor}");
-        let stream = ctx
-            .new_stream()
-            .map_err(|e| anyhow!("cannot create a CUDA stream: {e:?}"))?;
-        let copy_stream = ctx
-            .new_stream()
-            .map_err(|e| anyhow!("cannot create a CUDA stream: {e:?}"))?;
-        let blas = CudaBlas::new(stream.clone())
+        let gpu = Gpu::open(ordinal)?;
+        let blas = CudaBlas::new(gpu.stream.clone())
             .map_err(|e| anyhow!("cannot create a cuBLAS handle: {e:?}"))?;
         let mode = match precision {
             GemmPrecision::F32 => blas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH,
@@ -96,35 +74,22 @@ impl GpuOps {
         unsafe { blas_sys::cublasSetMathMode(*blas.handle(), mode) }
             .result()
             .map_err(|e| anyhow!("cublasSetMathMode: {e:?}"))?;
-        let mut kernels = HashMap::new();
-        for (file, source) in KERNEL_SOURCES {
-            let ptx = super::compile(file, source, &arch)?;
-            let module = ctx
-                .load_module(ptx)
-                .map_err(|e| anyhow!("{file}: the driver refused the PTX for {arch}: {e:?}"))?;
-            for name in kernel_names(source) {
-                let f = module
-                    .load_function(name)
-                    .map_err(|e| anyhow!("{file}: kernel {name} not found: {e:?}"))?;
-                kernels.insert(name, f);
-            }
-        }
         Ok(GpuOps {
-            ctx,
-            stream,
-            copy_stream,
+            kernels: Kernels::load(&gpu, KERNEL_SOURCES)?,
+            gpu,
             blas,
-            kernels,
-            staging: RefCell::new(HashMap::new()),
+            staging: Staging::default(),
             partial: RefCell::new(None),
-            name: format!("{name} (sm_{major}{minor})"),
         })
     }
 
+    /// The device, e.g. "NVIDIA H200 (sm_90)".
+    pub fn name(&self) -> &str {
+        &self.gpu.name
+    }
+
     fn kernel(&self, name: &str) -> &CudaFunction {
-        self.kernels
-            .get(name)
-            .unwrap_or_else(|| panic!("kernel {name} is not in any .cu source"))
+        self.kernels.get(name)
     }
 
     fn err<E: std::fmt::Debug>(what: &'static str) -> impl Fn(E) -> anyhow::Error {
@@ -133,12 +98,12 @@ impl GpuOps {
 
     /// Waits for everything queued on the compute stream.
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(Self::err("synchronize"))
+        self.gpu.synchronize()
     }
 
     /// Free and total device memory in bytes.
     pub fn memory(&self) -> Result<(usize, usize)> {
-        self.ctx.mem_get_info().map_err(Self::err("mem_get_info"))
+        self.gpu.memory()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -182,21 +147,11 @@ impl GpuOps {
     }
 }
 
-/// The names of the `extern "C" __global__` functions of a source.
-fn kernel_names(source: &'static str) -> Vec<&'static str> {
-    source
-        .split("extern \"C\" __global__ void ")
-        .skip(1)
-        .filter_map(|rest| rest.split('(').next())
-        .map(str::trim)
-        .collect()
-}
-
 /// Launches a kernel on the compute stream. An optional buffer goes in as its raw address (0 for none), from
 /// `device_ptr(_mut)`, whose guard, dropped after the launch, does cudarc's stream bookkeeping.
 macro_rules! launch {
     ($ops:expr, $name:literal, $cfg:expr, $($arg:expr),+ $(,)?) => {{
-        let mut b = $ops.stream.launch_builder($ops.kernel($name));
+        let mut b = $ops.gpu.stream.launch_builder($ops.kernel($name));
         $( b.arg($arg); )+
         // SAFETY: each kernel's arguments are listed in its .cu signature order, with buffers sized by the
         // Ops contract the caller checked.
@@ -211,22 +166,26 @@ impl Ops for GpuOps {
     type F64 = CudaSlice<f64>;
 
     fn zeros_f32(&self, n: usize) -> Result<CudaSlice<f32>> {
-        self.stream
+        self.gpu
+            .stream
             .alloc_zeros(n.max(1))
             .map_err(Self::err("alloc"))
     }
     fn zeros_u32(&self, n: usize) -> Result<CudaSlice<u32>> {
-        self.stream
+        self.gpu
+            .stream
             .alloc_zeros(n.max(1))
             .map_err(Self::err("alloc"))
     }
     fn zeros_u64(&self, n: usize) -> Result<CudaSlice<u64>> {
-        self.stream
+        self.gpu
+            .stream
             .alloc_zeros(n.max(1))
             .map_err(Self::err("alloc"))
     }
     fn zeros_f64(&self, n: usize) -> Result<CudaSlice<f64>> {
-        self.stream
+        self.gpu
+            .stream
             .alloc_zeros(n.max(1))
             .map_err(Self::err("alloc"))
     }
@@ -234,76 +193,74 @@ impl Ops for GpuOps {
         if host.is_empty() {
             return self.zeros_f32(0);
         }
-        self.stream.clone_htod(host).map_err(Self::err("upload"))
+        self.gpu
+            .stream
+            .clone_htod(host)
+            .map_err(Self::err("upload"))
     }
     fn uploaded_u32(&self, host: &[u32]) -> Result<CudaSlice<u32>> {
         if host.is_empty() {
             return self.zeros_u32(0);
         }
-        self.stream.clone_htod(host).map_err(Self::err("upload"))
+        self.gpu
+            .stream
+            .clone_htod(host)
+            .map_err(Self::err("upload"))
     }
     fn uploaded_u64(&self, host: &[u64]) -> Result<CudaSlice<u64>> {
         if host.is_empty() {
             return self.zeros_u64(0);
         }
-        self.stream.clone_htod(host).map_err(Self::err("upload"))
+        self.gpu
+            .stream
+            .clone_htod(host)
+            .map_err(Self::err("upload"))
     }
 
     fn upload_f32(&self, host: &[f32], dst: &mut CudaSlice<f32>) -> Result<()> {
-        if host.is_empty() {
-            return Ok(());
-        }
-        if host.len() > dst.len() {
-            bail!(
-                "upload of {} values into a device buffer of {}",
-                host.len(),
-                dst.len()
-            );
-        }
-        let mut staging = self.staging.borrow_mut();
-        let (next, buffers) = staging.entry(host.len()).or_insert((0, Vec::new()));
-        if buffers.len() < STAGING_BUFFERS {
-            // SAFETY: filled in full below before any copy reads it.
-            buffers.push(
-                unsafe { self.ctx.alloc_pinned::<f32>(host.len()) }
-                    .map_err(Self::err("pinned alloc"))?,
-            );
-        }
-        let which = *next % buffers.len();
-        let pinned = &mut buffers[which];
-        *next += 1;
-        // Waits for this buffer's previous copy to finish, then fills it.
-        pinned
-            .as_mut_slice()
-            .map_err(Self::err("pinned buffer"))?
-            .copy_from_slice(host);
-        let mut view = dst.slice_mut(..host.len());
-        self.copy_stream
-            .memcpy_htod(&*pinned, &mut view)
-            .map_err(Self::err("host to device copy"))
+        self.staging.upload(&self.gpu, host, dst)
     }
     fn download_f32(&self, src: &CudaSlice<f32>) -> Result<Vec<f32>> {
-        let v = self.stream.clone_dtoh(src).map_err(Self::err("download"))?;
+        let v = self
+            .gpu
+            .stream
+            .clone_dtoh(src)
+            .map_err(Self::err("download"))?;
         self.synchronize()?;
         Ok(v)
     }
     fn download_u32(&self, src: &CudaSlice<u32>) -> Result<Vec<u32>> {
-        let v = self.stream.clone_dtoh(src).map_err(Self::err("download"))?;
+        let v = self
+            .gpu
+            .stream
+            .clone_dtoh(src)
+            .map_err(Self::err("download"))?;
         self.synchronize()?;
         Ok(v)
     }
     fn download_u64(&self, src: &CudaSlice<u64>) -> Result<Vec<u64>> {
-        let v = self.stream.clone_dtoh(src).map_err(Self::err("download"))?;
+        let v = self
+            .gpu
+            .stream
+            .clone_dtoh(src)
+            .map_err(Self::err("download"))?;
         self.synchronize()?;
         Ok(v)
     }
     fn download_f64(&self, src: &CudaSlice<f64>) -> Result<Vec<f64>> {
-        let v = self.stream.clone_dtoh(src).map_err(Self::err("download"))?;
+        let v = self
+            .gpu
+            .stream
+            .clone_dtoh(src)
+            .map_err(Self::err("download"))?;
         self.synchronize()?;
         Ok(v)
     }
     fn fill_zero(&self, buf: &mut CudaSlice<f32>) -> Result<()> {
-        self.stream.memset_zeros(buf).map_err(Self::err("memset"))
+        self.gpu
+            .stream
+            .memset_zeros(buf)
+            .map_err(Self::err("memset"))
     }
 
     fn linear(
@@ -399,7 +356,7 @@ impl Ops for GpuOps {
         let cfg = per_row(rows, 128);
         let (bias, _guard) = match bias {
             Some(b) => {
-                let (ptr, guard) = b.device_ptr(&self.stream);
+                let (ptr, guard) = b.device_ptr(&self.gpu.stream);
                 (ptr, Some(guard))
             }
             None => (0, None),
@@ -469,7 +426,7 @@ impl Ops for GpuOps {
         let cfg = per_row(rows, 128);
         let (bias_grad, _guard) = match bias_grad {
             Some(b) => {
-                let (ptr, guard) = b.device_ptr_mut(&self.stream);
+                let (ptr, guard) = b.device_ptr_mut(&self.gpu.stream);
                 (ptr, Some(guard))
             }
             None => (0, None),
@@ -502,7 +459,8 @@ impl Ops for GpuOps {
         let mut partial = self.partial.borrow_mut();
         if partial.as_ref().is_none_or(|p| p.len() < chunks * d) {
             *partial = Some(
-                self.stream
+                self.gpu
+                    .stream
                     .alloc_zeros::<f64>(chunks * d)
                     .map_err(Self::err("alloc"))?,
             );
@@ -546,7 +504,8 @@ impl Ops for GpuOps {
         diff: &mut CudaSlice<f32>,
         sums: &mut CudaSlice<f64>,
     ) -> Result<()> {
-        self.stream
+        self.gpu
+            .stream
             .memset_zeros(sums)
             .map_err(Self::err("memset"))?;
         let (n, d_i) = ((rows * d) as i64, int(d, "width")?);
@@ -655,7 +614,8 @@ impl Ops for GpuOps {
             &n,
             &mut *since_fired
         )?;
-        self.stream
+        self.gpu
+            .stream
             .memset_zeros(counts)
             .map_err(Self::err("memset"))?;
         // count_stats is not grid-stride: one thread per element.

@@ -246,7 +246,7 @@ impl Ops for CpuTwins {
         y: &mut Vec<f32>,
         accumulate: bool,
     ) -> Result<()> {
-        crate::linalg::matmul(
+        compute::cpu::matmul(
             &mut y[..rows * out],
             &x[..rows * inp],
             w,
@@ -269,7 +269,7 @@ impl Ops for CpuTwins {
         d_in: usize,
         g: &mut Vec<f32>,
     ) -> Result<()> {
-        crate::linalg::matmul(
+        compute::cpu::matmul(
             g,
             &dy[..rows * d_out],
             &x[..rows * d_in],
