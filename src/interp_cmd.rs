@@ -2,7 +2,6 @@
 //! scores) on the held-out shards of a cache, with the offline local chat model or an OpenAI-compatible
 //! server. Wires `interp` (the method) to the cache, the coders (`trainer`) and the model (`extractor`).
 
-use crate::coders::{find_coders, load_for_cache, sides};
 use anyhow::{bail, Result};
 use cache_format::Cache;
 use clap::Args;
@@ -19,7 +18,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use trainer::checkpoint::{load_coder, CoderMeta};
+use trainer::checkpoint::{find_coders, load_coder, load_for_cache, CoderMeta, LoadedCoder};
 use trainer::coder::SparseCoder;
 
 #[derive(Args)]
@@ -154,9 +153,9 @@ fn record(
     max_tokens: u64,
     rec: &mut Recorder,
 ) -> Result<()> {
-    let (input, _) = sides(meta);
+    let input = meta.sides().0.section();
     let d = coder.cfg.d_in;
-    let quantized = coder.quantize_encoder();
+    let encoder = coder.encoder();
     let mut left = max_tokens;
     for &i in held {
         let shard = cache.open_shard(i)?;
@@ -171,7 +170,7 @@ fn record(
             let rows = CHUNK.min(n - first);
             let mut x = vec![0f32; rows * d];
             shard.read_rows_f32(input, first, &mut x);
-            let enc = coder.encode_with(&x, rows, quantized.as_ref());
+            let enc = encoder.encode(&x, rows);
             acts.extend(enc.acts);
             idx.extend(enc.idx);
         }
@@ -233,15 +232,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
     let cache_dir = token_cache(&cli, &coder_dirs)?;
     let cache = Cache::open(&cache_dir)?;
     let spec = cache.manifest().spec.clone();
-    let source = ModelSource::open(&cli.model)?;
-    let sha = source.sha256()?;
-    if sha != spec.model.sha256 {
-        bail!(
-            "{}: sha256 {sha} is not that of the model the cache was extracted from ({})",
-            cli.model.display(),
-            spec.model.sha256
-        );
-    }
+    let source = ModelSource::open_matching(&cli.model, &spec.model)?;
     let tokenizer = source.tokenizer()?;
     let held: Vec<usize> = if cli.all_shards || cli.text.is_some() {
         (0..cache.num_shards()).collect()
@@ -334,7 +325,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
     let max_tokens = cli.tokens.unwrap_or(u64::MAX);
     let mut coders = Vec::new();
     for dir in &coder_dirs {
-        let (name, coder, meta) = load_for_cache(dir, &spec)?;
+        let LoadedCoder { name, coder, meta } = load_for_cache(dir, &spec)?;
         // Pass one counts every latent's firings, pass two records examples of the sampled ones.
         let n = coder.cfg.num_latents;
         let mut counts = Recorder::new(n, &[], RecordConfig::default());

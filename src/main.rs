@@ -1,11 +1,10 @@
 //! `sparsecoder`: the command line. Each subcommand lives in its own module and only wires the crates together.
 
 mod cache_cmds;
-mod coders;
 mod eval_cmd;
 mod extract_cmd;
+mod flags;
 mod interp_cmd;
-mod plots;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +23,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 enum Command {
     /// Run a model over text and cache the MLP inputs and outputs of one or more layers.
     Extract(extract_cmd::ExtractCli),

@@ -1,27 +1,29 @@
 //! `sparsecoder train`: flags and sweeps → `trainer::train::run`, then a summary table.
 
+use crate::flags::{self, one_of};
 use anyhow::{anyhow, bail, Result};
+use cache_format::Side;
 use clap::Args;
-use compute::gpu::{probe, Probe};
+use compute::gpu::{resolve, DeviceChoice, Resolved};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use trainer::backend::Device;
 use trainer::coder::{Kind, Losses};
 use trainer::cuda::engine::MAX_K;
 use trainer::cuda::gpu_ops::GemmPrecision;
-use trainer::train::{run, CoderSpec, Side, TrainArgs};
+use trainer::train::{run, CoderSpec, TrainArgs};
 
 #[derive(Args)]
 pub struct TrainCli {
     /// Activation cache made by `extract`.
     #[arg(long)]
     cache: PathBuf,
-    /// sae, transcoder or skip-transcoder.
-    #[arg(long, default_value = "skip-transcoder")]
-    kind: String,
+    /// sae, transcoder (st) or skip-transcoder (sst).
+    #[arg(long, default_value = "skip-transcoder", value_parser = one_of::<Kind>("--kind"))]
+    kind: Kind,
     /// Side an SAE reconstructs: mlp_out (the paper's comparison) or mlp_in.
-    #[arg(long, default_value = "mlp_out")]
-    sae_on: String,
+    #[arg(long, default_value = "mlp_out", value_parser = one_of::<Side>("--sae-on"))]
+    sae_on: Side,
     /// Active latents per token.
     #[arg(long, default_value_t = 32)]
     k: usize,
@@ -71,12 +73,12 @@ pub struct TrainCli {
     resume: bool,
     /// cpu, cuda or auto (auto = cuda when an NVIDIA GPU is usable and the run needs nothing the GPU trainer
     /// lacks). cpu-twins runs the GPU trainer's step sequence on the kernels' CPU twins (slow; for testing).
-    #[arg(long, default_value = "auto")]
-    device: String,
+    #[arg(long, default_value = "auto", value_parser = one_of::<DeviceChoice>("--device"))]
+    device: DeviceChoice,
     /// How cuBLAS multiplies f32 matrices on the GPU: tf32 (tensor cores, as sparsify's
     /// `float32_matmul_precision("high")`) or f32.
-    #[arg(long, default_value = "tf32")]
-    gpu_gemm: String,
+    #[arg(long, default_value = "tf32", value_parser = one_of::<GemmPrecision>("--gpu-gemm"))]
+    gpu_gemm: GemmPrecision,
     /// Train every combination on the same batches: KEY=V1,V2,… with KEY one of kind, k, latents, expansion,
     /// sae_on. Repeat for several keys, e.g. `--sweep kind=sae,transcoder,skip-transcoder --sweep k=32,64`.
     #[arg(long)]
@@ -123,16 +125,11 @@ fn specs(cli: &TrainCli) -> Result<Vec<CoderSpec>> {
     let width = width_of(&cli.cache)?;
     let mut out = Vec::new();
     for combo in combos {
-        let get = |key: &str, default: String| {
-            combo
-                .iter()
-                .find(|(k, _)| k == key)
-                .map_or(default, |(_, v)| v.clone())
+        let swept = |key: &str| combo.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        let kind = match swept("kind") {
+            Some(v) => flags::parse::<Kind>("kind", v).map_err(|e| anyhow!(e))?,
+            None => cli.kind,
         };
-        let kind_s = get("kind", cli.kind.clone());
-        let kind = Kind::parse(&kind_s).ok_or_else(|| {
-            anyhow!("kind must be sae, transcoder or skip-transcoder, found {kind_s:?}")
-        })?;
         let num = |key: &str, default: Option<usize>| -> Result<Option<usize>> {
             match combo.iter().find(|(k, _)| k == key) {
                 Some((_, v)) => {
@@ -145,10 +142,9 @@ fn specs(cli: &TrainCli) -> Result<Vec<CoderSpec>> {
         };
         let expansion = num("expansion", Some(cli.expansion))?.unwrap();
         let latents = num("latents", cli.latents)?.unwrap_or(expansion * width);
-        let side = match get("sae_on", cli.sae_on.clone()).as_str() {
-            "mlp_out" => Side::MlpOut,
-            "mlp_in" => Side::MlpIn,
-            other => bail!("sae_on must be mlp_out or mlp_in, found {other:?}"),
+        let side = match swept("sae_on") {
+            Some(v) => flags::parse::<Side>("sae_on", v).map_err(|e| anyhow!(e))?,
+            None => cli.sae_on,
         };
         let spec = CoderSpec {
             kind,
@@ -165,11 +161,6 @@ fn specs(cli: &TrainCli) -> Result<Vec<CoderSpec>> {
 
 /// `--device` → where the steps run, with a one-line message saying which and, for auto, why.
 fn choose_device(cli: &TrainCli, coders: &[CoderSpec]) -> Result<Device> {
-    let precision = match cli.gpu_gemm.as_str() {
-        "tf32" => GemmPrecision::Tf32,
-        "f32" => GemmPrecision::F32,
-        other => bail!("--gpu-gemm must be tf32 or f32, found {other:?}"),
-    };
     let max_k = coders.iter().map(|c| c.k).max().unwrap_or(0);
     let gpu_lacks = if cli.auxk_alpha > 0.0 || cli.multi_topk {
         Some("AuxK and Multi-TopK are in the CPU trainer only".to_string())
@@ -180,33 +171,26 @@ fn choose_device(cli: &TrainCli, coders: &[CoderSpec]) -> Result<Device> {
     } else {
         None
     };
-    Ok(match cli.device.as_str() {
-        "cpu" => Device::Cpu,
-        "cpu-twins" => {
-            if let Some(why) = gpu_lacks {
-                bail!("--device cpu-twins: {why}");
+    Ok(match resolve(cli.device, gpu_lacks)? {
+        Resolved::Cpu { fallback } => {
+            if let Some(why) = fallback {
+                eprintln!("device: cpu ({why})");
             }
+            Device::Cpu
+        }
+        Resolved::Twins => {
             eprintln!("device: cpu-twins (the GPU step on CPU loops; slow)");
             Device::Twins
         }
-        "cuda" | "auto" => match (probe(), gpu_lacks) {
-            (Probe::Ready { name, capability }, None) => {
-                eprintln!(
-                    "device: cuda, {name} (sm_{}{}), {} GEMMs",
-                    capability.0, capability.1, cli.gpu_gemm
-                );
-                Device::Cuda(precision)
-            }
-            (_, Some(why)) if cli.device == "cuda" => {
-                bail!("--device cuda: {why}; use --device cpu")
-            }
-            (Probe::Unavailable(why), _) if cli.device == "cuda" => bail!("--device cuda: {why}"),
-            (Probe::Ready { .. }, Some(why)) | (Probe::Unavailable(why), _) => {
-                eprintln!("device: cpu ({why})");
-                Device::Cpu
-            }
-        },
-        other => bail!("--device must be cpu, cuda, auto or cpu-twins, found {other:?}"),
+        Resolved::Cuda { name, capability } => {
+            eprintln!(
+                "device: cuda, {name} (sm_{}{}), {} GEMMs",
+                capability.0,
+                capability.1,
+                cli.gpu_gemm.name()
+            );
+            Device::Cuda(cli.gpu_gemm)
+        }
     })
 }
 

@@ -226,7 +226,7 @@ fn checkpoints_match_an_independent_numpy_forward() {
     for name in CODERS {
         let dir = out.join(name);
         let (coder, meta) = trainer::checkpoint::load_coder(&dir).unwrap();
-        let side = if meta.sae_on.as_deref() == Some("mlp_out") {
+        let side = if meta.sae_on == Some(cache_format::Side::MlpOut) {
             cache_format::Section::MlpOut
         } else {
             cache_format::Section::MlpIn

@@ -69,6 +69,14 @@ impl Cache {
         self.manifest.spec.d_out as usize
     }
 
+    /// The row width of one side.
+    pub fn width(&self, side: crate::Side) -> usize {
+        match side {
+            crate::Side::MlpIn => self.d_in(),
+            crate::Side::MlpOut => self.d_out(),
+        }
+    }
+
     pub fn shard_path(&self, index: usize) -> PathBuf {
         self.dir.join(&self.manifest.shards[index].file)
     }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The storage type of the activation sections (`mlp_in`, `mlp_out`). bf16 is the default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum DType {
     F32,
     F16,

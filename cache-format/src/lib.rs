@@ -5,6 +5,7 @@
 //! implementation. It owns:
 //! - [`shard`]: the shard header, its defensive parser, zero-copy (mmap) section access;
 //! - [`manifest`]: the JSON manifest describing the cache and each shard;
+//! - [`side`]: the MLP's input or output, one type from the cache to the command line;
 //! - [`writer`]: the crash-safe writer (temp file → fsync → rename, manifest replaced after each shard), resumable;
 //! - [`validate`] and [`stats`]: full integrity checks and per-shard statistics;
 //! - [`loader`]: the shuffled, prefetching f32 batch stream used for training, with a held-out split;
@@ -23,6 +24,7 @@ pub mod fsutil;
 pub mod loader;
 pub mod manifest;
 pub mod shard;
+pub mod side;
 pub mod stats;
 pub mod synthetic;
 pub mod validate;
@@ -34,4 +36,5 @@ pub use error::{CacheError, Result};
 pub use loader::{Batch, BatchStream, LoaderConfig};
 pub use manifest::{CacheSpec, Manifest, ModelIdentity, ShardEntry, TokenizerIdentity};
 pub use shard::{Section, Shard};
+pub use side::Side;
 pub use writer::{CacheWriter, WriterState};

@@ -62,6 +62,16 @@ pub struct Batch {
     pub positions: Vec<u32>,
 }
 
+impl Batch {
+    /// The rows of one side.
+    pub fn side(&self, side: crate::Side) -> &[f32] {
+        match side {
+            crate::Side::MlpIn => &self.mlp_in,
+            crate::Side::MlpOut => &self.mlp_out,
+        }
+    }
+}
+
 /// `(slot into Job::shards, row in that shard)`.
 type RowRef = (u32, u32);
 

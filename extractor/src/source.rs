@@ -7,7 +7,8 @@ use crate::hf::{Architecture, HfFolder};
 use crate::llama::Llama;
 use crate::model::LanguageModel;
 use crate::tokenizer::TextTokenizer;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use cache_format::ModelIdentity;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,21 @@ impl ModelSource {
             ModelSource::Gguf(g) => Ok(Box::new(Llama::from_gguf(g, max_layer, with_head)?)),
             ModelSource::HfFolder(h) => h.load(max_layer, with_head),
         }
+    }
+
+    /// Opens the model at `path`, refused unless it is the one `identity` names (by sha256): the model a cache
+    /// was extracted from.
+    pub fn open_matching(path: &Path, identity: &ModelIdentity) -> Result<ModelSource> {
+        let source = ModelSource::open(path)?;
+        let sha = source.sha256()?;
+        if sha != identity.sha256 {
+            bail!(
+                "{}: sha256 {sha} is not that of the model the cache was extracted from ({})",
+                path.display(),
+                identity.sha256
+            );
+        }
+        Ok(source)
     }
 
     /// The model's identity: sha256 of the GGUF file; for a folder, sha256 over the names and sha256s of

@@ -3,15 +3,15 @@
 //! exercise the exact step the GPU runs). The training loop ([`crate::train`]) sees one interface: queue a
 //! step, read its statistics, bring the state back to the host for checkpoints.
 
-use crate::adam::{adam_step, AdamStep, Moments};
+use crate::adam::{adam_step, AdamStep};
 use crate::checkpoint::CoderState;
-use crate::coder::{Grads, Losses, SparseCoder};
+use crate::coder::{Grads, Losses, SparseCoder, StepStats};
 use crate::cuda::engine::Engine;
 use crate::cuda::gpu_ops::{GemmPrecision, GpuOps};
 use crate::cuda::ops::{CpuTwins, Ops};
 use crate::fused_topk::QuantizedEncoder;
-use crate::train::Side;
 use anyhow::{bail, Result};
+use cache_format::Side;
 use cudarc::driver::CudaSlice;
 use rayon::prelude::*;
 
@@ -36,16 +36,6 @@ impl Device {
     }
 }
 
-/// The loss, L0 and dead fraction of one coder's step.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct StepResult {
-    pub fvu: f64,
-    pub l0: f64,
-    pub auxk: f64,
-    pub multi_topk_fvu: f64,
-    pub dead_fraction: f64,
-}
-
 /// What the step of one batch reads: the host batch, and on the GPU its copy on the device.
 pub struct StepInput<'a> {
     pub x: &'a [f32],
@@ -62,7 +52,7 @@ pub struct StepInput<'a> {
 pub enum Backend {
     Cpu {
         grads: Grads,
-        last: StepResult,
+        last: StepStats,
         /// W_enc rounded for the screened encoder, kept in step with it by the Adam pass (None until the first
         /// step, with AuxK or Multi-TopK, and on CPUs without the screened encoder).
         quantized: Option<Box<QuantizedEncoder>>,
@@ -81,7 +71,7 @@ impl Backend {
         Ok(match device {
             Device::Cpu => Backend::Cpu {
                 grads: state.coder.zero_grads(),
-                last: StepResult::default(),
+                last: StepStats::default(),
                 quantized: None,
             },
             Device::Twins => Backend::Twins(Box::new(Engine::new(&CpuTwins, state, batch_rows)?)),
@@ -141,22 +131,17 @@ impl Backend {
     }
 
     /// The last step's results (on the GPU, waits for it).
-    pub fn result(&self, gpu: Option<&GpuOps>) -> Result<StepResult> {
-        let from_engine = |s: crate::cuda::engine::StepStats| StepResult {
-            fvu: s.fvu,
-            l0: s.l0,
-            dead_fraction: s.dead_fraction,
-            ..Default::default()
-        };
+    pub fn result(&self, gpu: Option<&GpuOps>) -> Result<StepStats> {
         Ok(match self {
             Backend::Cpu { last, .. } => *last,
-            Backend::Twins(e) => from_engine(e.stats(&CpuTwins)?),
-            Backend::Cuda(e) => from_engine(e.stats(gpu.unwrap())?),
+            Backend::Twins(e) => e.stats(&CpuTwins)?,
+            Backend::Cuda(e) => e.stats(gpu.unwrap())?,
         })
     }
 
     /// The CPU trainer's rounded copy of W_enc, as the last step left it (None before the first step, with AuxK
-    /// or Multi-TopK, on other backends, and on CPUs without the screened encoder).
+    /// or Multi-TopK, on other backends, and on CPUs without the screened encoder). For the trainer's tests.
+    #[doc(hidden)]
     pub fn quantized_encoder(&self) -> Option<&QuantizedEncoder> {
         match self {
             Backend::Cpu { quantized, .. } => quantized.as_deref(),
@@ -181,7 +166,7 @@ fn cpu_step(
     grads: &mut Grads,
     quantized: &mut Option<Box<QuantizedEncoder>>,
     input: &StepInput,
-) -> StepResult {
+) -> StepStats {
     let coder = &mut state.coder;
     let c = coder.cfg.clone();
     // AuxK and Multi-TopK select from the dense product, so the rounded copy would go unused.
@@ -206,7 +191,7 @@ fn cpu_step(
     );
     coder.project_decoder_grad(grads);
     let (lr, t) = (input.lr, input.t);
-    let m: &mut Vec<Moments> = &mut state.moments;
+    let m = &mut state.moments;
     match quantized {
         // W_enc's panels are rounded again as Adam leaves them, while they are in cache.
         Some(q) => {
@@ -214,7 +199,7 @@ fn cpu_step(
                 AdamStep::new(lr, t),
                 QuantizedEncoder::rows_per_panel() * c.d_in,
             );
-            let moments = &mut m[0];
+            let moments = &mut m.w_enc;
             coder
                 .w_enc
                 .par_chunks_mut(chunk)
@@ -232,13 +217,17 @@ fn cpu_step(
                 });
             q.join_bounds();
         }
-        None => adam_step(&mut coder.w_enc, &grads.w_enc, &mut m[0], lr, t),
+        None => adam_step(&mut coder.w_enc, &grads.w_enc, &mut m.w_enc, lr, t),
     }
-    adam_step(&mut coder.b_enc, &grads.b_enc, &mut m[1], lr, t);
-    adam_step(&mut coder.w_dec, &grads.w_dec, &mut m[2], lr, t);
-    adam_step(&mut coder.b_dec, &grads.b_dec, &mut m[3], lr, t);
-    if let (Some(w), Some(g)) = (coder.w_skip.as_mut(), grads.w_skip.as_ref()) {
-        adam_step(w, g, &mut m[4], lr, t);
+    adam_step(&mut coder.b_enc, &grads.b_enc, &mut m.b_enc, lr, t);
+    adam_step(&mut coder.w_dec, &grads.w_dec, &mut m.w_dec, lr, t);
+    adam_step(&mut coder.b_dec, &grads.b_dec, &mut m.b_dec, lr, t);
+    if let (Some(w), Some(g), Some(m)) = (
+        coder.w_skip.as_mut(),
+        grads.w_skip.as_ref(),
+        m.w_skip.as_mut(),
+    ) {
+        adam_step(w, g, m, lr, t);
     }
     coder.normalize_decoder();
     let fired = &mut state.tokens_since_fired;
@@ -247,12 +236,9 @@ fn cpu_step(
         fired[i as usize] = 0;
     }
     let dead = fired.iter().filter(|&&f| f > input.dead_tokens).count();
-    StepResult {
-        fvu: stats.fvu,
-        l0: stats.l0,
-        auxk: stats.auxk,
-        multi_topk_fvu: stats.multi_topk_fvu,
+    StepStats {
         dead_fraction: dead as f64 / c.num_latents as f64,
+        ..stats
     }
 }
 

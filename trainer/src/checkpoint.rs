@@ -13,29 +13,42 @@
 
 use crate::adam::Moments;
 use crate::coder::{CoderConfig, Kind, SparseCoder};
+use crate::tensors::Tensors;
 use anyhow::{anyhow, bail, Context, Result};
 use cache_format::fsutil::write_atomic;
+use cache_format::{CacheSpec, Side};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Our own description of a coder, beside sparsify's `cfg.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CoderMeta {
     pub config: CoderConfig,
     /// For an SAE: the side it reconstructs (`mlp_in` or `mlp_out`); transcoders read `mlp_in`, predict `mlp_out`.
-    pub sae_on: Option<String>,
+    pub sae_on: Option<Side>,
     pub cache: String,
     pub layer: u32,
     pub step: u64,
     pub tokens: u64,
 }
 
-fn bytes(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and any byte is a valid u8.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+impl CoderMeta {
+    /// The cache sides the coder reads: (input, target).
+    pub fn sides(&self) -> (Side, Side) {
+        io_sides(self.config.kind, self.sae_on.unwrap_or(Side::MlpOut))
+    }
+}
+
+/// The cache sides a coder of `kind` reads, (input, target): an SAE reconstructs `sae_on`; transcoders map
+/// the MLP's input to its output.
+pub fn io_sides(kind: Kind, sae_on: Side) -> (Side, Side) {
+    match kind {
+        Kind::Sae => (sae_on, sae_on),
+        _ => (Side::MlpIn, Side::MlpOut),
+    }
 }
 
 fn serialize(
@@ -49,34 +62,15 @@ fn serialize(
     Ok(safetensors::serialize(views, metadata)?)
 }
 
-fn params_of(c: &SparseCoder) -> Vec<(String, Vec<usize>, &[f32])> {
-    let cfg = &c.cfg;
-    let mut v = vec![
-        (
-            "encoder.weight".to_string(),
-            vec![cfg.num_latents, cfg.d_in],
-            c.w_enc.as_slice(),
-        ),
-        (
-            "encoder.bias".to_string(),
-            vec![cfg.num_latents],
-            c.b_enc.as_slice(),
-        ),
-        (
-            "W_dec".to_string(),
-            vec![cfg.num_latents, cfg.d_out],
-            c.w_dec.as_slice(),
-        ),
-        ("b_dec".to_string(), vec![cfg.d_out], c.b_dec.as_slice()),
-    ];
-    if let Some(w) = &c.w_skip {
-        v.push((
-            "W_skip".to_string(),
-            vec![cfg.d_out, cfg.d_in],
-            w.as_slice(),
-        ));
-    }
-    v
+/// Each parameter tensor of `c` with its name and shape, in checkpoint order.
+fn params_of(c: &SparseCoder) -> Vec<(&'static str, Vec<usize>, &[f32])> {
+    let shapes = c.shapes();
+    c.tensors()
+        .named()
+        .into_iter()
+        .zip(shapes.list())
+        .map(|((name, data), shape)| (name, shape.clone(), *data))
+        .collect()
 }
 
 /// Writes `cfg.json`, `sae.safetensors` and `sparsecoder.json` into `dir`, each atomically.
@@ -102,7 +96,7 @@ pub fn save_coder(
     });
     let tensors: Vec<_> = params_of(coder)
         .into_iter()
-        .map(|(n, s, d)| (n, s, bytes(d), Dtype::F32))
+        .map(|(n, s, d)| (n.to_string(), s, bytemuck::cast_slice(d), Dtype::F32))
         .collect();
     let st = serialize(&tensors, None)?;
     write_atomic(&dir.join("sae.safetensors"), |w| w.write_all(&st))?;
@@ -177,28 +171,18 @@ pub fn load_coder(dir: &Path) -> Result<(SparseCoder, CoderMeta)> {
 #[derive(Clone, Debug)]
 pub struct CoderState {
     pub coder: SparseCoder,
-    /// Adam moments, in the order of the parameter tensors (`encoder.weight`, `encoder.bias`, `W_dec`, `b_dec`,
-    /// `W_skip`).
-    pub moments: Vec<Moments>,
+    /// Adam moments of each parameter tensor.
+    pub moments: Tensors<Moments>,
     pub tokens_since_fired: Vec<u64>,
 }
 
 impl CoderState {
     /// A coder before its first step: zero moments, no latent counted as silent yet.
     pub fn fresh(coder: SparseCoder) -> CoderState {
-        let mut moments = vec![
-            Moments::zeros(coder.w_enc.len()),
-            Moments::zeros(coder.b_enc.len()),
-            Moments::zeros(coder.w_dec.len()),
-            Moments::zeros(coder.b_dec.len()),
-        ];
-        if let Some(w) = &coder.w_skip {
-            moments.push(Moments::zeros(w.len()));
-        }
         CoderState {
             tokens_since_fired: vec![0; coder.cfg.num_latents],
+            moments: coder.tensors().map(|t| Moments::zeros(t.len())),
             coder,
-            moments,
         }
     }
 }
@@ -210,33 +194,27 @@ pub fn save_state(path: &Path, s: &CoderState) -> Result<()> {
     }
     let params = params_of(&s.coder);
     let mut tensors: Vec<(String, Vec<usize>, &[u8], Dtype)> = Vec::new();
-    for ((name, shape, data), m) in params.iter().zip(&s.moments) {
+    for ((name, shape, data), m) in params.iter().zip(s.moments.list()) {
         tensors.push((
             format!("param.{name}"),
             shape.clone(),
-            bytes(data),
+            bytemuck::cast_slice(data),
             Dtype::F32,
         ));
         tensors.push((
             format!("adam_m.{name}"),
             shape.clone(),
-            bytes(&m.m),
+            bytemuck::cast_slice(&m.m),
             Dtype::F32,
         ));
         tensors.push((
             format!("adam_v.{name}"),
             shape.clone(),
-            bytes(&m.v),
+            bytemuck::cast_slice(&m.v),
             Dtype::F32,
         ));
     }
-    // SAFETY: u64 has no padding.
-    let fired = unsafe {
-        std::slice::from_raw_parts(
-            s.tokens_since_fired.as_ptr() as *const u8,
-            s.tokens_since_fired.len() * 8,
-        )
-    };
+    let fired = bytemuck::cast_slice(&s.tokens_since_fired);
     tensors.push((
         "tokens_since_fired".into(),
         vec![s.tokens_since_fired.len()],
@@ -254,25 +232,14 @@ pub fn load_state(path: &Path, cfg: &CoderConfig) -> Result<CoderState> {
     let st = SafeTensors::deserialize(&data)
         .with_context(|| format!("{}: not a safetensors file", path.display()))?;
     let mut coder = SparseCoder::new(cfg.clone(), 0);
-    let shapes: Vec<(String, Vec<usize>)> = params_of(&coder)
-        .into_iter()
-        .map(|(n, s, _)| (n, s))
-        .collect();
-    let mut moments = Vec::new();
-    for (i, (name, shape)) in shapes.iter().enumerate() {
-        let p = f32s(&st, &format!("param.{name}"), shape, path)?;
-        match i {
-            0 => coder.w_enc = p,
-            1 => coder.b_enc = p,
-            2 => coder.w_dec = p,
-            3 => coder.b_dec = p,
-            _ => coder.w_skip = Some(p),
-        }
-        moments.push(Moments {
-            m: f32s(&st, &format!("adam_m.{name}"), shape, path)?,
-            v: f32s(&st, &format!("adam_v.{name}"), shape, path)?,
-        });
-    }
+    let shapes = coder.shapes();
+    let tensor = |prefix: &str| {
+        shapes.try_map(|name, shape| f32s(&st, &format!("{prefix}.{name}"), shape, path))
+    };
+    coder.set_tensors(tensor("param")?);
+    let moments = tensor("adam_m")?
+        .zip(tensor("adam_v")?)
+        .into_map(|(m, v)| Moments { m, v });
     let t = st
         .tensor("tokens_since_fired")
         .map_err(|_| anyhow!("{}: tensor tokens_since_fired is missing", path.display()))?;
@@ -293,4 +260,57 @@ pub fn load_state(path: &Path, cfg: &CoderConfig) -> Result<CoderState> {
         moments,
         tokens_since_fired,
     })
+}
+
+/// A trained coder read from its folder, with the folder's name.
+pub struct LoadedCoder {
+    pub name: String,
+    pub coder: SparseCoder,
+    pub meta: CoderMeta,
+}
+
+/// Every coder folder at or directly below each path, in sorted order.
+pub fn find_coders(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for p in paths {
+        if p.join("sparsecoder.json").exists() {
+            found.push(p.clone());
+            continue;
+        }
+        let mut subs: Vec<PathBuf> = std::fs::read_dir(p)
+            .with_context(|| format!("{}: cannot read checkpoints folder", p.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|d| d.join("sparsecoder.json").exists())
+            .collect();
+        if subs.is_empty() {
+            bail!(
+                "{}: holds no coder (no sparsecoder.json in it or its subfolders)",
+                p.display()
+            );
+        }
+        subs.sort();
+        found.extend(subs);
+    }
+    Ok(found)
+}
+
+/// The coder in `dir`, refused unless it was trained on the cache's layer and width.
+pub fn load_for_cache(dir: &Path, spec: &CacheSpec) -> Result<LoadedCoder> {
+    let (coder, meta) = load_coder(dir)?;
+    if meta.layer != spec.layer || coder.cfg.d_in != spec.d_in as usize {
+        bail!(
+            "{}: trained on layer {} width {}, but the cache holds layer {} width {}",
+            dir.display(),
+            meta.layer,
+            coder.cfg.d_in,
+            spec.layer,
+            spec.d_in
+        );
+    }
+    let name = dir
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    Ok(LoadedCoder { name, coder, meta })
 }

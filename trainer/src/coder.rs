@@ -10,6 +10,7 @@
 
 use crate::fused_topk::{self, QuantizedEncoder};
 use crate::huge_pages;
+use crate::tensors::Tensors;
 use crate::topk::{group_by_latent, topk_relu};
 use compute::cpu::{axpy, dot, fetch_ahead, linear, matmul, prefetch, SendPtr};
 use rand::{Rng, SeedableRng};
@@ -20,21 +21,16 @@ use std::borrow::Cow;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Kind {
     Sae,
+    #[cfg_attr(feature = "clap", value(alias = "st"))]
     Transcoder,
+    #[cfg_attr(feature = "clap", value(alias = "sst"))]
     SkipTranscoder,
 }
 
 impl Kind {
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "sae" => Some(Kind::Sae),
-            "transcoder" | "st" => Some(Kind::Transcoder),
-            "skip-transcoder" | "sst" => Some(Kind::SkipTranscoder),
-            _ => None,
-        }
-    }
     pub fn short(self) -> &'static str {
         match self {
             Kind::Sae => "sae",
@@ -77,9 +73,9 @@ pub struct Grads {
     pub touched: Vec<u32>,
 }
 
-/// What one batch gave.
+/// What one training step gave, on every backend (the GPU engine computes no AuxK or Multi-TopK term: 0).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct BatchStats {
+pub struct StepStats {
     pub fvu: f64,
     /// Mean number of non-zero latents per row.
     pub l0: f64,
@@ -87,6 +83,9 @@ pub struct BatchStats {
     pub auxk: f64,
     /// FVU of the 4k-latent decode, 0 when Multi-TopK is off.
     pub multi_topk_fvu: f64,
+    /// Latents not fired for more than the dead threshold's tokens, as a fraction (set by the step, after
+    /// the counters are updated).
+    pub dead_fraction: f64,
 }
 
 /// The optional terms of the loss (both off by default, as in sparsify).
@@ -96,6 +95,19 @@ pub struct Losses {
     pub auxk_alpha: f32,
     /// Add the FVU of a 4k-latent decode at weight 1/8.
     pub multi_topk: bool,
+}
+
+/// A coder ready to encode many batches (see [`SparseCoder::encoder`]).
+pub struct Encoder<'a> {
+    coder: &'a SparseCoder,
+    quantized: Option<QuantizedEncoder>,
+}
+
+impl Encoder<'_> {
+    /// TopK of one batch of `rows` rows, as [`SparseCoder::encode`] gives it.
+    pub fn encode(&self, x: &[f32], rows: usize) -> Encoded {
+        self.coder.encode_with(x, rows, self.quantized.as_ref())
+    }
 }
 
 /// The encoder's output for a batch: `rows × k` activations and latent indices.
@@ -178,6 +190,35 @@ impl SparseCoder {
         }
     }
 
+    /// The parameter tensors, by name.
+    pub fn tensors(&self) -> Tensors<&[f32]> {
+        Tensors {
+            w_enc: &self.w_enc,
+            b_enc: &self.b_enc,
+            w_dec: &self.w_dec,
+            b_dec: &self.b_dec,
+            w_skip: self.w_skip.as_deref(),
+        }
+    }
+
+    /// The shapes of [`SparseCoder::tensors`] (row-major, as in sparsify's `sae.safetensors`).
+    pub fn shapes(&self) -> Tensors<Vec<usize>> {
+        let c = &self.cfg;
+        Tensors {
+            w_enc: vec![c.num_latents, c.d_in],
+            b_enc: vec![c.num_latents],
+            w_dec: vec![c.num_latents, c.d_out],
+            b_dec: vec![c.d_out],
+            w_skip: self.w_skip.as_ref().map(|_| vec![c.d_out, c.d_in]),
+        }
+    }
+
+    /// Replaces the parameter tensors.
+    pub fn set_tensors(&mut self, t: Tensors<Vec<f32>>) {
+        (self.w_enc, self.b_enc, self.w_dec, self.b_dec, self.w_skip) =
+            (t.w_enc, t.b_enc, t.w_dec, t.b_dec, t.w_skip);
+    }
+
     pub fn zero_grads(&self) -> Grads {
         let c = &self.cfg;
         Grads {
@@ -201,13 +242,24 @@ impl SparseCoder {
         Cow::Owned(xc)
     }
 
+    /// Encodes one batch. To encode many batches with an unchanged coder, use [`SparseCoder::encoder`].
     pub fn encode(&self, x: &[f32], rows: usize) -> Encoded {
         self.encode_with(x, rows, None)
     }
 
-    /// W_enc rounded for the screened encoder, where this CPU runs it (else None). Encoding many batches with
-    /// an unchanged coder, make it once and pass it to [`SparseCoder::encode_with`]; it must be remade (or its
-    /// panels rounded again) whenever W_enc changes.
+    /// The coder made ready to encode many batches: whatever the CPU path precomputes from W_enc (its rounded
+    /// copy for the screened encoder) is made once here instead of once per batch.
+    pub fn encoder(&self) -> Encoder<'_> {
+        Encoder {
+            coder: self,
+            quantized: self.quantize_encoder(),
+        }
+    }
+
+    /// W_enc rounded for the screened encoder, where this CPU runs it (else None). It must be remade (or its
+    /// panels rounded again) whenever W_enc changes. Public for the trainer's own tests only: other callers
+    /// use [`SparseCoder::encoder`].
+    #[doc(hidden)]
     pub fn quantize_encoder(&self) -> Option<QuantizedEncoder> {
         fused_topk::available()
             .then(|| QuantizedEncoder::new(&self.w_enc, self.cfg.num_latents, self.cfg.d_in))
@@ -215,7 +267,7 @@ impl SparseCoder {
 
     /// [`SparseCoder::encode`] with W_enc already rounded (`quantized`, from [`SparseCoder::quantize_encoder`]
     /// on this W_enc); with None it is rounded here.
-    pub fn encode_with(
+    pub(crate) fn encode_with(
         &self,
         x: &[f32],
         rows: usize,
@@ -348,7 +400,7 @@ impl SparseCoder {
         losses: &Losses,
         dead: Option<&[bool]>,
         quantized: Option<&QuantizedEncoder>,
-    ) -> (BatchStats, Encoded) {
+    ) -> (StepStats, Encoded) {
         let c = &self.cfg;
         let (k, d_in, d_out, n) = (c.k, c.d_in, c.d_out, c.num_latents);
         let xc = self.encoder_input(x);
@@ -397,11 +449,9 @@ impl SparseCoder {
             // dW_skip = dyᵀ · x
             matmul(gs, &dy, x, d_out, rows, d_in, (d_in, 1), true, false);
         }
-        let mut stats = BatchStats {
+        let mut stats = StepStats {
             fvu: sse / total_variance,
-            l0: 0.0,
-            auxk: 0.0,
-            multi_topk_fvu: 0.0,
+            ..Default::default()
         };
 
         // Multi-TopK: the same coder decoding from 4k latents (with b_dec, without W_skip, as sparsify), at 1/8.

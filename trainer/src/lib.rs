@@ -7,6 +7,7 @@
 //!   vector helpers come from `compute::cpu`;
 //! - [`huge_pages`]: 2 MiB pages for the large tensors;
 //! - [`adam`]: the fused Adam step and sparsify's learning-rate schedule;
+//! - [`tensors`]: a coder's parameter tensors by name (parameters, moments, device copies);
 //! - [`checkpoint`]: sparsify's checkpoint layout (`cfg.json` + `sae.safetensors`) and our training state;
 //! - [`train`]: the training loop, several coders on the same batches (sweeps), metrics, resume;
 //! - [`backend`]: where one coder's step runs (CPU, or the GPU engine of [`cuda`]);
@@ -19,5 +20,6 @@ pub mod coder;
 pub mod cuda;
 pub mod fused_topk;
 pub mod huge_pages;
+pub mod tensors;
 pub mod topk;
 pub mod train;

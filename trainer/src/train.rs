@@ -2,35 +2,17 @@
 
 use crate::adam::{default_lr, lr_multiplier};
 use crate::backend::{Backend, Device, DeviceBatch, StepInput};
-use crate::checkpoint::{load_state, save_coder, save_state, CoderMeta, CoderState};
+use crate::checkpoint::{io_sides, load_state, save_coder, save_state, CoderMeta, CoderState};
 use crate::coder::{CoderConfig, Kind, Losses, SparseCoder};
 use anyhow::{bail, Context, Result};
 use cache_format::fsutil::write_atomic;
 use cache_format::loader::batches_per_epoch;
-use cache_format::{Cache, LoaderConfig};
+use cache_format::{Cache, LoaderConfig, Side};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Which side of the cache an SAE reconstructs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Side {
-    #[serde(rename = "mlp_in")]
-    MlpIn,
-    #[serde(rename = "mlp_out")]
-    MlpOut,
-}
-
-impl Side {
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::MlpIn => "mlp_in",
-            Side::MlpOut => "mlp_out",
-        }
-    }
-}
 
 /// One coder of a run: what is swept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,21 +111,16 @@ struct Live {
 
 const STATE_FILE: &str = "train_state.json";
 
-/// The cache sides a coder reads: (input, target).
-fn io_sides(spec: &CoderSpec) -> (Side, Side) {
-    match spec.kind {
-        Kind::Sae => (spec.sae_on, spec.sae_on),
-        _ => (Side::MlpIn, Side::MlpOut),
+impl CoderSpec {
+    /// The cache sides the coder reads: (input, target).
+    fn sides(&self) -> (Side, Side) {
+        io_sides(self.kind, self.sae_on)
     }
 }
 
 fn widths(cache: &Cache, spec: &CoderSpec) -> (usize, usize) {
-    let width = |s| match s {
-        Side::MlpIn => cache.d_in(),
-        Side::MlpOut => cache.d_out(),
-    };
-    let (i, o) = io_sides(spec);
-    (width(i), width(o))
+    let (i, o) = spec.sides();
+    (cache.width(i), cache.width(o))
 }
 
 pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
@@ -293,7 +270,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
             )?;
             let meta = CoderMeta {
                 config: l.state.coder.cfg.clone(),
-                sae_on: (l.spec.kind == Kind::Sae).then(|| l.spec.sae_on.name().to_string()),
+                sae_on: (l.spec.kind == Kind::Sae).then_some(l.spec.sae_on),
                 cache: args.cache.display().to_string(),
                 layer: cache.manifest().spec.layer,
                 step,
@@ -341,12 +318,8 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
         while let Some(batch) = next.take() {
             let rows = batch.rows;
             for l in live.iter_mut() {
-                let (input, target) = io_sides(&l.spec);
-                let host = |s| match s {
-                    Side::MlpIn => &batch.mlp_in,
-                    Side::MlpOut => &batch.mlp_out,
-                };
-                let (x, y) = (host(input), host(target));
+                let (input, target) = l.spec.sides();
+                let (x, y) = (batch.side(input), batch.side(target));
                 let device = device_batches
                     .get(current)
                     .map(|b| (b.side(input), b.side(target)));

@@ -37,11 +37,12 @@ macro_rules! dispatch_wide {
         unsafe fn $wide($($param: $ty),*) -> $ret {
             $body($($param),*)
         }
+        $(let $param: $ty = $arg;)*
         #[cfg(target_arch = "x86_64")]
         if $crate::cpu::features::avx2() {
             // SAFETY: the CPU runs AVX2.
-            return unsafe { $wide($($arg),*) };
+            return unsafe { $wide($($param),*) };
         }
-        $body($($arg),*)
+        $body($($param),*)
     }};
 }

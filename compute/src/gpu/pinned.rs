@@ -15,8 +15,11 @@ use std::collections::HashMap;
 /// Pinned buffers per upload length.
 pub const BUFFERS_PER_LENGTH: usize = 4;
 
-/// Per length: the next buffer to use, and the buffers.
-pub struct Staging<T: DeviceRepr>(RefCell<HashMap<usize, (usize, Vec<PinnedHostSlice<T>>)>>);
+/// The buffers of one length, and the next to use.
+type Ring<T> = (usize, Vec<PinnedHostSlice<T>>);
+
+/// The rings, per length.
+pub struct Staging<T: DeviceRepr>(RefCell<HashMap<usize, Ring<T>>>);
 
 impl<T: DeviceRepr + ValidAsZeroBits + Copy> Default for Staging<T> {
     fn default() -> Self {

@@ -7,47 +7,11 @@
 //! the optional AuxK and Multi-TopK terms.
 
 use super::ops::Ops;
-use crate::adam::{BETA1, BETA2};
+use crate::adam::{Moments, BETA1, BETA2};
 use crate::checkpoint::CoderState;
-use crate::coder::{CoderConfig, Kind, SparseCoder};
+use crate::coder::{CoderConfig, SparseCoder, StepStats};
+use crate::tensors::Tensors;
 use anyhow::{bail, Result};
-
-/// The coder's tensors, in checkpoint order.
-pub struct Tensors<T> {
-    pub w_enc: T,
-    pub b_enc: T,
-    pub w_dec: T,
-    pub b_dec: T,
-    pub w_skip: Option<T>,
-}
-
-impl<T> Tensors<T> {
-    /// `f` applied to each of the coder's tensors.
-    fn try_map(src: &SparseCoder, mut f: impl FnMut(&[f32]) -> Result<T>) -> Result<Tensors<T>> {
-        Ok(Tensors {
-            w_enc: f(&src.w_enc)?,
-            b_enc: f(&src.b_enc)?,
-            w_dec: f(&src.w_dec)?,
-            b_dec: f(&src.b_dec)?,
-            w_skip: src.w_skip.as_deref().map(&mut f).transpose()?,
-        })
-    }
-
-    fn list(&self) -> Vec<&T> {
-        let mut v = vec![&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec];
-        v.extend(self.w_skip.as_ref());
-        v
-    }
-}
-
-/// What one step gave.
-#[derive(Clone, Copy, Debug)]
-pub struct StepStats {
-    pub fvu: f64,
-    pub l0: f64,
-    /// Latents not fired for more than `dead_after` tokens, as a fraction.
-    pub dead_fraction: f64,
-}
 
 pub struct Engine<O: Ops> {
     pub cfg: CoderConfig,
@@ -91,29 +55,15 @@ impl<O: Ops> Engine<O> {
         }
         let (rows, n) = (batch_rows, cfg.num_latents);
         let sae = !cfg.kind.transcodes();
-        let moment = |i: usize, second: bool| -> Result<O::F32> {
-            let mo = &state.moments[i];
-            ops.uploaded_f32(if second { &mo.v } else { &mo.m })
-        };
-        let with_skip = |f: &dyn Fn(usize) -> Result<O::F32>| -> Result<Tensors<O::F32>> {
-            Ok(Tensors {
-                w_enc: f(0)?,
-                b_enc: f(1)?,
-                w_dec: f(2)?,
-                b_dec: f(3)?,
-                w_skip: if cfg.kind == Kind::SkipTranscoder {
-                    Some(f(4)?)
-                } else {
-                    None
-                },
-            })
-        };
         Ok(Engine {
             batch_rows,
-            params: Tensors::try_map(&state.coder, |t| ops.uploaded_f32(t))?,
-            grads: Tensors::try_map(&state.coder, |t| ops.zeros_f32(t.len()))?,
-            m: with_skip(&|i| moment(i, false))?,
-            v: with_skip(&|i| moment(i, true))?,
+            params: state.coder.tensors().try_map(|_, t| ops.uploaded_f32(t))?,
+            grads: state
+                .coder
+                .tensors()
+                .try_map(|_, t| ops.zeros_f32(t.len()))?,
+            m: state.moments.try_map(|_, mo| ops.uploaded_f32(&mo.m))?,
+            v: state.moments.try_map(|_, mo| ops.uploaded_f32(&mo.v))?,
             since_fired: ops.uploaded_u64(&state.tokens_since_fired)?,
             xc: ops.zeros_f32(if sae { rows * cfg.d_in } else { 0 })?,
             pre: ops.zeros_f32(rows * n)?,
@@ -133,29 +83,19 @@ impl<O: Ops> Engine<O> {
 
     /// Replaces the parameters (after the host's step-0 initialisation from the first batch).
     pub fn upload_params(&mut self, ops: &O, coder: &SparseCoder) -> Result<()> {
-        self.params = Tensors::try_map(coder, |t| ops.uploaded_f32(t))?;
+        self.params = coder.tensors().try_map(|_, t| ops.uploaded_f32(t))?;
         Ok(())
     }
 
     /// Parameters, moments and counters back into `state`, for checkpoints.
     pub fn download_into(&self, ops: &O, state: &mut CoderState) -> Result<()> {
-        let p: Vec<Vec<f32>> = self
-            .params
-            .list()
-            .into_iter()
-            .map(|t| ops.download_f32(t))
-            .collect::<Result<_>>()?;
-        let c = &mut state.coder;
-        let mut it = p.into_iter();
-        c.w_enc = it.next().unwrap();
-        c.b_enc = it.next().unwrap();
-        c.w_dec = it.next().unwrap();
-        c.b_dec = it.next().unwrap();
-        c.w_skip = it.next();
-        for (i, (m, v)) in self.m.list().into_iter().zip(self.v.list()).enumerate() {
-            state.moments[i].m = ops.download_f32(m)?;
-            state.moments[i].v = ops.download_f32(v)?;
-        }
+        let download = |_, t: &O::F32| ops.download_f32(t);
+        state.coder.set_tensors(self.params.try_map(download)?);
+        state.moments = self
+            .m
+            .try_map(download)?
+            .zip(self.v.try_map(download)?)
+            .into_map(|(m, v)| Moments { m, v });
         state.tokens_since_fired = ops.download_u64(&self.since_fired)?;
         Ok(())
     }
@@ -350,6 +290,7 @@ impl<O: Ops> Engine<O> {
             fvu: sums[1] / sums[0],
             l0: counts[0] as f64 / self.batch_rows as f64,
             dead_fraction: counts[1] as f64 / self.cfg.num_latents as f64,
+            ..Default::default()
         })
     }
 }

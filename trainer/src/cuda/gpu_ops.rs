@@ -17,6 +17,7 @@ use std::cell::RefCell;
 
 /// How cuBLAS multiplies f32 matrices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum GemmPrecision {
     /// Full f32 (the CPU's results to ~1e-6).
     F32,
@@ -35,6 +36,15 @@ pub struct GpuOps {
 }
 
 const THREADS: u32 = 256;
+
+impl GemmPrecision {
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmPrecision::F32 => "f32",
+            GemmPrecision::Tf32 => "tf32",
+        }
+    }
+}
 
 /// A grid-stride launch over `n` elements.
 fn grid_for(n: usize) -> LaunchConfig {

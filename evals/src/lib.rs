@@ -1,0 +1,95 @@
+//! Evaluation maths: how good a trained coder is, as the paper measures it. The command line only parses
+//! `sparsecoder eval`'s flags and calls [`evaluate`], then [`report`] and [`plots`].
+//!
+//! - [`activations`]: on the held-out shards of the cache, FVU over all held-out rows (Σ error² / Σ (y − mean
+//!   y)², the mean taken over those rows), variance explained = 1 − FVU, L0, firing counts per latent (dead:
+//!   never fired on the held-out rows; dense: fired on more than 10 % of them) and their log10 histogram;
+//! - [`patched`]: on held-out sequences, the model's next-token cross-entropy clean, with layer L's MLP output
+//!   replaced by the coder's prediction, and with it replaced by zeros; KL(clean ‖ patched);
+//! - [`report`]: the per-coder table, eval.json and eval.csv;
+//! - [`plots`]: density histograms and FVU against CE increase, as PNG.
+//!
+//! New evaluations (absorption, sparse probing, simulation scoring) belong here too.
+
+pub mod activations;
+pub mod patched;
+pub mod plots;
+pub mod report;
+
+use anyhow::{bail, Result};
+use cache_format::Cache;
+use extractor::source::ModelSource;
+use report::{CoderEval, Report};
+use std::path::PathBuf;
+use trainer::checkpoint::{find_coders, load_for_cache};
+
+/// What to evaluate and on how much data.
+#[derive(Clone, Debug)]
+pub struct EvalConfig {
+    /// The model the cache was extracted from.
+    pub model: PathBuf,
+    pub cache: PathBuf,
+    /// Coder folders, or folders holding coder folders.
+    pub checkpoints: Vec<PathBuf>,
+    /// Tokens of held-out sequences for the cross-entropy runs.
+    pub ce_tokens: u64,
+    /// The last N shards are held out (as in `train`).
+    pub holdout_shards: usize,
+    /// Sequences per forward pass.
+    pub batch_seqs: usize,
+}
+
+/// A finished evaluation: the report, and each coder's firing counts (for the density plot).
+pub struct Evaluation {
+    pub report: Report,
+    pub fired: Vec<Vec<u64>>,
+}
+
+/// Evaluates every coder under `cfg.checkpoints` on the cache's held-out shards and sequences.
+pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
+    let cache = Cache::open(&cfg.cache)?;
+    let spec = cache.manifest().spec.clone();
+    let source = ModelSource::open_matching(&cfg.model, &spec.model)?;
+    let (_, held) = cache.split(cfg.holdout_shards)?;
+    let coders = find_coders(&cfg.checkpoints)?
+        .iter()
+        .map(|dir| load_for_cache(dir, &spec))
+        .collect::<Result<Vec<_>>>()?;
+    let ctx = spec.ctx_len as usize;
+    let seqs = patched::held_out_sequences(&cache, &held, (cfg.ce_tokens as usize / ctx).max(1))?;
+    if seqs.is_empty() {
+        bail!(
+            "{}: the held-out shards hold no complete sequence of {ctx} tokens",
+            cfg.cache.display()
+        );
+    }
+    let model = source.load(None, true)?;
+    // Each coder made ready to encode once (W_enc rounded for the screened encoder), not once per batch.
+    let encoders: Vec<_> = coders.iter().map(|c| c.coder.encoder()).collect();
+    let losses = patched::losses(
+        model.as_ref(),
+        &seqs,
+        ctx,
+        spec.layer as usize,
+        &coders,
+        &encoders,
+        cfg.batch_seqs,
+    )?;
+    let mut rows = Vec::new();
+    let mut fired = Vec::new();
+    for (j, c) in coders.iter().enumerate() {
+        let a = activations::stats(&cache, &held, &c.coder, &encoders[j], &c.meta)?;
+        rows.push(CoderEval::new(c, &a, &losses, j));
+        fired.push(a.fired);
+    }
+    let report = Report {
+        cache: cfg.cache.display().to_string(),
+        layer: spec.layer,
+        held_out_rows: held.iter().map(|&i| cache.manifest().shards[i].rows).sum(),
+        ce_tokens: losses.count,
+        ce_clean: losses.ce_clean(),
+        ce_zero_ablated: losses.ce_zero / losses.count as f64,
+        coders: rows,
+    };
+    Ok(Evaluation { report, fired })
+}

@@ -1,0 +1,175 @@
+//! The evaluation's results: one row per coder, printed as a table and written as eval.json and eval.csv.
+
+use crate::activations::ActivationStats;
+use crate::patched::PatchedLosses;
+use anyhow::Result;
+use cache_format::fsutil::write_atomic;
+use cache_format::Side;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use trainer::checkpoint::LoadedCoder;
+use trainer::coder::Kind;
+
+#[derive(Serialize)]
+pub struct CoderEval {
+    pub name: String,
+    pub kind: Kind,
+    pub sae_on: Option<Side>,
+    pub k: usize,
+    pub num_latents: usize,
+    pub fvu: f64,
+    pub variance_explained: f64,
+    pub l0: f64,
+    pub dead_pct: f64,
+    pub dense_pct: f64,
+    /// Latents per log10 firing frequency bin: key = floor(log10 f) ("dead" for never).
+    pub density_histogram: BTreeMap<String, u64>,
+    pub ce_patched: f64,
+    pub ce_increase_pct: f64,
+    pub kl: f64,
+}
+
+impl CoderEval {
+    /// Coder `j` of the losses, with its activation statistics.
+    pub fn new(
+        c: &LoadedCoder,
+        a: &ActivationStats,
+        losses: &PatchedLosses,
+        j: usize,
+    ) -> CoderEval {
+        let ce_clean = losses.ce_clean();
+        let ce_patched = losses.ce_patched[j] / losses.count as f64;
+        CoderEval {
+            name: c.name.clone(),
+            kind: c.coder.cfg.kind,
+            sae_on: c.meta.sae_on,
+            k: c.coder.cfg.k,
+            num_latents: c.coder.cfg.num_latents,
+            fvu: a.fvu,
+            variance_explained: 1.0 - a.fvu,
+            l0: a.l0,
+            dead_pct: a.dead_pct(),
+            dense_pct: a.dense_pct(),
+            density_histogram: a.density_histogram(),
+            ce_patched,
+            ce_increase_pct: 100.0 * (ce_patched - ce_clean) / ce_clean,
+            kl: losses.kl[j] / losses.positions as f64,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub cache: String,
+    pub layer: u32,
+    pub held_out_rows: u64,
+    pub ce_tokens: u64,
+    pub ce_clean: f64,
+    pub ce_zero_ablated: f64,
+    pub coders: Vec<CoderEval>,
+}
+
+/// The columns of eval.csv, in order.
+const CSV_COLUMNS: [&str; 13] = [
+    "coder",
+    "kind",
+    "k",
+    "latents",
+    "fvu",
+    "variance_explained",
+    "l0",
+    "dead_pct",
+    "dense_pct",
+    "ce_clean",
+    "ce_patched",
+    "ce_increase_pct",
+    "kl",
+];
+
+impl Report {
+    /// The table on standard output.
+    pub fn print(&self) {
+        println!(
+            "layer {}: {} held-out rows; CE on {} tokens: clean {:.4}, zero-ablated MLP {:.4} (+{:.2} %)",
+            self.layer,
+            self.held_out_rows,
+            self.ce_tokens,
+            self.ce_clean,
+            self.ce_zero_ablated,
+            100.0 * (self.ce_zero_ablated - self.ce_clean) / self.ce_clean
+        );
+        println!(
+            "{:<26} {:>5} {:>4} {:>7} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9} {:>7} {:>8}",
+            "coder",
+            "kind",
+            "k",
+            "latents",
+            "FVU",
+            "L0",
+            "dead%",
+            "dense%",
+            "CE clean",
+            "CE patch",
+            "ΔCE %",
+            "KL"
+        );
+        for c in &self.coders {
+            println!(
+                "{:<26} {:>5} {:>4} {:>7} {:>8.4} {:>7.2} {:>7.2} {:>7.2} {:>9.4} {:>9.4} {:>7.2} {:>8.4}",
+                c.name,
+                c.kind.short(),
+                c.k,
+                c.num_latents,
+                c.fvu,
+                c.l0,
+                c.dead_pct,
+                c.dense_pct,
+                self.ce_clean,
+                c.ce_patched,
+                c.ce_increase_pct,
+                c.kl
+            );
+        }
+    }
+
+    /// The rows of eval.csv (numbers in Rust's shortest round-trip form, as in eval.json).
+    fn csv(&self) -> Result<Vec<u8>> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(CSV_COLUMNS)?;
+        for c in &self.coders {
+            w.write_record([
+                c.name.clone(),
+                c.kind.short().to_string(),
+                c.k.to_string(),
+                c.num_latents.to_string(),
+                c.fvu.to_string(),
+                c.variance_explained.to_string(),
+                c.l0.to_string(),
+                c.dead_pct.to_string(),
+                c.dense_pct.to_string(),
+                self.ce_clean.to_string(),
+                c.ce_patched.to_string(),
+                c.ce_increase_pct.to_string(),
+                c.kl.to_string(),
+            ])?;
+        }
+        Ok(w.into_inner()?)
+    }
+
+    /// Writes `out`/eval.json and `out`/eval.csv, each atomically.
+    pub fn save(&self, out: &Path) -> Result<()> {
+        std::fs::create_dir_all(out)?;
+        let csv = self.csv()?;
+        write_atomic(&out.join("eval.json"), |w| {
+            w.write_all(serde_json::to_string_pretty(self)?.as_bytes())
+        })?;
+        write_atomic(&out.join("eval.csv"), |w| w.write_all(&csv))?;
+        println!(
+            "wrote {} and {}",
+            out.join("eval.json").display(),
+            out.join("eval.csv").display()
+        );
+        Ok(())
+    }
+}
