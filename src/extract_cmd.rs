@@ -1,5 +1,6 @@
 //! `sparsecoder extract`: flags → `extractor::extract::run`, then a summary.
 
+use crate::flags::one_of;
 use anyhow::{bail, Result};
 use cache_format::DType;
 use clap::Args;
@@ -37,8 +38,8 @@ pub struct ExtractCli {
     #[arg(long)]
     out: PathBuf,
     /// Storage type of the cached activations: bf16, f16 or f32.
-    #[arg(long, default_value = "bf16")]
-    dtype: String,
+    #[arg(long, default_value = "bf16", value_parser = one_of::<DType>("--dtype"))]
+    dtype: DType,
     /// Rows (tokens) per shard file: 16384 rows of SmolLM2 (d=576) in bf16 are 36 MiB.
     #[arg(long, default_value_t = 16384)]
     shard_rows: u64,
@@ -57,9 +58,7 @@ pub struct ExtractCli {
 }
 
 pub fn extract(cli: ExtractCli) -> Result<ExitCode> {
-    let Some(dtype) = DType::parse(&cli.dtype) else {
-        bail!("--dtype: expected bf16, f16 or f32, found {:?}", cli.dtype);
-    };
+    let dtype = cli.dtype;
     if cli.ctx_len < 2 || cli.batch_seqs == 0 || cli.shard_rows == 0 || cli.shuffle_buffer == 0 {
         bail!("--ctx-len must be at least 2, and --batch-seqs, --shard-rows, --shuffle-buffer positive");
     }

@@ -2,6 +2,7 @@
 //! scores) on the held-out shards of a cache, with the offline local chat model or an OpenAI-compatible
 //! server. Wires `interp` (the method) to the cache, the coders (`trainer`) and the model (`extractor`).
 
+use crate::flags::one_of;
 use anyhow::{bail, Result};
 use cache_format::Cache;
 use clap::Args;
@@ -62,13 +63,13 @@ pub struct InterpCli {
     out: PathBuf,
     /// local: a Llama-family chat model run here (--chat-model, default --model); http: an OpenAI-compatible
     /// chat-completions server (--api-base, --api-model).
-    #[arg(long, default_value = "local")]
-    llm: String,
+    #[arg(long, default_value = "local", value_parser = one_of::<Llm>("--llm"))]
+    llm: Llm,
     /// Who writes the explanations: llm (the chat model, from 40 marked examples, as the paper) or
     /// top-tokens (no model: "active on the tokens …", the 5 tokens with the most firings among the same
     /// examples; a baseline that shows whether the scorer can use an explanation at all).
-    #[arg(long, default_value = "llm", value_parser = ["llm", "top-tokens"])]
-    explainer: String,
+    #[arg(long, default_value = "llm", value_parser = one_of::<Explainer>("--explainer"))]
+    explainer: Explainer,
     #[arg(long)]
     chat_model: Option<PathBuf>,
     /// e.g. http://127.0.0.1:8080/v1
@@ -90,8 +91,8 @@ pub struct InterpCli {
     retries: u32,
     /// How the server is asked to keep scoring answers a list (http): free (parse what comes), json_schema
     /// (OpenAI's structured outputs: OpenAI, vLLM, llama.cpp's server) or json_object (llama-cpp-python).
-    #[arg(long, default_value = "free")]
-    response_format: String,
+    #[arg(long, default_value = "free", value_parser = one_of::<ResponseFormat>("--response-format"))]
+    response_format: ResponseFormat,
     /// 0 = greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
@@ -115,6 +116,15 @@ pub struct InterpCli {
     no_calibration: bool,
     #[arg(long)]
     quiet: bool,
+}
+
+/// Who explains and scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Llm {
+    /// A Llama-family chat model run here.
+    Local,
+    /// An OpenAI-compatible chat-completions server.
+    Http,
 }
 
 /// The local chat model as `interp` sees it.
@@ -240,66 +250,18 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         cache.split(cli.holdout_shards)?.1
     };
 
-    let llm: Box<dyn ChatModel> = match cli.llm.as_str() {
-        "local" => {
-            let path = cli.chat_model.clone().unwrap_or(cli.model.clone());
-            let chat_source = ModelSource::open(&path)?;
-            let sampling = Sampling {
-                temperature: cli.temperature,
-                seed: cli.seed,
-            };
-            let identity = format!(
-                "local {} sha256={} temperature={} seed={}",
-                chat_source.name(),
-                chat_source.sha256()?,
-                cli.temperature,
-                cli.seed
-            );
-            Box::new(Local {
-                chat: LocalChat::open(&chat_source)?,
-                identity,
-                sampling,
-            })
-        }
-        "http" => {
-            let (Some(base), Some(model)) = (&cli.api_base, &cli.api_model) else {
-                bail!(
-                    "--llm http needs --api-base (e.g. http://127.0.0.1:8080/v1) and --api-model"
-                );
-            };
-            let Some(format) = ResponseFormat::parse(&cli.response_format) else {
-                bail!(
-                    "--response-format must be free, json_schema or json_object, found {:?}",
-                    cli.response_format
-                );
-            };
-            let mut chat = HttpChat::new(
-                base,
-                model,
-                &cli.api_key_env,
-                cli.temperature,
-                cli.seed,
-                Duration::from_secs(cli.timeout),
-                cli.retries,
-                cli.concurrency,
-            );
-            chat.response_format = format;
-            Box::new(chat)
-        }
-        other => bail!("--llm must be local or http, found {other:?}"),
-    };
+    let llm = chat_model(&cli)?;
     let chat = CachedChat::new(llm.as_ref(), cli.out.join("llm-cache"));
     let cfg = InterpConfig {
         explain_per_quantile: cli.explain_per_quantile,
         score_per_quantile: cli.score_per_quantile,
         non_activating: cli.non_activating,
-        batch: cli.batch.unwrap_or(if cli.llm == "local" { 1 } else { 5 }),
+        batch: cli
+            .batch
+            .unwrap_or(if cli.llm == Llm::Local { 1 } else { 5 }),
         seed: cli.seed,
-        calibrate: cli.llm == "local" && !cli.no_calibration,
-        explainer: match cli.explainer.as_str() {
-            "top-tokens" => Explainer::TopTokens,
-            _ => Explainer::Llm,
-        },
+        calibrate: cli.llm == Llm::Local && !cli.no_calibration,
+        explainer: cli.explainer,
         ..Default::default()
     };
     let text = |ids: &[u32]| -> Vec<String> {
@@ -322,36 +284,19 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         }
     };
 
-    let max_tokens = cli.tokens.unwrap_or(u64::MAX);
+    let token_set = TokenSet {
+        cache: &cache,
+        held: &held,
+        max_tokens: cli.tokens.unwrap_or(u64::MAX),
+    };
     let mut coders = Vec::new();
     for dir in &coder_dirs {
-        let LoadedCoder { name, coder, meta } = load_for_cache(dir, &spec)?;
-        // Pass one counts every latent's firings, pass two records examples of the sampled ones.
-        let n = coder.cfg.num_latents;
-        let mut counts = Recorder::new(n, &[], RecordConfig::default());
-        record(&cache, &held, &coder, &meta, max_tokens, &mut counts)?;
-        let (_, fired, tokens) = counts.finish();
-        let chosen = sample_latents(&fired, cli.latents, cli.min_firings, cli.seed);
-        if chosen.is_empty() {
-            bail!(
-                "{name}: no latent fired {} times on the token set's {tokens} tokens",
-                cli.min_firings
-            );
-        }
-        let rcfg = RecordConfig {
-            seed: cli.seed,
-            ..Default::default()
-        };
-        let mut rec = Recorder::new(n, &chosen, rcfg);
-        record(&cache, &held, &coder, &meta, max_tokens, &mut rec)?;
-        let (records, _, tokens) = rec.finish();
-        eprintln!(
-            "{name}: {} latents of {n}, on a token set of {tokens} tokens",
-            chosen.len()
-        );
+        let loaded = load_for_cache(dir, &spec)?;
+        let records = latent_records(&cli, &token_set, &loaded)?;
+        let (records, tokens) = (records.0, records.1);
         let results = interpret(&records, tokens, &text, &chat, &cfg, &progress);
-        write_latents(&cli.out.join(&name), &results)?;
-        coders.push((summarize(&name, &results), results));
+        write_latents(&cli.out.join(&loaded.name), &results)?;
+        coders.push((summarize(&loaded.name, &results), results));
     }
     let summaries: Vec<_> = coders.iter().map(|(s, _)| s.clone()).collect();
     write_summary(&cli.out, &summaries)?;
@@ -366,6 +311,121 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
     );
     write_html(&cli.out, &title, &coders)?;
 
+    print_table(&summaries);
+    let (hits, calls) = (
+        chat.hits.load(std::sync::atomic::Ordering::Relaxed),
+        chat.calls.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    println!(
+        "{calls} model calls, {hits} answers from the cache, {:.0} s; report: {}",
+        started.elapsed().as_secs_f64(),
+        cli.out.join("index.html").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `--llm` chat model, opened.
+fn chat_model(cli: &InterpCli) -> Result<Box<dyn ChatModel>> {
+    Ok(match cli.llm {
+        Llm::Local => {
+            let path = cli.chat_model.clone().unwrap_or(cli.model.clone());
+            let chat_source = ModelSource::open(&path)?;
+            let sampling = Sampling {
+                temperature: cli.temperature,
+                seed: cli.seed,
+            };
+            let identity = format!(
+                "local {} sha256={} temperature={} seed={}",
+                chat_source.name(),
+                chat_source.sha256()?,
+                cli.temperature,
+                cli.seed
+            );
+            Box::new(Local {
+                chat: LocalChat::open(&chat_source)?,
+                identity,
+                sampling,
+            })
+        }
+        Llm::Http => {
+            let (Some(base), Some(model)) = (&cli.api_base, &cli.api_model) else {
+                bail!(
+                    "--llm http needs --api-base (e.g. http://127.0.0.1:8080/v1) and --api-model"
+                );
+            };
+            let mut chat = HttpChat::new(
+                base,
+                model,
+                &cli.api_key_env,
+                cli.temperature,
+                cli.seed,
+                Duration::from_secs(cli.timeout),
+                cli.retries,
+                cli.concurrency,
+            );
+            chat.response_format = cli.response_format;
+            Box::new(chat)
+        }
+    })
+}
+
+/// The rows latents are recorded on: shards of a cache, read up to `max_tokens`.
+struct TokenSet<'a> {
+    cache: &'a Cache,
+    held: &'a [usize],
+    max_tokens: u64,
+}
+
+/// The sampled latents' records of one coder, and the token set's size. Pass one counts every latent's
+/// firings, pass two records examples of the latents drawn among those firing often enough.
+fn latent_records(
+    cli: &InterpCli,
+    set: &TokenSet,
+    c: &LoadedCoder,
+) -> Result<(Vec<interp::records::LatentRecord>, u64)> {
+    let n = c.coder.cfg.num_latents;
+    let mut counts = Recorder::new(n, &[], RecordConfig::default());
+    record(
+        set.cache,
+        set.held,
+        &c.coder,
+        &c.meta,
+        set.max_tokens,
+        &mut counts,
+    )?;
+    let (_, fired, tokens) = counts.finish();
+    let chosen = sample_latents(&fired, cli.latents, cli.min_firings, cli.seed);
+    if chosen.is_empty() {
+        bail!(
+            "{}: no latent fired {} times on the token set's {tokens} tokens",
+            c.name,
+            cli.min_firings
+        );
+    }
+    let rcfg = RecordConfig {
+        seed: cli.seed,
+        ..Default::default()
+    };
+    let mut rec = Recorder::new(n, &chosen, rcfg);
+    record(
+        set.cache,
+        set.held,
+        &c.coder,
+        &c.meta,
+        set.max_tokens,
+        &mut rec,
+    )?;
+    let (records, _, tokens) = rec.finish();
+    eprintln!(
+        "{}: {} latents of {n}, on a token set of {tokens} tokens",
+        c.name,
+        chosen.len()
+    );
+    Ok((records, tokens))
+}
+
+/// The per-coder score table on standard output.
+fn print_table(summaries: &[interp::run::CoderSummary]) {
     let f = |v: f64| {
         if v.is_finite() {
             format!("{v:.3}")
@@ -378,21 +438,11 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         header.push_str(&format!(" {:>8}", c.short));
     }
     println!("{header}");
-    for s in &summaries {
+    for s in summaries {
         let mut line = format!("{:<24} {:>7} {:>9}", s.coder, s.latents, s.explained);
         for c in &SCORE_COLUMNS {
             line.push_str(&format!(" {:>8}", f((c.value)(s))));
         }
         println!("{line}");
     }
-    let (hits, calls) = (
-        chat.hits.load(std::sync::atomic::Ordering::Relaxed),
-        chat.calls.load(std::sync::atomic::Ordering::Relaxed),
-    );
-    println!(
-        "{calls} model calls, {hits} answers from the cache, {:.0} s; report: {}",
-        started.elapsed().as_secs_f64(),
-        cli.out.join("index.html").display()
-    );
-    Ok(ExitCode::SUCCESS)
 }

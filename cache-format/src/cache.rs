@@ -1,11 +1,9 @@
 //! An activation cache opened for reading: the manifest, shard lookup with cross-checks, the held-out split.
 
 use crate::error::{CacheError, Result};
-use crate::loader::{BatchStream, LoaderConfig};
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::shard::Shard;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct Cache {
@@ -119,15 +117,5 @@ impl Cache {
         }
         let cut = n.saturating_sub(holdout_shards);
         Ok(((0..cut).collect(), (cut..n).collect()))
-    }
-
-    /// A shuffled stream of f32 batches over `shards` for one epoch (see [`LoaderConfig`]).
-    pub fn batches(&self, shards: &[usize], epoch: u64, config: &LoaderConfig) -> BatchStream {
-        BatchStream::start(
-            Arc::new(self.clone()),
-            shards.to_vec(),
-            epoch,
-            config.clone(),
-        )
     }
 }

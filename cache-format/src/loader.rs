@@ -72,6 +72,18 @@ impl Batch {
     }
 }
 
+impl Cache {
+    /// A shuffled stream of f32 batches over `shards` for one epoch (see [`LoaderConfig`]).
+    pub fn batches(&self, shards: &[usize], epoch: u64, config: &LoaderConfig) -> BatchStream {
+        BatchStream::start(
+            Arc::new(self.clone()),
+            shards.to_vec(),
+            epoch,
+            config.clone(),
+        )
+    }
+}
+
 /// `(slot into Job::shards, row in that shard)`.
 type RowRef = (u32, u32);
 

@@ -78,25 +78,19 @@ pub trait ChatModel: Send + Sync {
 
 /// How a server is asked to keep a list answer in its format (servers differ in what they accept).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ResponseFormat {
     /// Nothing asked: the answer is generated freely and parsed.
     Free,
     /// OpenAI's `{"type": "json_schema", "json_schema": {…}}` (OpenAI, vLLM, SGLang, llama.cpp's server).
+    #[cfg_attr(feature = "clap", value(name = "json_schema"))]
     JsonSchema,
     /// `{"type": "json_object", "schema": {…}}` (llama-cpp-python, llama.cpp's server).
+    #[cfg_attr(feature = "clap", value(name = "json_object"))]
     JsonObject,
 }
 
 impl ResponseFormat {
-    pub fn parse(s: &str) -> Option<ResponseFormat> {
-        match s {
-            "free" => Some(ResponseFormat::Free),
-            "json_schema" => Some(ResponseFormat::JsonSchema),
-            "json_object" => Some(ResponseFormat::JsonObject),
-            _ => None,
-        }
-    }
-
     /// The request's `response_format` for a list of `n` zeros and ones, as `{"answers": [...]}`.
     fn for_list(self, n: usize) -> Option<serde_json::Value> {
         let schema = serde_json::json!({

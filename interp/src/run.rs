@@ -36,6 +36,7 @@ pub struct InterpConfig {
 
 /// Who writes the explanations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Explainer {
     /// The chat model, from the 40 marked examples.
     Llm,

@@ -10,16 +10,20 @@
 //! - [`tensors`]: a coder's parameter tensors by name (parameters, moments, device copies);
 //! - [`checkpoint`]: sparsify's checkpoint layout (`cfg.json` + `sae.safetensors`) and our training state;
 //! - [`train`]: the training loop, several coders on the same batches (sweeps), metrics, resume;
-//! - [`backend`]: where one coder's step runs (CPU, or the GPU engine of [`cuda`]);
+//! - [`step`]: what one coder's step reads (the batch, on the host and on the GPU, and its settings);
+//! - [`cpu_step`]: one coder's CPU step (gradients, Adam with the rounded encoder kept in step, counters);
+//! - [`backend`]: where one coder's step runs (the CPU step, or the GPU engine of [`cuda`]): dispatch only;
 //! - [`cuda`]: the GPU trainer: CUDA kernels with their CPU twins, and the step written against both.
 
 pub mod adam;
 pub mod backend;
 pub mod checkpoint;
 pub mod coder;
+pub mod cpu_step;
 pub mod cuda;
 pub mod fused_topk;
 pub mod huge_pages;
+pub mod step;
 pub mod tensors;
 pub mod topk;
 pub mod train;

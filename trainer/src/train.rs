@@ -1,9 +1,10 @@
 //! The training loop: every coder of a sweep steps on the same shuffled batches, so the cache is read once.
 
 use crate::adam::{default_lr, lr_multiplier};
-use crate::backend::{Backend, Device, DeviceBatch, StepInput};
+use crate::backend::{Backend, Device, DeviceBatch};
 use crate::checkpoint::{io_sides, load_state, save_coder, save_state, CoderMeta, CoderState};
 use crate::coder::{CoderConfig, Kind, Losses, SparseCoder};
+use crate::step::StepInput;
 use anyhow::{bail, Context, Result};
 use cache_format::fsutil::write_atomic;
 use cache_format::loader::batches_per_epoch;

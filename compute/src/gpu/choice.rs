@@ -80,9 +80,16 @@ mod tests {
             e,
             "--device cuda: AuxK is in the CPU trainer only; use --device cpu"
         );
+        // Under auto, a missing GPU is the reason given before what the run needs.
+        let auto_fallback = match probe() {
+            Probe::Unavailable(why) => Some(why),
+            Probe::Ready { .. } => lacks(),
+        };
         assert_eq!(
             resolve(DeviceChoice::Auto, lacks()).unwrap(),
-            Resolved::Cpu { fallback: lacks() }
+            Resolved::Cpu {
+                fallback: auto_fallback
+            }
         );
         if let Probe::Unavailable(why) = probe() {
             assert_eq!(
