@@ -4,14 +4,16 @@ use crate::adam::{default_lr, lr_multiplier};
 use crate::backend::{Backend, Device, DeviceBatch};
 use crate::checkpoint::{io_sides, load_state, save_coder, save_state, CoderMeta, CoderState};
 use crate::coder::{CoderConfig, Kind, Losses, SparseCoder};
+use crate::cuda::gpu_ops::GpuOps;
 use crate::step::StepInput;
 use anyhow::{bail, Context, Result};
 use cache_format::fsutil::write_atomic;
 use cache_format::loader::batches_per_epoch;
-use cache_format::{Cache, LoaderConfig, Side};
+use cache_format::{Batch, Cache, LoaderConfig, Side};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -67,16 +69,24 @@ pub struct TrainArgs {
     pub device: Device,
 }
 
-/// The run's position, written last at every save.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct RunState {
-    args: TrainArgs,
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Position {
+    /// The training-state generation (0 or 1) the last save wrote.
     generation: u32,
     /// Optimizer steps done.
     step: u64,
     epoch: u64,
     batch_in_epoch: u64,
     tokens: u64,
+}
+
+/// The run's arguments and position, written last at every save.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunState {
+    args: TrainArgs,
+    #[serde(flatten)]
+    at: Position,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -124,7 +134,53 @@ fn widths(cache: &Cache, spec: &CoderSpec) -> (usize, usize) {
     (cache.width(i), cache.width(o))
 }
 
+/// Trains every coder of `args` to the end (or resumes the run in `args.out` and finishes it).
 pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
+    let plan = plan(args)?;
+    cache_format::fsutil::prepare_output_dir(&args.out)?;
+    let gpu = match args.device {
+        Device::Cuda(precision) => Some(crate::cuda::gpu_ops::open(precision)?),
+        _ => None,
+    };
+    let resumed = resumed_position(args, plan.total_steps)?;
+    let live = start_coders(args, &plan.cache, resumed.as_ref(), gpu.as_ref())?;
+    let at = resumed.unwrap_or(Position {
+        generation: 1,
+        step: 0,
+        epoch: 0,
+        batch_in_epoch: 0,
+        tokens: 0,
+    });
+    let mut run = Run {
+        metrics: open_metrics(&args.out.join("metrics.jsonl"), at.step)?,
+        bar: progress_bar(args.progress, plan.total_steps, at.step),
+        started: Instant::now(),
+        tokens_at_start: at.tokens,
+        args,
+        plan,
+        gpu,
+        live,
+        at,
+    };
+    run.epochs()?;
+    run.bar.finish_and_clear();
+    let summary = run.summary();
+    write_atomic(&args.out.join("summary.json"), |w| {
+        w.write_all(serde_json::to_string_pretty(&summary)?.as_bytes())
+    })?;
+    Ok(summary)
+}
+
+/// What the arguments and the cache make of a run, checked before anything is written.
+struct Plan {
+    cache: Cache,
+    train_shards: Vec<usize>,
+    held_out: Vec<usize>,
+    loader: LoaderConfig,
+    total_steps: u64,
+}
+
+fn plan(args: &TrainArgs) -> Result<Plan> {
     let cache = Cache::open(&args.cache)?;
     if cache.manifest().total_rows == 0 {
         bail!("{}: the cache holds no rows", args.cache.display());
@@ -168,43 +224,56 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
     if args.device != Device::Cpu && (args.losses.auxk_alpha > 0.0 || args.losses.multi_topk) {
         bail!("AuxK and Multi-TopK are implemented in the CPU trainer only; use --device cpu for them");
     }
-    cache_format::fsutil::prepare_output_dir(&args.out)?;
-    let gpu = match args.device {
-        Device::Cuda(precision) => Some(crate::cuda::gpu_ops::open(precision)?),
-        _ => None,
-    };
+    Ok(Plan {
+        cache,
+        train_shards,
+        held_out,
+        loader,
+        total_steps,
+    })
+}
 
+/// The position of the run already in `args.out`, if any: refused without `--resume`, with other
+/// arguments, or when it is complete.
+fn resumed_position(args: &TrainArgs, total_steps: u64) -> Result<Option<Position>> {
     let state_path = args.out.join(STATE_FILE);
-    let resumed: Option<RunState> = if state_path.exists() {
-        if !args.resume {
-            bail!("{}: a training run is already there; add --resume to continue it, or choose another --out", args.out.display());
-        }
-        let s: RunState = serde_json::from_slice(&std::fs::read(&state_path)?)
-            .with_context(|| format!("{}: not a training state", state_path.display()))?;
-        let (mut a, mut b) = (serde_json::to_value(&s.args)?, serde_json::to_value(args)?);
-        a["out"] = serde_json::Value::Null;
-        b["out"] = serde_json::Value::Null;
-        if a != b {
-            bail!(
-                "{}: was started with other arguments ({a}); resume with the same ones",
-                state_path.display()
-            );
-        }
-        if s.step >= total_steps {
-            bail!(
-                "{}: this run is complete ({} steps); its results are in summary.json",
-                args.out.display(),
-                s.step
-            );
-        }
-        Some(s)
-    } else {
-        None
-    };
+    if !state_path.exists() {
+        return Ok(None);
+    }
+    if !args.resume {
+        bail!("{}: a training run is already there; add --resume to continue it, or choose another --out", args.out.display());
+    }
+    let s: RunState = serde_json::from_slice(&std::fs::read(&state_path)?)
+        .with_context(|| format!("{}: not a training state", state_path.display()))?;
+    let (mut a, mut b) = (serde_json::to_value(&s.args)?, serde_json::to_value(args)?);
+    a["out"] = serde_json::Value::Null;
+    b["out"] = serde_json::Value::Null;
+    if a != b {
+        bail!(
+            "{}: was started with other arguments ({a}); resume with the same ones",
+            state_path.display()
+        );
+    }
+    if s.at.step >= total_steps {
+        bail!(
+            "{}: this run is complete ({} steps); its results are in summary.json",
+            args.out.display(),
+            s.at.step
+        );
+    }
+    Ok(Some(s.at))
+}
 
+/// Each coder of the run, fresh or from the training state of `resumed`, with its backend.
+fn start_coders(
+    args: &TrainArgs,
+    cache: &Cache,
+    resumed: Option<&Position>,
+    gpu: Option<&GpuOps>,
+) -> Result<Vec<Live>> {
     let mut live = Vec::new();
     for spec in &args.coders {
-        let (d_in, d_out) = widths(&cache, spec);
+        let (d_in, d_out) = widths(cache, spec);
         let cfg = CoderConfig {
             kind: spec.kind,
             d_in,
@@ -213,14 +282,14 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
             k: spec.k,
         };
         let dir = args.out.join(spec.name());
-        let state = match &resumed {
+        let state = match resumed {
             Some(r) => load_state(
                 &dir.join(format!("state-{}.safetensors", r.generation)),
                 &cfg,
             )?,
             None => CoderState::fresh(SparseCoder::new(cfg.clone(), args.seed)),
         };
-        let backend = Backend::new(args.device, gpu.as_ref(), &state, args.batch_rows)?;
+        let backend = Backend::new(args.device, gpu, &state, args.batch_rows)?;
         live.push(Live {
             spec: spec.clone(),
             dir,
@@ -229,16 +298,13 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
             recent: Vec::new(),
         });
     }
-    let (mut step, mut epoch, mut batch_in_epoch, mut tokens, mut generation) = match &resumed {
-        Some(r) => (r.step, r.epoch, r.batch_in_epoch, r.tokens, r.generation),
-        None => (0, 0, 0, 0, 1),
-    };
-    let metrics_path = args.out.join("metrics.jsonl");
-    let mut metrics = open_metrics(&metrics_path, step)?;
+    Ok(live)
+}
 
+fn progress_bar(visible: bool, total_steps: u64, step: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
         Some(total_steps),
-        if args.progress {
+        if visible {
             ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()
@@ -252,185 +318,207 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
         .progress_chars("=> "),
     );
     bar.set_position(step);
-    let started = Instant::now();
-    let tokens_at_start = tokens;
+    bar
+}
 
-    let save = |live: &[Live],
-                generation: u32,
-                step,
-                epoch,
-                batch_in_epoch,
-                tokens,
-                metrics: &mut std::io::BufWriter<std::fs::File>|
-     -> Result<()> {
-        metrics.flush()?;
-        for l in live {
+/// A run under way: its plan, coders and position, and what it writes as it goes.
+struct Run<'a> {
+    args: &'a TrainArgs,
+    plan: Plan,
+    gpu: Option<GpuOps>,
+    live: Vec<Live>,
+    at: Position,
+    metrics: BufWriter<File>,
+    bar: ProgressBar,
+    started: Instant,
+    tokens_at_start: u64,
+}
+
+impl Run<'_> {
+    /// Epochs of shuffled batches until the run's last step; every coder steps on each batch.
+    fn epochs(&mut self) -> Result<()> {
+        // On the GPU a batch is uploaded once for every coder, into one of two device buffers, so that the
+        // next batch's copy overlaps the steps on this one.
+        let mut device_batches = match &self.gpu {
+            Some(g) => {
+                let (d_in, d_out) = (self.plan.cache.d_in(), self.plan.cache.d_out());
+                let rows = self.args.batch_rows;
+                vec![
+                    DeviceBatch::new(g, rows, d_in, d_out)?,
+                    DeviceBatch::new(g, rows, d_in, d_out)?,
+                ]
+            }
+            None => Vec::new(),
+        };
+        let mut current = 0;
+        let total_steps = self.plan.total_steps;
+        while self.at.step < total_steps {
+            let cfg = LoaderConfig {
+                skip_batches: self.at.batch_in_epoch,
+                ..self.plan.loader.clone()
+            };
+            let mut stream = self
+                .plan
+                .cache
+                .batches(&self.plan.train_shards, self.at.epoch, &cfg);
+            let mut next = stream.next().transpose()?;
+            if let (Some(g), Some(b)) = (&self.gpu, &next) {
+                device_batches[current].upload(g, &b.mlp_in, &b.mlp_out)?;
+            }
+            while let Some(batch) = next.take() {
+                self.step_coders(&batch, device_batches.get(current))?;
+                // While the GPU works: the next batch from the loader, and its copy to the other device buffer.
+                if self.at.step + 1 < total_steps {
+                    next = stream.next().transpose()?;
+                    if let (Some(g), Some(b)) = (&self.gpu, &next) {
+                        device_batches[1 - current].upload(g, &b.mlp_in, &b.mlp_out)?;
+                    }
+                }
+                self.log_step(batch.rows)?;
+                self.at.step += 1;
+                self.at.batch_in_epoch += 1;
+                self.at.tokens += batch.rows as u64;
+                current = 1 - current;
+                stream.recycle(batch);
+                self.show_progress();
+                let step = self.at.step;
+                if step % self.args.save_every == 0 || step == total_steps {
+                    self.save()?;
+                }
+                if step == total_steps {
+                    break;
+                }
+            }
+            if self.at.step < total_steps {
+                self.at.epoch += 1;
+                self.at.batch_in_epoch = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues (GPU) or runs (CPU) every coder's step on `batch`.
+    fn step_coders(&mut self, batch: &Batch, device: Option<&DeviceBatch>) -> Result<()> {
+        let (args, step) = (self.args, self.at.step);
+        for l in self.live.iter_mut() {
+            let (input, target) = l.spec.sides();
+            let input = StepInput {
+                x: batch.side(input),
+                y: batch.side(target),
+                device: device.map(|b| (b.side(input), b.side(target))),
+                rows: batch.rows,
+                lr: step_lr(args, l.spec.num_latents, step, self.plan.total_steps),
+                t: step + 1,
+                dead_tokens: args.dead_tokens,
+                losses: args.losses,
+            };
+            l.backend.step(&mut l.state, self.gpu.as_ref(), &input)?;
+        }
+        Ok(())
+    }
+
+    /// Each coder's results of the step just run (waiting for the GPU), as a metrics line.
+    fn log_step(&mut self, rows: usize) -> Result<()> {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let (step, tokens) = (self.at.step, self.at.tokens + rows as u64);
+        for l in self.live.iter_mut() {
+            let r = l.backend.result(self.gpu.as_ref())?;
+            l.recent.push((r.fvu, r.l0));
+            let lr = step_lr(self.args, l.spec.num_latents, step, self.plan.total_steps);
+            writeln!(
+                self.metrics,
+                "{}",
+                serde_json::json!({
+                    "step": step, "coder": l.spec.name(), "fvu": r.fvu, "l0": r.l0,
+                    "auxk": r.auxk, "multi_topk_fvu": r.multi_topk_fvu,
+                    "dead_pct": 100.0 * r.dead_fraction, "lr": lr, "tokens": tokens,
+                    "tokens_per_s": (tokens - self.tokens_at_start) as f64 / elapsed.max(1e-9),
+                })
+            )?;
+        }
+        Ok(())
+    }
+
+    fn show_progress(&self) {
+        self.bar.set_position(self.at.step);
+        let msg: Vec<String> = self
+            .live
+            .iter()
+            .map(|l| format!("{} fvu {:.4}", l.spec.name(), l.recent.last().unwrap().0))
+            .collect();
+        self.bar.set_message(msg.join(", "));
+    }
+
+    /// Brings every coder's state to the host and saves the other generation: training states, then
+    /// checkpoints, then the run state that points at them.
+    fn save(&mut self) -> Result<()> {
+        for l in self.live.iter_mut() {
+            l.backend.sync_to_host(&mut l.state, self.gpu.as_ref())?;
+        }
+        self.at.generation = 1 - self.at.generation;
+        let (args, at) = (self.args, self.at);
+        self.metrics.flush()?;
+        for l in &self.live {
             save_state(
-                &l.dir.join(format!("state-{generation}.safetensors")),
+                &l.dir.join(format!("state-{}.safetensors", at.generation)),
                 &l.state,
             )?;
             let meta = CoderMeta {
                 config: l.state.coder.cfg.clone(),
                 sae_on: (l.spec.kind == Kind::Sae).then_some(l.spec.sae_on),
                 cache: args.cache.display().to_string(),
-                layer: cache.manifest().spec.layer,
-                step,
-                tokens,
+                layer: self.plan.cache.manifest().spec.layer,
+                step: at.step,
+                tokens: at.tokens,
             };
             save_coder(&l.dir, &l.state.coder, &meta, args.losses.multi_topk)?;
         }
         let state = RunState {
             args: args.clone(),
-            generation,
-            step,
-            epoch,
-            batch_in_epoch,
-            tokens,
+            at,
         };
         write_atomic(&args.out.join(STATE_FILE), |w| {
             w.write_all(serde_json::to_string_pretty(&state)?.as_bytes())
         })?;
         Ok(())
-    };
+    }
 
-    // On the GPU a batch is uploaded once for every coder, into one of two device buffers, so that the next
-    // batch's copy overlaps the steps on this one.
-    let mut device_batches = match &gpu {
-        Some(g) => {
-            let (d_in, d_out) = (cache.d_in(), cache.d_out());
-            vec![
-                DeviceBatch::new(g, args.batch_rows, d_in, d_out)?,
-                DeviceBatch::new(g, args.batch_rows, d_in, d_out)?,
-            ]
-        }
-        None => Vec::new(),
-    };
-    let mut current = 0;
-    while step < total_steps {
-        let cfg = LoaderConfig {
-            skip_batches: batch_in_epoch,
-            ..loader.clone()
-        };
-        let mut stream = cache.batches(&train_shards, epoch, &cfg);
-        let mut next = stream.next().transpose()?;
-        if let (Some(g), Some(b)) = (&gpu, &next) {
-            device_batches[current].upload(g, &b.mlp_in, &b.mlp_out)?;
-        }
-        while let Some(batch) = next.take() {
-            let rows = batch.rows;
-            for l in live.iter_mut() {
-                let (input, target) = l.spec.sides();
-                let (x, y) = (batch.side(input), batch.side(target));
-                let device = device_batches
-                    .get(current)
-                    .map(|b| (b.side(input), b.side(target)));
-                let input = StepInput {
-                    x,
-                    y,
-                    device,
-                    rows,
-                    lr: step_lr(args, l.spec.num_latents, step, total_steps),
-                    t: step + 1,
-                    dead_tokens: args.dead_tokens,
-                    losses: args.losses,
-                };
-                l.backend.step(&mut l.state, gpu.as_ref(), &input)?;
-            }
-            // While the GPU works: the next batch from the loader, and its copy to the other device buffer.
-            if step + 1 < total_steps {
-                next = stream.next().transpose()?;
-                if let (Some(g), Some(b)) = (&gpu, &next) {
-                    device_batches[1 - current].upload(g, &b.mlp_in, &b.mlp_out)?;
+    /// The run's results: per coder, the mean FVU and L0 over the last 10 % of steps, and dead latents.
+    fn summary(&self) -> TrainSummary {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let coders = self
+            .live
+            .iter()
+            .map(|l| {
+                let tail = &l.recent[l.recent.len() - (l.recent.len() / 10).max(1)..];
+                let n = tail.len().max(1) as f64;
+                let dead = l
+                    .state
+                    .tokens_since_fired
+                    .iter()
+                    .filter(|&&f| f > self.args.dead_tokens)
+                    .count();
+                CoderResult {
+                    name: l.spec.name(),
+                    kind: l.spec.kind,
+                    k: l.spec.k,
+                    num_latents: l.spec.num_latents,
+                    final_fvu: tail.iter().map(|t| t.0).sum::<f64>() / n,
+                    final_l0: tail.iter().map(|t| t.1).sum::<f64>() / n,
+                    dead_pct: 100.0 * dead as f64 / l.spec.num_latents as f64,
+                    path: l.dir.clone(),
                 }
-            }
-            let elapsed = started.elapsed().as_secs_f64();
-            for l in live.iter_mut() {
-                let r = l.backend.result(gpu.as_ref())?;
-                l.recent.push((r.fvu, r.l0));
-                let lr = step_lr(args, l.spec.num_latents, step, total_steps);
-                writeln!(
-                    metrics,
-                    "{}",
-                    serde_json::json!({
-                        "step": step, "coder": l.spec.name(), "fvu": r.fvu, "l0": r.l0,
-                        "auxk": r.auxk, "multi_topk_fvu": r.multi_topk_fvu,
-                        "dead_pct": 100.0 * r.dead_fraction, "lr": lr, "tokens": tokens + rows as u64,
-                        "tokens_per_s": (tokens + rows as u64 - tokens_at_start) as f64 / elapsed.max(1e-9),
-                    })
-                )?;
-            }
-            step += 1;
-            batch_in_epoch += 1;
-            tokens += rows as u64;
-            current = 1 - current;
-            stream.recycle(batch);
-            bar.set_position(step);
-            let msg: Vec<String> = live
-                .iter()
-                .map(|l| format!("{} fvu {:.4}", l.spec.name(), l.recent.last().unwrap().0))
-                .collect();
-            bar.set_message(msg.join(", "));
-            if step % args.save_every == 0 || step == total_steps {
-                for l in live.iter_mut() {
-                    l.backend.sync_to_host(&mut l.state, gpu.as_ref())?;
-                }
-                generation = 1 - generation;
-                save(
-                    &live,
-                    generation,
-                    step,
-                    epoch,
-                    batch_in_epoch,
-                    tokens,
-                    &mut metrics,
-                )?;
-            }
-            if step == total_steps {
-                break;
-            }
-        }
-        if step < total_steps {
-            epoch += 1;
-            batch_in_epoch = 0;
+            })
+            .collect();
+        TrainSummary {
+            steps: self.at.step,
+            tokens: self.at.tokens,
+            seconds,
+            tokens_per_s: (self.at.tokens - self.tokens_at_start) as f64 / seconds.max(1e-9),
+            held_out_shards: self.plan.held_out.clone(),
+            coders,
         }
     }
-    bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    let coders = live
-        .iter()
-        .map(|l| {
-            let tail = &l.recent[l.recent.len() - (l.recent.len() / 10).max(1)..];
-            let n = tail.len().max(1) as f64;
-            let dead = l
-                .state
-                .tokens_since_fired
-                .iter()
-                .filter(|&&f| f > args.dead_tokens)
-                .count();
-            CoderResult {
-                name: l.spec.name(),
-                kind: l.spec.kind,
-                k: l.spec.k,
-                num_latents: l.spec.num_latents,
-                final_fvu: tail.iter().map(|t| t.0).sum::<f64>() / n,
-                final_l0: tail.iter().map(|t| t.1).sum::<f64>() / n,
-                dead_pct: 100.0 * dead as f64 / l.spec.num_latents as f64,
-                path: l.dir.clone(),
-            }
-        })
-        .collect();
-    let summary = TrainSummary {
-        steps: step,
-        tokens,
-        seconds,
-        tokens_per_s: (tokens - tokens_at_start) as f64 / seconds.max(1e-9),
-        held_out_shards: held_out,
-        coders,
-    };
-    write_atomic(&args.out.join("summary.json"), |w| {
-        w.write_all(serde_json::to_string_pretty(&summary)?.as_bytes())
-    })?;
-    Ok(summary)
 }
 
 /// The learning rate of 0-based step `step`: `--lr` or sparsify's default, times warm-up and decay.
