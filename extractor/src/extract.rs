@@ -2,9 +2,10 @@
 //! that stops after the deepest requested layer. Resumable: batches sit on a fixed grid of sequences, so a
 //! re-run recomputes exactly the batch it stopped in and writes byte-identical shards.
 
-use crate::model::Stop;
-use crate::sequences::{build_sequences, SequenceConfig};
+use crate::model::{LanguageModel, Stop};
+use crate::sequences::{build_sequences, SequenceConfig, SequenceStats};
 use crate::source::ModelSource;
+use crate::tokenizer::TextTokenizer;
 use anyhow::{bail, Result};
 use cache_format::manifest::Hookpoints;
 use cache_format::{
@@ -75,10 +76,51 @@ pub struct ExtractSummary {
 
 pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
     let started = Instant::now();
+    let source = ModelSource::open(&args.model)?;
+    let layers = checked_layers(args, &source)?;
+    let tok = source.tokenizer()?;
+    let seq_cfg = SequenceConfig {
+        ctx_len: args.ctx_len,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
+        shuffle_buffer: args.shuffle_buffer,
+    };
+    let (tokens, stats) = build_sequences(&args.text, &args.text_field, &tok, &seq_cfg)?;
+    let mut writers = open_writers(args, &source, &layers, &tok, &stats)?;
+    let all_complete = writers.iter().all(|w| w.complete);
+    let n_seqs = stats.sequences as usize;
+    let mut summary = ExtractSummary {
+        caches: writers.iter().map(|w| (w.layer, w.dir.clone())).collect(),
+        sequences: n_seqs as u64,
+        rows_total: (n_seqs * args.ctx_len) as u64,
+        rows_computed: 0,
+        seconds: 0.0,
+        forward_seconds: 0.0,
+        already_complete: all_complete,
+        skipped_non_utf8: stats.corpus.skipped_non_utf8,
+        documents: stats.corpus.documents,
+    };
+    if !all_complete {
+        let deepest = *layers.last().unwrap();
+        let model = source.load(Some(deepest), false)?;
+        let forward_started = Instant::now();
+        summary.rows_computed =
+            forward_batches(args, model.as_ref(), deepest, &tokens, &mut writers)?;
+        for w in writers {
+            w.writer.finish()?;
+        }
+        summary.forward_seconds = forward_started.elapsed().as_secs_f64();
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The requested layers, sorted and deduplicated, each within the model and with an output directory that
+/// is empty or holds a cache made with the same arguments.
+fn checked_layers(args: &ExtractArgs, source: &ModelSource) -> Result<Vec<usize>> {
     if args.layers.is_empty() {
         bail!("--layers: give at least one layer");
     }
-    let source = ModelSource::open(&args.model)?;
     let n_layers = source.num_layers()?;
     let mut layers = args.layers.clone();
     layers.sort_unstable();
@@ -90,7 +132,6 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
             n_layers.saturating_sub(1)
         );
     }
-    let deepest = *layers.last().unwrap();
     for &l in &layers {
         let dir = args.layer_dir(l);
         cache_format::fsutil::prepare_output_dir(&dir)?;
@@ -105,17 +146,27 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
             }
         }
     }
+    Ok(layers)
+}
 
-    let tok = source.tokenizer()?;
-    let seq_cfg = SequenceConfig {
-        ctx_len: args.ctx_len,
-        seed: args.seed,
-        max_tokens: args.max_tokens,
-        shuffle_buffer: args.shuffle_buffer,
-    };
-    let (tokens, stats) = build_sequences(&args.text, &args.text_field, &tok, &seq_cfg)?;
-    let n_seqs = stats.sequences as usize;
-    let ctx = args.ctx_len;
+/// One requested layer's cache being written.
+struct LayerWriter {
+    layer: usize,
+    dir: PathBuf,
+    writer: CacheWriter,
+    /// The cache was already complete when opened.
+    complete: bool,
+}
+
+/// A writer per layer (resuming what an interrupted run left), each with the manifest's description of the
+/// model, tokenizer, corpus and arguments.
+fn open_writers(
+    args: &ExtractArgs,
+    source: &ModelSource,
+    layers: &[usize],
+    tok: &TextTokenizer,
+    stats: &SequenceStats,
+) -> Result<Vec<LayerWriter>> {
     let d = source.d_model()? as u32;
     let model_id = ModelIdentity {
         name: source.name(),
@@ -134,10 +185,8 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         "sequences": stats.sequences,
         "joining": "sparsify chunk_and_tokenize: groups of 2048 documents, EOS-joined with a leading EOS, remainder dropped",
     });
-
     let mut writers = Vec::new();
-    let mut all_complete = true;
-    for &l in &layers {
+    for &l in layers {
         let dir = args.layer_dir(l);
         let (mlp_in, mlp_out) = source.hookpoints(l);
         let spec = CacheSpec {
@@ -147,7 +196,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
             d_in: d,
             d_out: d,
             dtype: args.dtype,
-            ctx_len: ctx as u32,
+            ctx_len: args.ctx_len as u32,
             tokenizer: TokenizerIdentity {
                 source: tok.source.clone(),
                 vocab_size: tok.vocab_size,
@@ -158,56 +207,40 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
             shard_rows: args.shard_rows,
         };
         let (writer, state) = CacheWriter::open(&dir, spec)?;
-        all_complete &= matches!(state, WriterState::Complete { .. });
-        writers.push((l, dir, writer));
+        writers.push(LayerWriter {
+            layer: l,
+            dir,
+            writer,
+            complete: matches!(state, WriterState::Complete { .. }),
+        });
     }
-    let rows_total = (n_seqs * ctx) as u64;
-    let caches: Vec<(usize, PathBuf)> = writers
-        .iter()
-        .map(|(l, dir, _)| (*l, dir.clone()))
-        .collect();
-    let mut summary = ExtractSummary {
-        caches,
-        sequences: n_seqs as u64,
-        rows_total,
-        rows_computed: 0,
-        seconds: 0.0,
-        forward_seconds: 0.0,
-        already_complete: all_complete,
-        skipped_non_utf8: stats.corpus.skipped_non_utf8,
-        documents: stats.corpus.documents,
-    };
-    if all_complete {
-        summary.seconds = started.elapsed().as_secs_f64();
-        return Ok(summary);
-    }
+    Ok(writers)
+}
 
-    let model = source.load(Some(deepest), false)?;
+/// Runs the batches of sequences from the one the least advanced writer stopped in, each forward pass
+/// stopping after layer `deepest` and handing every requested layer's MLP input and output to its writer.
+/// Returns the rows computed.
+fn forward_batches(
+    args: &ExtractArgs,
+    model: &dyn LanguageModel,
+    deepest: usize,
+    tokens: &[u32],
+    writers: &mut [LayerWriter],
+) -> Result<u64> {
+    let ctx = args.ctx_len;
+    let n_seqs = tokens.len() / ctx;
+    let d = model.info().d_model;
     let start_row = writers
         .iter()
-        .map(|(_, _, w)| w.rows_written())
+        .map(|w| w.writer.rows_written())
         .min()
         .unwrap_or(0);
     let batch_rows = args.batch_seqs * ctx;
     let first_batch = (start_row as usize) / batch_rows;
-    let bar = ProgressBar::with_draw_target(
-        Some(rows_total),
-        if args.progress {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} tokens, {per_sec}, ETA {eta}",
-        )
-        .unwrap()
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar(args.progress, (n_seqs * ctx) as u64);
     bar.set_position((first_batch * batch_rows) as u64);
-    let forward_started = Instant::now();
     bar.reset_eta();
+    let mut rows_computed = 0;
     for b in first_batch..n_seqs.div_ceil(batch_rows / ctx) {
         let first_seq = b * args.batch_seqs;
         let seqs = args.batch_seqs.min(n_seqs - first_seq);
@@ -223,15 +256,14 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
             ctx,
             Stop::AfterLayer(deepest),
             &mut |l, mlp_in, mlp_out| {
-                let Some((_, _, w)) = writers.iter_mut().find(|(wl, _, _)| *wl == l) else {
+                let Some(w) = writers.iter_mut().find(|w| w.layer == l) else {
                     return;
                 };
                 // After a resume, a writer may already hold the first rows of this batch.
-                let skip = (w.rows_written().saturating_sub(row0) as usize).min(seqs * ctx);
-                let du = d as usize;
-                if let Err(e) = w.push(
-                    &mlp_in[skip * du..],
-                    &mlp_out[skip * du..],
+                let skip = (w.writer.rows_written().saturating_sub(row0) as usize).min(seqs * ctx);
+                if let Err(e) = w.writer.push(
+                    &mlp_in[skip * d..],
+                    &mlp_out[skip * d..],
                     &batch_tokens[skip..],
                     &seq_ids[skip..],
                     &positions[skip..],
@@ -243,14 +275,28 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         if let Some(e) = failure {
             return Err(e.into());
         }
-        summary.rows_computed += (seqs * ctx) as u64;
+        rows_computed += (seqs * ctx) as u64;
         bar.inc((seqs * ctx) as u64);
     }
     bar.finish_and_clear();
-    for (_, _, w) in writers {
-        w.finish()?;
-    }
-    summary.forward_seconds = forward_started.elapsed().as_secs_f64();
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    Ok(rows_computed)
+}
+
+fn progress_bar(visible: bool, rows_total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(rows_total),
+        if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} tokens, {per_sec}, ETA {eta}",
+        )
+        .unwrap()
+        .progress_chars("=> "),
+    );
+    bar
 }
