@@ -11,7 +11,7 @@ use crate::prompts::{
     detection_prompt, explain_prompt, fuzzing_prompt, parse_binary_list, parse_explanation,
     render_window, top_tokens_explanation, ExplainerExample,
 };
-use crate::records::{shuffle, split_examples, Example, LatentRecord, Window};
+use crate::records::{shuffle, split_examples, Example, ExampleSets, LatentRecord, Window};
 use crate::score::{mean, score, Judgement, Scores};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -242,7 +242,7 @@ pub fn interpret(
     cfg: &InterpConfig,
     progress: &(dyn Fn(&str, usize, usize) + Sync),
 ) -> Vec<LatentResult> {
-    let sets: Vec<_> = records
+    let sets: Vec<ExampleSets> = records
         .iter()
         .map(|r| {
             let mut rng =
@@ -257,8 +257,55 @@ pub fn interpret(
             )
         })
         .collect();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let tick = |phase: &str, total: usize| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress(phase, n, total);
+    };
+    let mut results = explain(records, tokens, &sets, text, chat, cfg, &tick);
 
-    // Phase 1: explanations.
+    // Phase 2: detection, fuzzing, and detection with a shuffled explanation, all in one go.
+    let explained: Vec<usize> = (0..records.len())
+        .filter(|&i| results[i].explanation.is_some())
+        .collect();
+    let batches = scoring_batches(records, &sets, &results, &explained, text, cfg);
+    let prompts: Vec<(Vec<ChatMessage>, Answer)> = batches
+        .iter()
+        .map(|b| (b.prompt.clone(), Answer::BinaryList { n: b.items.len() }))
+        .collect();
+    done.store(0, std::sync::atomic::Ordering::Relaxed);
+    let answers = chat.complete_all(&prompts, &|| tick("score", prompts.len()));
+    let mut judged: Vec<[Vec<Judgement>; 5]> = vec![Default::default(); records.len()];
+    for (b, answer) in batches.into_iter().zip(answers) {
+        let n = b.items.len();
+        let answer = answer.ok();
+        let verdicts = answer.as_ref().and_then(|a| parse_binary_list(&a.text, n));
+        let p_yes = answer
+            .and_then(|a| a.yes_probability)
+            .filter(|p| p.len() == n && verdicts.is_some());
+        let slot = &mut judged[b.latent][b.kind as usize];
+        for (k, mut j) in b.items.into_iter().enumerate() {
+            j.predicted = verdicts.as_ref().map(|v| v[k]);
+            j.p_yes = p_yes.as_ref().map(|p| p[k]);
+            slot.push(j);
+        }
+    }
+    for &i in &explained {
+        record_scores(&mut results[i], std::mem::take(&mut judged[i]));
+    }
+    results
+}
+
+/// Phase 1: each latent's result with its examples and explanation (the chat model's, or the top tokens').
+fn explain(
+    records: &[LatentRecord],
+    tokens: u64,
+    sets: &[ExampleSets],
+    text: &TokenText,
+    chat: &CachedChat,
+    cfg: &InterpConfig,
+    tick: &(dyn Fn(&str, usize) + Sync),
+) -> Vec<LatentResult> {
     let explainable: Vec<usize> = (0..records.len())
         .filter(|&i| !sets[i].explain.is_empty())
         .collect();
@@ -278,15 +325,10 @@ pub fn interpret(
             )
         })
         .collect();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let tick = |phase: &str, total: usize| {
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        progress(phase, n, total);
-    };
     let answers = chat.complete_all(&prompts, &|| tick("explain", prompts.len()));
     let mut results: Vec<LatentResult> = records
         .iter()
-        .zip(&sets)
+        .zip(sets)
         .map(|(r, s)| LatentResult {
             latent: r.latent,
             frequency: r.firings as f64 / tokens.max(1) as f64,
@@ -338,11 +380,19 @@ pub fn interpret(
             Err(e) => results[i].note = Some(format!("explainer failed: {e:#}")),
         }
     }
+    results
+}
 
-    // Phase 2: detection, fuzzing, and detection with a shuffled explanation, all in one go.
-    let explained: Vec<usize> = (0..records.len())
-        .filter(|&i| results[i].explanation.is_some())
-        .collect();
+/// Every scoring prompt of the `explained` latents: detection, fuzzing, detection with the next latent's
+/// explanation (the control), and with calibration the same prompts with the content-free explanation.
+fn scoring_batches(
+    records: &[LatentRecord],
+    sets: &[ExampleSets],
+    results: &[LatentResult],
+    explained: &[usize],
+    text: &TokenText,
+    cfg: &InterpConfig,
+) -> Vec<Batch> {
     let mut batches = Vec::new();
     for (pos, &i) in explained.iter().enumerate() {
         let explanation = results[i].explanation.clone().unwrap();
@@ -392,47 +442,29 @@ pub fn interpret(
             batches.extend(chunks(&fuzz, Task::FuzzingBaseline, BASELINE_EXPLANATION));
         }
     }
-    let prompts: Vec<(Vec<ChatMessage>, Answer)> = batches
-        .iter()
-        .map(|b| (b.prompt.clone(), Answer::BinaryList { n: b.items.len() }))
-        .collect();
-    done.store(0, std::sync::atomic::Ordering::Relaxed);
-    let answers = chat.complete_all(&prompts, &|| tick("score", prompts.len()));
-    let mut judged: Vec<[Vec<Judgement>; 5]> = vec![Default::default(); records.len()];
-    for (b, answer) in batches.into_iter().zip(answers) {
-        let n = b.items.len();
-        let answer = answer.ok();
-        let verdicts = answer.as_ref().and_then(|a| parse_binary_list(&a.text, n));
-        let p_yes = answer
-            .and_then(|a| a.yes_probability)
-            .filter(|p| p.len() == n && verdicts.is_some());
-        let slot = &mut judged[b.latent][b.kind as usize];
-        for (k, mut j) in b.items.into_iter().enumerate() {
-            j.predicted = verdicts.as_ref().map(|v| v[k]);
-            j.p_yes = p_yes.as_ref().map(|p| p[k]);
-            slot.push(j);
-        }
-    }
-    for &i in &explained {
-        let [mut det, mut fuzz, mut control, det_base, fuzz_base] = std::mem::take(&mut judged[i]);
-        // Baseline prompts hold the same examples in the same order as the prompts they calibrate.
-        let with_base = |js: &mut Vec<Judgement>, base: &[Judgement]| {
-            if base.len() == js.len() {
-                for (j, b) in js.iter_mut().zip(base) {
-                    j.p_base = b.p_yes;
-                }
+    batches
+}
+
+/// One latent's scores from its judgements, by task (in `Task` order); the calibration prompts' P(yes)
+/// become the `p_base` of the prompts they calibrate.
+fn record_scores(result: &mut LatentResult, judged: [Vec<Judgement>; 5]) {
+    let [mut det, mut fuzz, mut control, det_base, fuzz_base] = judged;
+    // Baseline prompts hold the same examples in the same order as the prompts they calibrate.
+    let with_base = |js: &mut Vec<Judgement>, base: &[Judgement]| {
+        if base.len() == js.len() {
+            for (j, b) in js.iter_mut().zip(base) {
+                j.p_base = b.p_yes;
             }
-        };
-        with_base(&mut det, &det_base);
-        with_base(&mut control, &det_base);
-        with_base(&mut fuzz, &fuzz_base);
-        results[i].detection = Some(score(&det));
-        results[i].fuzzing = Some(score(&fuzz));
-        results[i].control_detection = (!control.is_empty()).then(|| score(&control));
-        results[i].detection_judgements = det;
-        results[i].fuzzing_judgements = fuzz;
-    }
-    results
+        }
+    };
+    with_base(&mut det, &det_base);
+    with_base(&mut control, &det_base);
+    with_base(&mut fuzz, &fuzz_base);
+    result.detection = Some(score(&det));
+    result.fuzzing = Some(score(&fuzz));
+    result.control_detection = (!control.is_empty()).then(|| score(&control));
+    result.detection_judgements = det;
+    result.fuzzing_judgements = fuzz;
 }
 
 /// The explainer's view of its examples: active tokens marked, activations on a 1–10 scale of the strongest.

@@ -3,9 +3,10 @@
 //! bit, or the encoder would screen with stale weights.
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use trainer::backend::{Backend, Device, StepInput};
+use trainer::backend::{Backend, Device};
 use trainer::checkpoint::CoderState;
 use trainer::coder::{CoderConfig, Kind, Losses, SparseCoder};
+use trainer::step::StepInput;
 
 #[test]
 fn the_rounded_encoder_follows_adam() {

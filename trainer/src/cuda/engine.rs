@@ -117,16 +117,28 @@ impl<O: Ops> Engine<O> {
             rows, self.batch_rows,
             "the engine's buffers are sized for one batch size"
         );
+        self.forward(ops, x, y, rows)?;
+        self.backward(ops, x, rows)?;
+        self.optimise(ops, lr, t)?;
+        let c = &self.cfg;
+        ops.track_fired(
+            &self.acts,
+            &self.idx,
+            rows,
+            c.k,
+            &mut self.since_fired,
+            c.num_latents,
+            dead_after,
+            &mut self.counts,
+        )
+    }
+
+    /// Encode, decode, the FVU's sums and its gradient with respect to the prediction (in `dy`).
+    fn forward(&mut self, ops: &O, x: &O::F32, y: &O::F32, rows: usize) -> Result<()> {
         let c = &self.cfg;
         let (k, d_in, d_out, n) = (c.k, c.d_in, c.d_out, c.num_latents);
-        let sae = !c.kind.transcodes();
-        let (p, g) = (&mut self.params, &mut self.grads);
-        for t in [&mut g.w_enc, &mut g.b_enc, &mut g.w_dec, &mut g.b_dec] {
-            ops.fill_zero(t)?;
-        }
-
-        // Forward: encode, decode, FVU.
-        let xc = if sae {
+        let p = &self.params;
+        let xc = if !c.kind.transcodes() {
             ops.sub_row_vector(x, &p.b_dec, rows, d_in, &mut self.xc)?;
             &self.xc
         } else {
@@ -167,9 +179,19 @@ impl<O: Ops> Engine<O> {
             &mut self.dy,
             &mut self.sums,
         )?;
-        ops.fvu_grad(&mut self.dy, &self.sums)?;
+        ops.fvu_grad(&mut self.dy, &self.sums)
+    }
 
-        // Backward, touching only the k active latents per row.
+    /// Gradients of every tensor from `dy`, touching only the k active latents per row.
+    fn backward(&mut self, ops: &O, x: &O::F32, rows: usize) -> Result<()> {
+        let c = &self.cfg;
+        let (k, d_in, d_out, n) = (c.k, c.d_in, c.d_out, c.num_latents);
+        let sae = !c.kind.transcodes();
+        let (p, g) = (&self.params, &mut self.grads);
+        for t in [&mut g.w_enc, &mut g.b_enc, &mut g.w_dec, &mut g.b_dec] {
+            ops.fill_zero(t)?;
+        }
+        let xc = if sae { &self.xc } else { x };
         ops.column_sums(&self.dy, rows, d_out, 1.0, &mut g.b_dec)?;
         ops.latent_grads(
             &self.dy,
@@ -221,65 +243,34 @@ impl<O: Ops> Engine<O> {
         if let Some(gs) = g.w_skip.as_mut() {
             ops.outer_grad(&self.dy, x, rows, d_out, d_in, gs)?;
         }
+        Ok(())
+    }
 
-        // Adam on every tensor, then the SAE's unit-norm decoder rows.
+    /// Adam on every tensor (step `t`, 1-based), then the SAE's unit-norm decoder rows.
+    fn optimise(&mut self, ops: &O, lr: f32, t: u64) -> Result<()> {
         let bias1 = 1.0 - (BETA1 as f64).powi(t as i32);
         let bias2 = 1.0 - (BETA2 as f64).powi(t as i32);
         let (step_size, bias2_sqrt) = ((lr as f64 / bias1) as f32, bias2.sqrt() as f32);
-        let (m, v) = (&mut self.m, &mut self.v);
-        ops.adam(
-            &mut p.w_enc,
-            &g.w_enc,
-            &mut m.w_enc,
-            &mut v.w_enc,
-            step_size,
-            bias2_sqrt,
-        )?;
-        ops.adam(
-            &mut p.b_enc,
-            &g.b_enc,
-            &mut m.b_enc,
-            &mut v.b_enc,
-            step_size,
-            bias2_sqrt,
-        )?;
-        ops.adam(
-            &mut p.w_dec,
-            &g.w_dec,
-            &mut m.w_dec,
-            &mut v.w_dec,
-            step_size,
-            bias2_sqrt,
-        )?;
-        ops.adam(
-            &mut p.b_dec,
-            &g.b_dec,
-            &mut m.b_dec,
-            &mut v.b_dec,
-            step_size,
-            bias2_sqrt,
-        )?;
+        let (p, g, m, v) = (&mut self.params, &self.grads, &mut self.m, &mut self.v);
+        let adam = |p: &mut O::F32, g: &O::F32, m: &mut O::F32, v: &mut O::F32| {
+            ops.adam(p, g, m, v, step_size, bias2_sqrt)
+        };
+        adam(&mut p.w_enc, &g.w_enc, &mut m.w_enc, &mut v.w_enc)?;
+        adam(&mut p.b_enc, &g.b_enc, &mut m.b_enc, &mut v.b_enc)?;
+        adam(&mut p.w_dec, &g.w_dec, &mut m.w_dec, &mut v.w_dec)?;
+        adam(&mut p.b_dec, &g.b_dec, &mut m.b_dec, &mut v.b_dec)?;
         if let (Some(w), Some(gw), Some(mw), Some(vw)) = (
             p.w_skip.as_mut(),
             g.w_skip.as_ref(),
             m.w_skip.as_mut(),
             v.w_skip.as_mut(),
         ) {
-            ops.adam(w, gw, mw, vw, step_size, bias2_sqrt)?;
+            adam(w, gw, mw, vw)?;
         }
-        if sae {
-            ops.normalize_rows(&mut p.w_dec, n, d_out)?;
+        if !self.cfg.kind.transcodes() {
+            ops.normalize_rows(&mut p.w_dec, self.cfg.num_latents, self.cfg.d_out)?;
         }
-        ops.track_fired(
-            &self.acts,
-            &self.idx,
-            rows,
-            k,
-            &mut self.since_fired,
-            n,
-            dead_after,
-            &mut self.counts,
-        )
+        Ok(())
     }
 
     /// The last step's FVU, L0 and dead fraction (waits for the step to finish).
