@@ -6,12 +6,14 @@
 //! - [`corpus`]: documents from text files, directories, JSONL and Parquet;
 //! - [`sequences`]: documents → fixed-length token sequences, as sparsify's `chunk_and_tokenize`;
 //! - [`source`]: what `--model` names (a GGUF file or a Hugging Face folder, [`hf`]);
+//! - [`arch`]: each architecture in one file: its config, weight names, hookpoints and block;
 //! - [`model`], [`llama`] (Llama, Gemma 2), [`neox`] (GPT-NeoX), [`ops`]: the forward pass on the CPU behind an
 //!   architecture trait;
 //! - [`extract`]: the extraction run (resumable, one forward pass for several layers);
 //! - [`generate`]: text generation with a KV cache and the model's chat template (the offline explainer and
 //!   scorer of `interp`).
 
+pub mod arch;
 pub mod corpus;
 pub mod extract;
 pub mod generate;

@@ -3,7 +3,7 @@
 //! [`LanguageModel`] itself, loaded only as deep as needed.
 
 use crate::gguf::GgufFile;
-use crate::hf::{Architecture, HfFolder};
+use crate::hf::HfFolder;
 use crate::llama::Llama;
 use crate::model::LanguageModel;
 use crate::tokenizer::TextTokenizer;
@@ -112,25 +112,9 @@ impl ModelSource {
 
     /// What the MLP input and output hookpoints of `layer` are, in the model's own module names.
     pub fn hookpoints(&self, layer: usize) -> (String, String) {
-        let arch = match self {
-            ModelSource::Gguf(_) => Architecture::Llama,
-            ModelSource::HfFolder(h) => h.architecture,
-        };
-        match arch {
-            Architecture::Llama => (
-                format!("model.layers.{layer}.mlp input (post_attention_layernorm output)"),
-                format!("model.layers.{layer}.mlp output (down_proj, before the residual add)"),
-            ),
-            Architecture::Gemma2 => (
-                format!("model.layers.{layer}.mlp input (pre_feedforward_layernorm output)"),
-                format!(
-                    "model.layers.{layer}.mlp output (down_proj, before post_feedforward_layernorm and the residual add)"
-                ),
-            ),
-            Architecture::GptNeoX => (
-                format!("gpt_neox.layers.{layer}.mlp input (post_attention_layernorm output)"),
-                format!("gpt_neox.layers.{layer}.mlp output (dense_4h_to_h, before the residual add)"),
-            ),
+        match self {
+            ModelSource::Gguf(_) => crate::arch::llama::hookpoints(layer),
+            ModelSource::HfFolder(h) => (h.architecture.hookpoints)(layer),
         }
     }
 }

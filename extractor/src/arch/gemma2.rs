@@ -1,0 +1,37 @@
+//! `Gemma2ForCausalLM`: the Llama block with Gemma 2's switches ([`Variant::gemma`]): √d embedding scale,
+//! (1 + w) RMSNorms before and after attention and the MLP, GeGLU (tanh GELU), attention and final logit
+//! soft-capping, alternating sliding-window layers, `query_pre_attn_scalar`, tied embeddings.
+
+use super::llama_family::{self, Variant};
+use super::Descriptor;
+
+const VARIANT: Variant = Variant {
+    name: "gemma2",
+    default_activation: "gelu_pytorch_tanh",
+    gemma: true,
+};
+
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    name: VARIANT.name,
+    hf_class: "Gemma2ForCausalLM",
+    model_type: "gemma2",
+    hookpoints,
+    load: |folder, last, with_head| {
+        Ok(Box::new(llama_family::load(
+            folder, &VARIANT, last, with_head,
+        )?))
+    },
+    load_llama: Some(|folder, last, with_head| {
+        llama_family::load(folder, &VARIANT, last, with_head)
+    }),
+};
+
+/// The MLP's input is the `pre_feedforward_layernorm` output; its output is taken before the post-norm.
+pub fn hookpoints(layer: usize) -> (String, String) {
+    (
+        format!("model.layers.{layer}.mlp input (pre_feedforward_layernorm output)"),
+        format!(
+            "model.layers.{layer}.mlp output (down_proj, before post_feedforward_layernorm and the residual add)"
+        ),
+    )
+}

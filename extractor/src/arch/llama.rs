@@ -1,0 +1,34 @@
+//! `LlamaForCausalLM`: Llama 2/3 (with Llama 3 rope scaling), SmolLM2, and the Llama GGUF files. The block
+//! is [`crate::llama`]'s; RMSNorm before attention and before the MLP, SwiGLU MLP.
+
+use super::llama_family::{self, Variant};
+use super::Descriptor;
+
+const VARIANT: Variant = Variant {
+    name: "llama",
+    default_activation: "silu",
+    gemma: false,
+};
+
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    name: VARIANT.name,
+    hf_class: "LlamaForCausalLM",
+    model_type: "llama",
+    hookpoints,
+    load: |folder, last, with_head| {
+        Ok(Box::new(llama_family::load(
+            folder, &VARIANT, last, with_head,
+        )?))
+    },
+    load_llama: Some(|folder, last, with_head| {
+        llama_family::load(folder, &VARIANT, last, with_head)
+    }),
+};
+
+/// As sparsify's hooks on the `mlp` module: what it receives, what it returns.
+pub fn hookpoints(layer: usize) -> (String, String) {
+    (
+        format!("model.layers.{layer}.mlp input (post_attention_layernorm output)"),
+        format!("model.layers.{layer}.mlp output (down_proj, before the residual add)"),
+    )
+}
