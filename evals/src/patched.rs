@@ -8,6 +8,7 @@
 use anyhow::{anyhow, Result};
 use cache_format::{Cache, Side};
 use extractor::model::{LanguageModel, MlpHook, Stop};
+use extractor::ops::{ce_sum, log_softmax};
 use std::collections::BTreeMap;
 use trainer::checkpoint::LoadedCoder;
 use trainer::coder::Encoder;
@@ -33,33 +34,6 @@ pub fn held_out_sequences(cache: &Cache, held: &[usize], max: usize) -> Result<V
         .filter_map(|s| s.into_iter().collect::<Option<Vec<u32>>>())
         .take(max)
         .collect())
-}
-
-/// Per position: log-softmax of a row of logits (the log-sum-exp in f64).
-pub fn log_softmax(logits: &mut [f32], vocab: usize) {
-    for row in logits.chunks_mut(vocab) {
-        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let lse = row
-            .iter()
-            .map(|&v| ((v - max) as f64).exp())
-            .sum::<f64>()
-            .ln() as f32
-            + max;
-        row.iter_mut().for_each(|v| *v -= lse);
-    }
-}
-
-/// (summed next-token CE, count) of log-probabilities `lp` for sequences of `ctx` tokens (a sequence's last
-/// position has no target).
-pub fn ce_sum(lp: &[f32], vocab: usize, tokens: &[u32], ctx: usize) -> (f64, u64) {
-    let mut total = (0.0, 0);
-    for (r, row) in lp.chunks(vocab).enumerate() {
-        if (r + 1) % ctx != 0 {
-            total.0 -= row[tokens[r + 1] as usize] as f64;
-            total.1 += 1;
-        }
-    }
-    total
 }
 
 /// Σ over positions of KL(clean ‖ patched), from log-probabilities (terms of clean probability below e⁻⁸⁰

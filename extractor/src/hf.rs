@@ -5,7 +5,7 @@
 //! rotary factor) and the older one of the hub checkpoints (`rope_theta`, `rope_scaling`, `rotary_pct`,
 //! `rotary_emb_base`). What each architecture reads from them is in [`crate::arch`].
 
-use crate::arch::{self, Descriptor};
+use crate::arch::{self, llama_family, Block, Descriptor};
 use crate::llama::Llama;
 use crate::model::LanguageModel;
 use crate::ops::{RopeScaling, RopeSpec};
@@ -353,19 +353,19 @@ impl HfFolder {
                 num_layers.saturating_sub(1)
             );
         }
-        (self.architecture.load)(self, last, with_head)
+        self.architecture.load(self, last, with_head)
     }
 
     /// Every layer and the head of a Llama-block folder (for generation).
     pub fn load_llama_with_head(&self) -> Result<Llama> {
-        let Some(load) = self.architecture.load_llama else {
+        let Block::Llama(variant) = self.architecture.block else {
             bail!(
                 "{}: generation supports the Llama family (Llama, Gemma 2), not {}",
                 self.dir.display(),
                 self.architecture.hf_class
             );
         };
-        load(self, self.num_layers()?.saturating_sub(1), true)
+        llama_family::load(self, variant, self.num_layers()?.saturating_sub(1), true)
     }
 
     /// The output head `name`, or the embeddings when they are tied (`tie_word_embeddings`, whose default

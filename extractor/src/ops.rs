@@ -553,25 +553,39 @@ pub fn softcap(x: f32, cap: f32) -> f32 {
     (x / cap).tanh() * cap
 }
 
-/// Mean next-token cross-entropy of `logits[rows × vocab]` for sequences of `seq_len` (last token has no target).
-pub fn next_token_loss(logits: &[f32], vocab: usize, tokens: &[u32], seq_len: usize) -> f64 {
-    let mut total = 0f64;
-    let mut count = 0usize;
-    for (r, row) in logits.chunks(vocab).enumerate() {
-        if (r + 1) % seq_len == 0 {
-            continue;
-        }
-        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+/// Per position: log-softmax of a row of logits, in place (the log-sum-exp in f64).
+pub fn log_softmax(logits: &mut [f32], vocab: usize) {
+    for row in logits.chunks_mut(vocab) {
+        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let lse = row
             .iter()
-            .map(|&x| (x as f64 - max).exp())
+            .map(|&v| ((v - max) as f64).exp())
             .sum::<f64>()
-            .ln()
+            .ln() as f32
             + max;
-        total += lse - row[tokens[r + 1] as usize] as f64;
-        count += 1;
+        row.iter_mut().for_each(|v| *v -= lse);
     }
-    total / count as f64
+}
+
+/// (summed next-token cross-entropy, positions counted) of log-probabilities `lp[rows × vocab]` for
+/// sequences of `seq_len` tokens (a sequence's last position has no target).
+pub fn ce_sum(lp: &[f32], vocab: usize, tokens: &[u32], seq_len: usize) -> (f64, u64) {
+    let mut total = (0.0, 0);
+    for (r, row) in lp.chunks(vocab).enumerate() {
+        if (r + 1) % seq_len != 0 {
+            total.0 -= row[tokens[r + 1] as usize] as f64;
+            total.1 += 1;
+        }
+    }
+    total
+}
+
+/// Mean next-token cross-entropy of `logits[rows × vocab]` for sequences of `seq_len`.
+pub fn next_token_loss(logits: &[f32], vocab: usize, tokens: &[u32], seq_len: usize) -> f64 {
+    let mut lp = logits.to_vec();
+    log_softmax(&mut lp, vocab);
+    let (sum, count) = ce_sum(&lp, vocab, tokens, seq_len);
+    sum / count as f64
 }
 
 #[cfg(test)]

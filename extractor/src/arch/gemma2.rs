@@ -2,27 +2,17 @@
 //! (1 + w) RMSNorms before and after attention and the MLP, GeGLU (tanh GELU), attention and final logit
 //! soft-capping, alternating sliding-window layers, `query_pre_attn_scalar`, tied embeddings.
 
-use super::llama_family::{self, Variant};
-use super::Descriptor;
-
-const VARIANT: Variant = Variant {
-    name: "gemma2",
-    default_activation: "gelu_pytorch_tanh",
-    gemma: true,
-};
+use super::llama_family::Variant;
+use super::{Block, Descriptor};
 
 pub const DESCRIPTOR: Descriptor = Descriptor {
-    name: VARIANT.name,
+    name: "gemma2",
     hf_class: "Gemma2ForCausalLM",
     model_type: "gemma2",
     hookpoints,
-    load: |folder, last, with_head| {
-        Ok(Box::new(llama_family::load(
-            folder, &VARIANT, last, with_head,
-        )?))
-    },
-    load_llama: Some(|folder, last, with_head| {
-        llama_family::load(folder, &VARIANT, last, with_head)
+    block: Block::Llama(&Variant {
+        default_activation: "gelu_pytorch_tanh",
+        gemma: true,
     }),
 };
 

@@ -1,7 +1,7 @@
 //! `GPTNeoXForCausalLM` (Pythia): LayerNorms, fused QKV with biases, partial rotary embeddings, GELU MLP,
 //! parallel or sequential residual, untied output head (`embed_out`). The block is [`crate::neox`]'s.
 
-use super::Descriptor;
+use super::{Block, Descriptor};
 use crate::hf::HfFolder;
 use crate::neox::{NeoX, NeoXConfig, NeoXLayer};
 use anyhow::{bail, Result};
@@ -12,8 +12,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     hf_class: "GPTNeoXForCausalLM",
     model_type: "gpt_neox",
     hookpoints,
-    load: |folder, last, with_head| Ok(Box::new(load(folder, last, with_head)?)),
-    load_llama: None,
+    block: Block::NeoX,
 };
 
 pub fn hookpoints(layer: usize) -> (String, String) {

@@ -1,27 +1,17 @@
 //! `LlamaForCausalLM`: Llama 2/3 (with Llama 3 rope scaling), SmolLM2, and the Llama GGUF files. The block
 //! is [`crate::llama`]'s; RMSNorm before attention and before the MLP, SwiGLU MLP.
 
-use super::llama_family::{self, Variant};
-use super::Descriptor;
-
-const VARIANT: Variant = Variant {
-    name: "llama",
-    default_activation: "silu",
-    gemma: false,
-};
+use super::llama_family::Variant;
+use super::{Block, Descriptor};
 
 pub const DESCRIPTOR: Descriptor = Descriptor {
-    name: VARIANT.name,
+    name: "llama",
     hf_class: "LlamaForCausalLM",
     model_type: "llama",
     hookpoints,
-    load: |folder, last, with_head| {
-        Ok(Box::new(llama_family::load(
-            folder, &VARIANT, last, with_head,
-        )?))
-    },
-    load_llama: Some(|folder, last, with_head| {
-        llama_family::load(folder, &VARIANT, last, with_head)
+    block: Block::Llama(&Variant {
+        default_activation: "silu",
+        gemma: false,
     }),
 };
 

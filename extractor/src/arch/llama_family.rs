@@ -10,8 +10,6 @@ use serde_json::Value;
 
 /// How an architecture differs from plain Llama.
 pub struct Variant {
-    /// Our name of the architecture.
-    pub name: &'static str,
     /// The MLP activation when `config.json` names none.
     pub default_activation: &'static str,
     /// Gemma 2: RMSNorms multiply by (1 + weight); norms after attention and after the MLP as well as before
@@ -38,7 +36,7 @@ pub fn config(folder: &HfFolder, v: &Variant) -> Result<LlamaConfig> {
             bail!(
                 "{}: {flag} = true is not supported for {}",
                 c.path.display(),
-                v.name
+                folder.architecture.name
             );
         }
     }
@@ -73,7 +71,7 @@ pub fn config(folder: &HfFolder, v: &Variant) -> Result<LlamaConfig> {
         Ok(c.number(k, c.get(k))?.map(|v| v as f32))
     };
     let config = LlamaConfig {
-        architecture: v.name.into(),
+        architecture: folder.architecture.name.into(),
         num_layers,
         d_model,
         d_ffn: c.usize("intermediate_size")?,

@@ -19,12 +19,9 @@ pub mod llama;
 pub mod llama_family;
 
 use crate::hf::HfFolder;
-use crate::llama::Llama;
 use crate::model::LanguageModel;
 use anyhow::Result;
-
-/// Loads layers `0..=last` of a folder, with the output head when asked.
-pub type Loader<M> = fn(folder: &HfFolder, last: usize, with_head: bool) -> Result<M>;
+use llama_family::Variant;
 
 /// Everything the rest of the extractor needs to know of one architecture.
 pub struct Descriptor {
@@ -36,11 +33,30 @@ pub struct Descriptor {
     pub model_type: &'static str,
     /// The MLP input and output hookpoints of a layer, in the model's own module names.
     pub hookpoints: fn(layer: usize) -> (String, String),
-    /// Layers `0..=last` of a folder of this architecture, with the output head when asked.
-    pub load: Loader<Box<dyn LanguageModel>>,
-    /// The same as the Llama block itself, for architectures that run it (text generation with a KV cache
-    /// needs it).
-    pub load_llama: Option<Loader<Llama>>,
+    pub block: Block,
+}
+
+/// Which forward pass runs the architecture.
+pub enum Block {
+    /// [`crate::llama`]'s, with these switches (text generation with a KV cache runs these too).
+    Llama(&'static Variant),
+    /// [`crate::neox`]'s.
+    NeoX,
+}
+
+impl Descriptor {
+    /// Layers `0..=last` of `folder`, with the output head when `with_head`.
+    pub fn load(
+        &self,
+        folder: &HfFolder,
+        last: usize,
+        with_head: bool,
+    ) -> Result<Box<dyn LanguageModel>> {
+        Ok(match self.block {
+            Block::Llama(v) => Box::new(llama_family::load(folder, v, last, with_head)?),
+            Block::NeoX => Box::new(gpt_neox::load(folder, last, with_head)?),
+        })
+    }
 }
 
 /// Every architecture read from Hugging Face folders.

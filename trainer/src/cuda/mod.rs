@@ -12,26 +12,21 @@ pub mod ops;
 
 use compute::gpu::KernelSource;
 
+/// One `.cu` file beside this one.
+macro_rules! cu {
+    ($file:literal) => {
+        KernelSource {
+            file: $file,
+            source: include_str!($file),
+        }
+    };
+}
+
 /// Every kernel source of the trainer. Each file is compiled on its own.
 pub const KERNEL_SOURCES: &[KernelSource] = &[
-    KernelSource {
-        file: "topk.cu",
-        source: include_str!("topk.cu"),
-    },
-    KernelSource {
-        file: "decode.cu",
-        source: include_str!("decode.cu"),
-    },
-    KernelSource {
-        file: "backward.cu",
-        source: include_str!("backward.cu"),
-    },
-    KernelSource {
-        file: "adam.cu",
-        source: include_str!("adam.cu"),
-    },
-    KernelSource {
-        file: "reduce.cu",
-        source: include_str!("reduce.cu"),
-    },
+    cu!("topk.cu"),
+    cu!("decode.cu"),
+    cu!("backward.cu"),
+    cu!("adam.cu"),
+    cu!("reduce.cu"),
 ];
