@@ -97,6 +97,14 @@ pub struct Losses {
     pub multi_topk: bool,
 }
 
+/// What the optional loss terms share with the main one: the encoder's input, the batch's rows and the
+/// FVU's denominator.
+struct ExtraTerm<'a> {
+    xc: &'a [f32],
+    rows: usize,
+    total_variance: f64,
+}
+
 /// A coder ready to encode many batches (see [`SparseCoder::encoder`]).
 pub struct Encoder<'a> {
     coder: &'a SparseCoder,
@@ -454,77 +462,104 @@ impl SparseCoder {
             ..Default::default()
         };
 
-        // Multi-TopK: the same coder decoding from 4k latents (with b_dec, without W_skip, as sparsify), at 1/8.
+        let extra = ExtraTerm {
+            xc: &xc,
+            rows,
+            total_variance,
+        };
         if let (true, Some(pre)) = (multi_topk, &pre) {
-            let k4 = 4 * k;
-            let top4 = self.select(pre, &self.b_enc, k4, rows);
-            let mut dy4: Vec<f32> = self
-                .sparse_decode(&top4.acts, &top4.idx, k4, rows, true)
-                .iter()
-                .zip(y)
-                .map(|(p, t)| p - t)
-                .collect();
-            stats.multi_topk_fvu = ordered_sum(&dy4, 1 << 14, |b| {
-                b.iter().map(|e| (*e as f64).powi(2)).sum()
-            }) / total_variance;
-            let s4 = (2.0 / 8.0 / total_variance) as f32;
-            dy4.par_iter_mut().for_each(|e| *e *= s4);
-            column_sums(&dy4, rows, d_out)
-                .iter()
-                .zip(grads.b_dec.iter_mut())
-                .for_each(|(g, b)| *b += g);
-            self.accumulate_term(
-                &xc,
-                &top4.acts,
-                &top4.idx,
-                k4,
-                &dy4,
-                rows,
+            stats.multi_topk_fvu = self.multi_topk_term(&extra, pre, y, grads, &mut touched);
+        }
+        if let (Some(residual), Some(dead), Some(pre)) = (residual, dead, &pre) {
+            stats.auxk = self.auxk_term(
+                &extra,
+                pre,
+                &residual,
+                dead,
+                losses.auxk_alpha,
                 grads,
                 &mut touched,
-                false,
             );
-        }
-
-        // AuxK: the top d_out/2 dead latents predict the residual (held fixed), without b_dec.
-        if let (Some(residual), Some(dead), Some(pre)) = (residual, dead, &pre) {
-            let num_dead = dead.iter().filter(|&&d| d).count();
-            if num_dead > 0 {
-                let k_aux = (d_out / 2).min(num_dead).max(1);
-                let weight = (num_dead as f64 / (d_out / 2).max(1) as f64).min(1.0);
-                let dead_bias: Vec<f32> = self
-                    .b_enc
-                    .iter()
-                    .zip(dead)
-                    .map(|(&b, &d)| if d { b } else { f32::NEG_INFINITY })
-                    .collect();
-                let aux = self.select(pre, &dead_bias, k_aux, rows);
-                // Rows seeded with live columns carry ReLU(−∞) = 0: they decode nothing and get no gradient.
-                let e_hat = self.sparse_decode(&aux.acts, &aux.idx, k_aux, rows, false);
-                // residual = ŷ − y, so e = y − ŷ = −residual and e_hat − e = e_hat + residual.
-                let mut d_aux: Vec<f32> = e_hat.iter().zip(&residual).map(|(h, r)| h + r).collect();
-                let sq = ordered_sum(&d_aux, 1 << 14, |b| {
-                    b.iter().map(|e| (*e as f64).powi(2)).sum()
-                });
-                stats.auxk = weight * sq / total_variance;
-                let sa = (losses.auxk_alpha as f64 * weight * 2.0 / total_variance) as f32;
-                d_aux.par_iter_mut().for_each(|e| *e *= sa);
-                self.accumulate_term(
-                    &xc,
-                    &aux.acts,
-                    &aux.idx,
-                    k_aux,
-                    &d_aux,
-                    rows,
-                    grads,
-                    &mut touched,
-                    false,
-                );
-            }
         }
         grads.touched = (0..n as u32).filter(|&l| touched[l as usize]).collect();
         stats.l0 = enc.acts.iter().filter(|&&a| a > 0.0).count() as f64 / rows as f64;
         (stats, enc)
+    }
+
+    /// Multi-TopK: the same coder decoding from 4k latents (with b_dec, without W_skip, as sparsify), at
+    /// weight 1/8; its gradients are added to `grads`. Returns its FVU.
+    fn multi_topk_term(
+        &self,
+        t: &ExtraTerm,
+        pre: &[f32],
+        y: &[f32],
+        grads: &mut Grads,
+        touched: &mut [bool],
+    ) -> f64 {
+        let (rows, d_out) = (t.rows, self.cfg.d_out);
+        let k4 = 4 * self.cfg.k;
+        let top4 = self.select(pre, &self.b_enc, k4, rows);
+        let mut dy4: Vec<f32> = self
+            .sparse_decode(&top4.acts, &top4.idx, k4, rows, true)
+            .iter()
+            .zip(y)
+            .map(|(p, t)| p - t)
+            .collect();
+        let fvu = ordered_sum(&dy4, 1 << 14, |b| {
+            b.iter().map(|e| (*e as f64).powi(2)).sum()
+        }) / t.total_variance;
+        let s4 = (2.0 / 8.0 / t.total_variance) as f32;
+        dy4.par_iter_mut().for_each(|e| *e *= s4);
+        column_sums(&dy4, rows, d_out)
+            .iter()
+            .zip(grads.b_dec.iter_mut())
+            .for_each(|(g, b)| *b += g);
+        self.accumulate_term(
+            t.xc, &top4.acts, &top4.idx, k4, &dy4, rows, grads, touched, false,
+        );
+        fvu
+    }
+
+    /// AuxK: the top d_out/2 `dead` latents predict the residual ŷ − y (held fixed), without b_dec, at weight
+    /// `alpha`; its gradients are added to `grads`. Returns the loss before `alpha` (0 when none is dead).
+    #[allow(clippy::too_many_arguments)]
+    fn auxk_term(
+        &self,
+        t: &ExtraTerm,
+        pre: &[f32],
+        residual: &[f32],
+        dead: &[bool],
+        alpha: f32,
+        grads: &mut Grads,
+        touched: &mut [bool],
+    ) -> f64 {
+        let (rows, d_out) = (t.rows, self.cfg.d_out);
+        let num_dead = dead.iter().filter(|&&d| d).count();
+        if num_dead == 0 {
+            return 0.0;
+        }
+        let k_aux = (d_out / 2).min(num_dead).max(1);
+        let weight = (num_dead as f64 / (d_out / 2).max(1) as f64).min(1.0);
+        let dead_bias: Vec<f32> = self
+            .b_enc
+            .iter()
+            .zip(dead)
+            .map(|(&b, &d)| if d { b } else { f32::NEG_INFINITY })
+            .collect();
+        let aux = self.select(pre, &dead_bias, k_aux, rows);
+        // Rows seeded with live columns carry ReLU(−∞) = 0: they decode nothing and get no gradient.
+        let e_hat = self.sparse_decode(&aux.acts, &aux.idx, k_aux, rows, false);
+        // residual = ŷ − y, so e = y − ŷ = −residual and e_hat − e = e_hat + residual.
+        let mut d_aux: Vec<f32> = e_hat.iter().zip(residual).map(|(h, r)| h + r).collect();
+        let sq = ordered_sum(&d_aux, 1 << 14, |b| {
+            b.iter().map(|e| (*e as f64).powi(2)).sum()
+        });
+        let sa = (alpha as f64 * weight * 2.0 / t.total_variance) as f32;
+        d_aux.par_iter_mut().for_each(|e| *e *= sa);
+        self.accumulate_term(
+            t.xc, &aux.acts, &aux.idx, k_aux, &d_aux, rows, grads, touched, false,
+        );
+        weight * sq / t.total_variance
     }
 
     /// Gradients of one sparse decode term `Σ_j acts[r,j] W_dec[idx[r,j]]` whose output gradient is `dy`: into
