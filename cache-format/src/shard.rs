@@ -165,6 +165,8 @@ impl ShardHeader {
     }
 
     /// Parses and checks a header. `bytes` is at least the start of the file; `file_len` is its full size.
+    // Long on purpose: one pass over the header's fields in file order, each check beside the field it reads,
+    // as docs/cache-format.md lists them; the fuzz target `shard_header` drives exactly this function.
     pub fn parse(bytes: &[u8], file_len: u64, path: &Path) -> Result<ShardHeader> {
         let bad = |what: String| CacheError::corrupt(path, what);
         if bytes.len() < FIXED_LEN {
