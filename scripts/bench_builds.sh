@@ -5,7 +5,9 @@
 # torch and eai-sparsify).
 # Usage: scripts/bench_builds.sh train BASELINE [CACHE] [STEPS] [ROUNDS]
 #        scripts/bench_builds.sh extract BASELINE [TOKENS] [ROUNDS]
-# The order of the two alternates between rounds; the "ratio" columns are this build over the baseline.
+# The order of the two alternates between rounds. The baseline's figure is its speed window (steps, or forward +
+# writing), so the second ratio column is this build over the baseline; with BASELINE_FIELD=1 the baseline's
+# whole-run figure is taken instead, and the first ratio column is the one to quote.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage=$1
@@ -23,7 +25,7 @@ case $stage in
     rounds=${5:-6}
     source scripts/train_runs.sh
     ours() { ours_with target/release/sparsecoder; }
-    peer() { ours_with "$baseline" | cut -d' ' -f2; }
+    peer() { ours_with "$baseline" | cut -d' ' -f"${BASELINE_FIELD:-2}"; }
     run_rounds "$rounds" baseline steps
     ;;
   extract)
@@ -37,7 +39,7 @@ case $stage in
         sed -n -E '1s/.*\(([0-9]+) tokens\/s; forward passes and writing alone ([0-9]+) tokens\/s.*/\1 \2/p'
     }
     ours() { extract_with target/release/sparsecoder; }
-    peer() { extract_with "$baseline" | cut -d' ' -f2; }
+    peer() { extract_with "$baseline" | cut -d' ' -f"${BASELINE_FIELD:-2}"; }
     run_rounds "$rounds" baseline forward+writing
     ;;
   *) echo "usage: $0 train|extract BASELINE ..." >&2; exit 2 ;;
