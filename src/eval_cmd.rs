@@ -27,6 +27,10 @@ pub struct EvalCli {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 4)]
     batch_seqs: usize,
+    /// Also the linear baseline: ridge regression mlp_in → mlp_out fit on the training shards (the ridge
+    /// term chosen on the last of them), its held-out FVU and the CE/KL with it patched in.
+    #[arg(long)]
+    linear_baseline: bool,
     /// Where eval.json and eval.csv go (default: the first checkpoints folder).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -44,6 +48,7 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
         ce_tokens: cli.tokens,
         holdout_shards: cli.holdout_shards,
         batch_seqs: cli.batch_seqs,
+        linear_baseline: cli.linear_baseline,
     })?;
     let report = &done.report;
     report.print();

@@ -75,3 +75,54 @@ fn eval_reports_every_coder_of_a_sweep() {
         "{err}"
     );
 }
+
+/// `--linear-baseline`: its row in the table, eval.json and eval.csv, and its held-out FVU against a numpy
+/// ridge fit (scripts/check_linear_baseline.py, reading the shards with numpy alone) at the λ eval chose.
+#[test]
+fn eval_linear_baseline_matches_numpy() {
+    let model = model();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, run) = small_cache_and_sweep(tmp.path(), "sae");
+    let (ok, out, err) = sc(&[
+        "eval",
+        "--model",
+        &model,
+        "--cache",
+        &cache,
+        "--checkpoints",
+        &run,
+        "--tokens",
+        "256",
+        "--linear-baseline",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("linear (ridge mlp_in→out)"), "{out}");
+    let eval_json = tmp.path().join("run/eval.json");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&eval_json).unwrap()).unwrap();
+    let lin = &report["linear_baseline"];
+    let fvu = lin["fvu"].as_f64().unwrap();
+    assert!(fvu > 0.0 && fvu < 1.0, "{lin}");
+    assert!(lin["kl"].as_f64().unwrap() >= 0.0, "{lin}");
+    assert!(lin["validation_fvu"].as_f64().unwrap().is_finite(), "{lin}");
+    assert_eq!(lin["fit_rows"].as_u64().unwrap(), 3 * 2048);
+    let csv = std::fs::read_to_string(tmp.path().join("run/eval.csv")).unwrap();
+    assert!(
+        csv.lines().last().unwrap().starts_with("linear,linear,"),
+        "{csv}"
+    );
+    let script = root().join("scripts/check_linear_baseline.py");
+    let check = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&cache)
+        .arg(&eval_json)
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

@@ -1,10 +1,11 @@
 //! Statistics of a coder's predictions and activations over the held-out shards of the cache.
 
 use anyhow::Result;
-use cache_format::Cache;
+use cache_format::{Cache, Side};
 use std::collections::BTreeMap;
 use trainer::checkpoint::CoderMeta;
 use trainer::coder::{Encoder, SparseCoder};
+use trainer::regression::AffineMap;
 
 /// One coder on the held-out rows.
 pub struct ActivationStats {
@@ -51,19 +52,51 @@ impl ActivationStats {
 /// Rows read and encoded at a time.
 const CHUNK: usize = 4096;
 
-/// `coder` (made ready as `encoder`) on every row of the `held` shards.
-pub fn stats(
+/// Σ error² and the target's sums, for the FVU over all rows (the mean taken over those rows).
+struct FvuSums {
+    sse: f64,
+    sum: Vec<f64>,
+    sum_sq: f64,
+    rows: u64,
+}
+
+impl FvuSums {
+    fn new(d_out: usize) -> FvuSums {
+        FvuSums {
+            sse: 0.0,
+            sum: vec![0.0; d_out],
+            sum_sq: 0.0,
+            rows: 0,
+        }
+    }
+
+    fn add(&mut self, prediction: &[f32], y: &[f32], rows: usize) {
+        for (p, t) in prediction.iter().zip(y) {
+            self.sse += ((p - t) as f64).powi(2);
+        }
+        for row in y.chunks(self.sum.len()) {
+            for (s, v) in self.sum.iter_mut().zip(row) {
+                *s += *v as f64;
+                self.sum_sq += (*v as f64).powi(2);
+            }
+        }
+        self.rows += rows as u64;
+    }
+
+    fn fvu(&self) -> f64 {
+        let n = self.rows as f64;
+        self.sse / (self.sum_sq - self.sum.iter().map(|s| s * s / n).sum::<f64>())
+    }
+}
+
+/// Calls `each(x, y, rows)` on the `held` shards' rows, `CHUNK` at a time.
+fn for_each_chunk(
     cache: &Cache,
     held: &[usize],
-    coder: &SparseCoder,
-    encoder: &Encoder,
-    meta: &CoderMeta,
-) -> Result<ActivationStats> {
-    let (input, target) = meta.sides();
-    let (d_in, d_out) = (coder.cfg.d_in, coder.cfg.d_out);
-    let (mut sse, mut sum, mut sum_sq) = (0f64, vec![0f64; d_out], 0f64);
-    let (mut l0, mut rows_total) = (0f64, 0u64);
-    let mut fired = vec![0u64; coder.cfg.num_latents];
+    (input, target): (Side, Side),
+    mut each: impl FnMut(&[f32], &[f32], usize),
+) -> Result<()> {
+    let (d_in, d_out) = (cache.width(input), cache.width(target));
     for &i in held {
         let shard = cache.open_shard(i)?;
         let n = shard.rows() as usize;
@@ -72,30 +105,44 @@ pub fn stats(
             let (mut x, mut y) = (vec![0f32; rows * d_in], vec![0f32; rows * d_out]);
             shard.read_rows_f32(input.section(), first, &mut x);
             shard.read_rows_f32(target.section(), first, &mut y);
-            let enc = encoder.encode(&x, rows);
-            let y_hat = coder.decode(&enc, &x, rows);
-            for (p, t) in y_hat.iter().zip(&y) {
-                sse += ((p - t) as f64).powi(2);
-            }
-            for row in y.chunks(d_out) {
-                for (s, v) in sum.iter_mut().zip(row) {
-                    *s += *v as f64;
-                    sum_sq += (*v as f64).powi(2);
-                }
-            }
-            for l in SparseCoder::fired(&enc) {
-                fired[l as usize] += 1;
-                l0 += 1.0;
-            }
-            rows_total += rows as u64;
+            each(&x, &y, rows);
         }
     }
-    let n = rows_total as f64;
-    let total_variance = sum_sq - sum.iter().map(|s| s * s / n).sum::<f64>();
+    Ok(())
+}
+
+/// `coder` (made ready as `encoder`) on every row of the `held` shards.
+pub fn stats(
+    cache: &Cache,
+    held: &[usize],
+    coder: &SparseCoder,
+    encoder: &Encoder,
+    meta: &CoderMeta,
+) -> Result<ActivationStats> {
+    let mut fvu = FvuSums::new(coder.cfg.d_out);
+    let mut l0 = 0f64;
+    let mut fired = vec![0u64; coder.cfg.num_latents];
+    for_each_chunk(cache, held, meta.sides(), |x, y, rows| {
+        let enc = encoder.encode(x, rows);
+        fvu.add(&coder.decode(&enc, x, rows), y, rows);
+        for l in SparseCoder::fired(&enc) {
+            fired[l as usize] += 1;
+            l0 += 1.0;
+        }
+    })?;
     Ok(ActivationStats {
-        fvu: sse / total_variance,
-        l0: l0 / n,
+        fvu: fvu.fvu(),
+        l0: l0 / fvu.rows as f64,
         fired,
-        rows: rows_total,
+        rows: fvu.rows,
     })
+}
+
+/// FVU of the affine map `map` (mlp_in → mlp_out) on every row of the `held` shards.
+pub fn linear_fvu(cache: &Cache, held: &[usize], map: &AffineMap) -> Result<f64> {
+    let mut fvu = FvuSums::new(map.d_out);
+    for_each_chunk(cache, held, (Side::MlpIn, Side::MlpOut), |x, y, rows| {
+        fvu.add(&map.predict(x, rows), y, rows)
+    })?;
+    Ok(fvu.fvu())
 }

@@ -6,6 +6,8 @@
 //!   never fired on the held-out rows; dense: fired on more than 10 % of them) and their log10 histogram;
 //! - [`patched`]: on held-out sequences, the model's next-token cross-entropy clean, with layer L's MLP output
 //!   replaced by the coder's prediction, and with it replaced by zeros; KL(clean ‖ patched);
+//! - the linear baseline (with `linear_baseline`): the ridge map mlp_in → mlp_out of `trainer::regression`,
+//!   fit on the training shards, on the same held-out rows and sequences as the coders;
 //! - [`report`]: the per-coder table, eval.json and eval.csv;
 //! - [`plots`]: density histograms and FVU against CE increase, as PNG.
 //!
@@ -18,10 +20,12 @@ pub mod report;
 
 use anyhow::{bail, Result};
 use cache_format::Cache;
+use cache_format::Side;
 use extractor::source::ModelSource;
-use report::{CoderEval, Report};
+use report::{CoderEval, LinearEval, Report};
 use std::path::PathBuf;
 use trainer::checkpoint::{find_coders, load_for_cache};
+use trainer::regression;
 
 /// What to evaluate and on how much data.
 #[derive(Clone, Debug)]
@@ -37,6 +41,8 @@ pub struct EvalConfig {
     pub holdout_shards: usize,
     /// Sequences per forward pass.
     pub batch_seqs: usize,
+    /// Also fit and evaluate the linear baseline (ridge regression mlp_in → mlp_out on the training shards).
+    pub linear_baseline: bool,
 }
 
 /// A finished evaluation: the report, and each coder's firing counts (for the density plot).
@@ -66,15 +72,33 @@ pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
     let model = source.load(None, true)?;
     // Each coder made ready to encode once (W_enc rounded for the screened encoder), not once per batch.
     let encoders: Vec<_> = coders.iter().map(|c| c.coder.encoder()).collect();
+    let linear = if cfg.linear_baseline {
+        let (train, _) = cache.split(cfg.holdout_shards)?;
+        Some(regression::fit(&cache, &train, Side::MlpIn, Side::MlpOut)?)
+    } else {
+        None
+    };
+    let with = patched::Replacements {
+        coders: &coders,
+        encoders: &encoders,
+        linear: linear.as_ref().map(|f| &f.map),
+    };
     let losses = patched::losses(
         model.as_ref(),
         &seqs,
         ctx,
         spec.layer as usize,
-        &coders,
-        &encoders,
+        &with,
         cfg.batch_seqs,
     )?;
+    let linear_baseline = match &linear {
+        Some(fit) => Some(LinearEval::new(
+            fit,
+            activations::linear_fvu(&cache, &held, &fit.map)?,
+            &losses,
+        )),
+        None => None,
+    };
     let mut rows = Vec::new();
     let mut fired = Vec::new();
     for (j, c) in coders.iter().enumerate() {
@@ -90,6 +114,7 @@ pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
         ce_clean: losses.ce_clean(),
         ce_zero_ablated: losses.ce_zero / losses.count as f64,
         coders: rows,
+        linear_baseline,
     };
     Ok(Evaluation { report, fired })
 }

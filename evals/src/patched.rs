@@ -12,6 +12,7 @@ use extractor::ops::{ce_sum, log_softmax};
 use std::collections::BTreeMap;
 use trainer::checkpoint::LoadedCoder;
 use trainer::coder::Encoder;
+use trainer::regression::AffineMap;
 
 /// Complete held-out sequences (all `ctx_len` positions present), rebuilt from token ids, seq ids and
 /// positions, at most `max`.
@@ -63,6 +64,8 @@ pub struct PatchedLosses {
     /// Per coder.
     pub ce_patched: Vec<f64>,
     pub kl: Vec<f64>,
+    /// With the linear baseline patched in, when it is evaluated: (CE sum, KL sum).
+    pub linear: Option<(f64, f64)>,
 }
 
 impl PatchedLosses {
@@ -72,17 +75,24 @@ impl PatchedLosses {
     }
 }
 
-/// The losses of `seqs` (each of `ctx` tokens), clean, with layer `layer`'s MLP zeroed, and with each coder
-/// patched in, `batch_seqs` sequences per forward pass.
+/// What replaces the MLP: the coders (each made ready as its encoder) and, optionally, the linear baseline.
+pub struct Replacements<'a> {
+    pub coders: &'a [LoadedCoder],
+    pub encoders: &'a [Encoder<'a>],
+    pub linear: Option<&'a AffineMap>,
+}
+
+/// The losses of `seqs` (each of `ctx` tokens), clean, with layer `layer`'s MLP zeroed, and with each
+/// replacement patched in, `batch_seqs` sequences per forward pass.
 pub fn losses(
     model: &dyn LanguageModel,
     seqs: &[Vec<u32>],
     ctx: usize,
     layer: usize,
-    coders: &[LoadedCoder],
-    encoders: &[Encoder],
+    with: &Replacements,
     batch_seqs: usize,
 ) -> Result<PatchedLosses> {
+    let (coders, encoders) = (with.coders, with.encoders);
     let vocab = model.info().vocab_size;
     let mut sums = PatchedLosses {
         count: 0,
@@ -91,6 +101,7 @@ pub fn losses(
         ce_zero: 0.0,
         ce_patched: vec![0.0; coders.len()],
         kl: vec![0.0; coders.len()],
+        linear: with.linear.map(|_| (0.0, 0.0)),
     };
     for batch in seqs.chunks(batch_seqs.max(1)) {
         let tokens: Vec<u32> = batch.concat();
@@ -120,6 +131,15 @@ pub fn losses(
             })?;
             sums.ce_patched[j] += ce_sum(&patched, vocab, &tokens, ctx).0;
             sums.kl[j] += kl_sum(&clean, &patched);
+        }
+        if let (Some(map), Some((ce, kl))) = (with.linear, sums.linear.as_mut()) {
+            let patched = run(&mut |l, mlp_in: &[f32], out: &mut [f32]| {
+                if l == layer {
+                    out.copy_from_slice(&map.predict(mlp_in, mlp_in.len() / map.d_in));
+                }
+            })?;
+            *ce += ce_sum(&patched, vocab, &tokens, ctx).0;
+            *kl += kl_sum(&clean, &patched);
         }
     }
     Ok(sums)

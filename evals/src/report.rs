@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use trainer::checkpoint::LoadedCoder;
 use trainer::coder::Kind;
+use trainer::regression::LinearFit;
 
 #[derive(Serialize)]
 pub struct CoderEval {
@@ -59,6 +60,39 @@ impl CoderEval {
     }
 }
 
+/// The linear baseline: the ridge map mlp_in → mlp_out, on the same held-out data as the coders.
+#[derive(Serialize)]
+pub struct LinearEval {
+    /// The ridge weight chosen on the validation shard (relative to the mean diagonal of XᵀX).
+    pub lambda: f64,
+    /// That choice's FVU on the validation shard (a fit without it).
+    pub validation_fvu: f64,
+    /// Training rows of the final fit.
+    pub fit_rows: u64,
+    pub fvu: f64,
+    pub variance_explained: f64,
+    pub ce_patched: f64,
+    pub ce_increase_pct: f64,
+    pub kl: f64,
+}
+
+impl LinearEval {
+    pub fn new(fit: &LinearFit, fvu: f64, losses: &PatchedLosses) -> LinearEval {
+        let (ce, kl) = losses.linear.expect("the linear baseline was patched in");
+        let (ce_clean, ce_patched) = (losses.ce_clean(), ce / losses.count as f64);
+        LinearEval {
+            lambda: fit.lambda,
+            validation_fvu: fit.validation_fvu,
+            fit_rows: fit.rows,
+            fvu,
+            variance_explained: 1.0 - fvu,
+            ce_patched,
+            ce_increase_pct: 100.0 * (ce_patched - ce_clean) / ce_clean,
+            kl: kl / losses.positions as f64,
+        }
+    }
+}
+
 #[derive(Serialize)]
 pub struct Report {
     pub cache: String,
@@ -68,6 +102,8 @@ pub struct Report {
     pub ce_clean: f64,
     pub ce_zero_ablated: f64,
     pub coders: Vec<CoderEval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linear_baseline: Option<LinearEval>,
 }
 
 /// The columns of eval.csv, in order.
@@ -131,6 +167,13 @@ impl Report {
                 c.kl
             );
         }
+        if let Some(l) = &self.linear_baseline {
+            println!(
+                "{:<26} {:>5} {:>4} {:>7} {:>8.4} {:>7} {:>7} {:>7} {:>9.4} {:>9.4} {:>7.2} {:>8.4}",
+                "linear (ridge mlp_in→out)", "lin", "-", "-", l.fvu, "-", "-", "-", self.ce_clean, l.ce_patched,
+                l.ce_increase_pct, l.kl
+            );
+        }
     }
 
     /// The rows of eval.csv (numbers in Rust's shortest round-trip form, as in eval.json).
@@ -152,6 +195,23 @@ impl Report {
                 c.ce_patched.to_string(),
                 c.ce_increase_pct.to_string(),
                 c.kl.to_string(),
+            ])?;
+        }
+        if let Some(l) = &self.linear_baseline {
+            w.write_record([
+                "linear".to_string(),
+                "linear".to_string(),
+                String::new(),
+                String::new(),
+                l.fvu.to_string(),
+                l.variance_explained.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                self.ce_clean.to_string(),
+                l.ce_patched.to_string(),
+                l.ce_increase_pct.to_string(),
+                l.kl.to_string(),
             ])?;
         }
         Ok(w.into_inner()?)

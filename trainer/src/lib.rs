@@ -8,6 +8,7 @@
 //! - [`huge_pages`]: 2 MiB pages for the large tensors;
 //! - [`adam`]: the fused Adam step and sparsify's learning-rate schedule;
 //! - [`tensors`]: a coder's parameter tensors by name (parameters, moments, device copies);
+//! - [`regression`]: the ridge-regression affine map between the cache's sides (the linear baseline);
 //! - [`checkpoint`]: sparsify's checkpoint layout (`cfg.json` + `sae.safetensors`) and our training state;
 //! - [`train`]: the training loop, several coders on the same batches (sweeps), metrics, resume;
 //! - [`step`]: what one coder's step reads (the batch, on the host and on the GPU, and its settings);
@@ -23,6 +24,7 @@ pub mod cpu_step;
 pub mod cuda;
 pub mod fused_topk;
 pub mod huge_pages;
+pub mod regression;
 pub mod step;
 pub mod tensors;
 pub mod topk;

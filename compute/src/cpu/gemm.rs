@@ -34,14 +34,29 @@ fn for_row_blocks<T: Send>(
     }
 }
 
+/// The element types of [`matmul`]: f32 for both stages' products, f64 for sums that must not lose precision
+/// (the normal equations of a regression).
+pub trait Element: Copy + Send + Sync + 'static {
+    const ZERO: Self;
+    const ONE: Self;
+}
+impl Element for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
+}
+impl Element for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+}
+
 /// `c[m × n] (+)= a[m × k] · b[k × n]`, where `b` is given by its strides: `(b_row_stride, b_col_stride)`, and
 /// `a` is read transposed (`a` then holds `k × m`) with `a_transposed`. With `accumulate`, the product is
 /// added to `c`.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    c: &mut [f32],
-    a: &[f32],
-    b: &[f32],
+pub fn matmul<T: Element>(
+    c: &mut [T],
+    a: &[T],
+    b: &[T],
     m: usize,
     k: usize,
     n: usize,
@@ -70,8 +85,8 @@ pub fn matmul(
             b.as_ptr(),
             b_strides.1 as isize,
             b_strides.0 as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
+            if accumulate { T::ONE } else { T::ZERO },
+            T::ONE,
             false,
             false,
             false,
