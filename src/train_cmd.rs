@@ -11,7 +11,7 @@ use trainer::backend::Device;
 use trainer::coder::{Kind, Losses};
 use trainer::cuda::engine::MAX_K;
 use trainer::cuda::gpu_ops::GemmPrecision;
-use trainer::train::{run, CoderSpec, TrainArgs};
+use trainer::train::{run, CoderSpec, SkipInit, TrainArgs};
 
 #[derive(Args)]
 pub struct TrainCli {
@@ -59,6 +59,10 @@ pub struct TrainCli {
     /// Add the FVU of a 4k-latent decode at weight 1/8 (Multi-TopK). Off by default, as sparsify.
     #[arg(long)]
     multi_topk: bool,
+    /// How skip transcoders' W_skip and b_dec start: zero (W_skip = 0, b_dec = mean output; the paper's) or
+    /// regression (the ridge map mlp_in → mlp_out of eval's --linear-baseline, fit on the training shards).
+    #[arg(long, default_value = "zero", value_parser = one_of::<SkipInit>("--skip-init"))]
+    skip_init: SkipInit,
     /// The last N shards of the cache are held out for evaluation and never read here.
     #[arg(long, default_value_t = 1)]
     holdout_shards: usize,
@@ -212,6 +216,7 @@ pub fn train(cli: TrainCli) -> Result<ExitCode> {
             auxk_alpha: cli.auxk_alpha,
             multi_topk: cli.multi_topk,
         },
+        skip_init: cli.skip_init,
         holdout_shards: cli.holdout_shards,
         out: cli.out,
         save_every: cli.save_every.max(1),

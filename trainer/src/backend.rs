@@ -69,7 +69,7 @@ impl Backend {
         input: &StepInput,
     ) -> Result<()> {
         if input.t == 1 {
-            state.coder.init_from_batch(input.x, input.y, input.rows);
+            state.init_from_batch(input.x, input.y, input.rows);
             match self {
                 Backend::Cpu(_) => {}
                 Backend::Twins(e) => e.upload_params(&CpuTwins, &state.coder)?,

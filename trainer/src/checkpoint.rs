@@ -13,6 +13,7 @@
 
 use crate::adam::Moments;
 use crate::coder::{CoderConfig, Kind, SparseCoder};
+use crate::regression::AffineMap;
 use crate::tensors::Tensors;
 use anyhow::{anyhow, bail, Context, Result};
 use cache_format::fsutil::write_atomic;
@@ -174,6 +175,9 @@ pub struct CoderState {
     /// Adam moments of each parameter tensor.
     pub moments: Tensors<Moments>,
     pub tokens_since_fired: Vec<u64>,
+    /// A skip transcoder's W_skip and b_dec from the linear baseline (`--skip-init regression`), applied after
+    /// the step-0 initialisation; never saved (it only matters before the first step).
+    pub skip_init: Option<AffineMap>,
 }
 
 impl CoderState {
@@ -183,6 +187,22 @@ impl CoderState {
             tokens_since_fired: vec![0; coder.cfg.num_latents],
             moments: coder.tensors().map(|t| Moments::zeros(t.len())),
             coder,
+            skip_init: None,
+        }
+    }
+
+    /// Step 0: the initialisation from the first batch (b_dec = mean target, b_enc centring the
+    /// pre-activations), then for a skip transcoder with a regression skip-init W_skip and b_dec from the
+    /// linear map, so that its first prediction is the map's.
+    pub fn init_from_batch(&mut self, x: &[f32], y: &[f32], rows: usize) {
+        self.coder.init_from_batch(x, y, rows);
+        if let Some(map) = self.skip_init.take() {
+            assert!(
+                self.coder.w_skip.is_some(),
+                "a skip init needs a skip transcoder"
+            );
+            self.coder.w_skip = Some(map.w);
+            self.coder.b_dec = map.b;
         }
     }
 }
@@ -259,6 +279,7 @@ pub fn load_state(path: &Path, cfg: &CoderConfig) -> Result<CoderState> {
         coder,
         moments,
         tokens_since_fired,
+        skip_init: None,
     })
 }
 

@@ -5,6 +5,7 @@ use crate::backend::{Backend, Device, DeviceBatch};
 use crate::checkpoint::{io_sides, load_state, save_coder, save_state, CoderMeta, CoderState};
 use crate::coder::{CoderConfig, Kind, Losses, SparseCoder};
 use crate::cuda::gpu_ops::GpuOps;
+use crate::regression::{self, AffineMap};
 use crate::step::StepInput;
 use anyhow::{bail, Context, Result};
 use cache_format::fsutil::write_atomic;
@@ -16,6 +17,19 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// How a skip transcoder's W_skip and b_dec start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum SkipInit {
+    /// W_skip = 0 and b_dec = the first batch's mean target (the paper's).
+    #[default]
+    Zero,
+    /// The linear baseline's ridge map (`crate::regression`), fit on the training shards: the latents start
+    /// on the map's residual.
+    Regression,
+}
 
 /// One coder of a run: what is swept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +69,9 @@ pub struct TrainArgs {
     pub dead_tokens: u64,
     /// Optional AuxK and Multi-TopK terms.
     pub losses: Losses,
+    /// Skip transcoders' W_skip and b_dec at step 0.
+    #[serde(default)]
+    pub skip_init: SkipInit,
     pub holdout_shards: usize,
     pub out: PathBuf,
     pub save_every: u64,
@@ -143,7 +160,17 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
         _ => None,
     };
     let resumed = resumed_position(args, plan.total_steps)?;
-    let live = start_coders(args, &plan.cache, resumed.as_ref(), gpu.as_ref())?;
+    let skip_map = match (args.skip_init, &resumed) {
+        (SkipInit::Regression, None) => Some(skip_init_map(&plan)?),
+        _ => None,
+    };
+    let live = start_coders(
+        args,
+        &plan,
+        resumed.as_ref(),
+        skip_map.as_ref(),
+        gpu.as_ref(),
+    )?;
     let at = resumed.unwrap_or(Position {
         generation: 1,
         step: 0,
@@ -221,6 +248,11 @@ fn plan(args: &TrainArgs) -> Result<Plan> {
             );
         }
     }
+    if args.skip_init == SkipInit::Regression
+        && !args.coders.iter().any(|c| c.kind == Kind::SkipTranscoder)
+    {
+        bail!("--skip-init regression sets skip transcoders' W_skip and b_dec; no skip transcoder is trained");
+    }
     if args.device != Device::Cpu && (args.losses.auxk_alpha > 0.0 || args.losses.multi_topk) {
         bail!("AuxK and Multi-TopK are implemented in the CPU trainer only; use --device cpu for them");
     }
@@ -264,13 +296,26 @@ fn resumed_position(args: &TrainArgs, total_steps: u64) -> Result<Option<Positio
     Ok(Some(s.at))
 }
 
-/// Each coder of the run, fresh or from the training state of `resumed`, with its backend.
+/// The ridge map mlp_in → mlp_out on the training shards, for `--skip-init regression`.
+fn skip_init_map(plan: &Plan) -> Result<AffineMap> {
+    let fit = regression::fit(&plan.cache, &plan.train_shards, Side::MlpIn, Side::MlpOut)?;
+    eprintln!(
+        "skip init: ridge regression mlp_in → mlp_out on {} training rows, λ {:e}, validation FVU {:.4}",
+        fit.rows, fit.lambda, fit.validation_fvu
+    );
+    Ok(fit.map)
+}
+
+/// Each coder of the run, fresh (skip transcoders starting from `skip_map` when given) or from the training
+/// state of `resumed`, with its backend.
 fn start_coders(
     args: &TrainArgs,
-    cache: &Cache,
+    plan: &Plan,
     resumed: Option<&Position>,
+    skip_map: Option<&AffineMap>,
     gpu: Option<&GpuOps>,
 ) -> Result<Vec<Live>> {
+    let cache = &plan.cache;
     let mut live = Vec::new();
     for spec in &args.coders {
         let (d_in, d_out) = widths(cache, spec);
@@ -287,7 +332,12 @@ fn start_coders(
                 &dir.join(format!("state-{}.safetensors", r.generation)),
                 &cfg,
             )?,
-            None => CoderState::fresh(SparseCoder::new(cfg.clone(), args.seed)),
+            None => CoderState {
+                skip_init: skip_map
+                    .filter(|_| spec.kind == Kind::SkipTranscoder)
+                    .cloned(),
+                ..CoderState::fresh(SparseCoder::new(cfg.clone(), args.seed))
+            },
         };
         let backend = Backend::new(args.device, gpu, &state, args.batch_rows)?;
         live.push(Live {

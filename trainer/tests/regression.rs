@@ -129,3 +129,63 @@ fn ridge_solution_matches_numpy_and_its_fvu_matches_its_predictions() {
         );
     }
 }
+
+/// `--skip-init regression`: a skip transcoder's first step predicts exactly what the linear map predicts
+/// (W_dec starts at zero, so its prediction is W_skip·x + b_dec): the step-0 FVU is the map's on that batch.
+#[test]
+fn regression_skip_init_starts_on_the_linear_map() {
+    use trainer::backend::{Backend, Device};
+    use trainer::checkpoint::CoderState;
+    use trainer::coder::{CoderConfig, Kind, Losses, SparseCoder};
+    use trainer::step::StepInput;
+
+    let (rows, d) = (1024, 24);
+    let (x, y) = data(rows, d, d);
+    let mut eq = NormalEquations::new(d, d);
+    eq.add(&x, &y, rows);
+    let map = eq.to_map(&eq.solve(1e-4).unwrap());
+    let cfg = CoderConfig {
+        kind: Kind::SkipTranscoder,
+        d_in: d,
+        d_out: d,
+        num_latents: 96,
+        k: 4,
+    };
+    let mut state = CoderState {
+        skip_init: Some(map.clone()),
+        ..CoderState::fresh(SparseCoder::new(cfg, 0))
+    };
+    let mut backend = Backend::new(Device::Cpu, None, &state, rows).unwrap();
+    let input = StepInput {
+        x: &x,
+        y: &y,
+        device: None,
+        rows,
+        lr: 1e-3,
+        t: 1,
+        dead_tokens: 1_000_000,
+        losses: Losses::default(),
+    };
+    backend.step(&mut state, None, &input).unwrap();
+    let got = backend.result(None).unwrap().fvu;
+    let pred = map.predict(&x, rows);
+    let sse: f64 = pred
+        .iter()
+        .zip(&y)
+        .map(|(p, t)| ((p - t) as f64).powi(2))
+        .sum();
+    let mean: Vec<f64> = (0..d)
+        .map(|o| (0..rows).map(|r| y[r * d + o] as f64).sum::<f64>() / rows as f64)
+        .collect();
+    let tv: f64 = (0..rows * d)
+        .map(|i| (y[i] as f64 - mean[i % d]).powi(2))
+        .sum();
+    let want = sse / tv;
+    // The same f32 products in another order (the step's skip product and sparse decode of zero rows vs
+    // the map's linear layer): equal to f32 rounding.
+    assert!(
+        (got - want).abs() <= 1e-5 * want,
+        "step-0 FVU {got} vs the map's {want}"
+    );
+    assert!(state.skip_init.is_none(), "applied once");
+}
