@@ -105,6 +105,30 @@ impl Cache {
         Ok(shard)
     }
 
+    /// Calls `each(x, y, rows)` with the `input` and `target` sides of every row of `shards`, as f32,
+    /// `chunk_rows` rows at a time (fewer at a shard's end), in shard and row order.
+    pub fn for_each_chunk(
+        &self,
+        shards: &[usize],
+        (input, target): (crate::Side, crate::Side),
+        chunk_rows: usize,
+        mut each: impl FnMut(&[f32], &[f32], usize),
+    ) -> Result<()> {
+        let (d_in, d_out) = (self.width(input), self.width(target));
+        for &i in shards {
+            let shard = self.open_shard(i)?;
+            let n = shard.rows() as usize;
+            for first in (0..n).step_by(chunk_rows.max(1)) {
+                let rows = chunk_rows.min(n - first);
+                let (mut x, mut y) = (vec![0f32; rows * d_in], vec![0f32; rows * d_out]);
+                shard.read_rows_f32(input.section(), first, &mut x);
+                shard.read_rows_f32(target.section(), first, &mut y);
+                each(&x, &y, rows);
+            }
+        }
+        Ok(())
+    }
+
     /// Splits shard indices into (training, held-out): the last `holdout_shards` shards are held out, so the
     /// split is the same for every run on this cache and training never reads evaluation data.
     pub fn split(&self, holdout_shards: usize) -> Result<(Vec<usize>, Vec<usize>)> {

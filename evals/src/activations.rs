@@ -89,28 +89,6 @@ impl FvuSums {
     }
 }
 
-/// Calls `each(x, y, rows)` on the `held` shards' rows, `CHUNK` at a time.
-fn for_each_chunk(
-    cache: &Cache,
-    held: &[usize],
-    (input, target): (Side, Side),
-    mut each: impl FnMut(&[f32], &[f32], usize),
-) -> Result<()> {
-    let (d_in, d_out) = (cache.width(input), cache.width(target));
-    for &i in held {
-        let shard = cache.open_shard(i)?;
-        let n = shard.rows() as usize;
-        for first in (0..n).step_by(CHUNK) {
-            let rows = CHUNK.min(n - first);
-            let (mut x, mut y) = (vec![0f32; rows * d_in], vec![0f32; rows * d_out]);
-            shard.read_rows_f32(input.section(), first, &mut x);
-            shard.read_rows_f32(target.section(), first, &mut y);
-            each(&x, &y, rows);
-        }
-    }
-    Ok(())
-}
-
 /// `coder` (made ready as `encoder`) on every row of the `held` shards.
 pub fn stats(
     cache: &Cache,
@@ -122,7 +100,7 @@ pub fn stats(
     let mut fvu = FvuSums::new(coder.cfg.d_out);
     let mut l0 = 0f64;
     let mut fired = vec![0u64; coder.cfg.num_latents];
-    for_each_chunk(cache, held, meta.sides(), |x, y, rows| {
+    cache.for_each_chunk(held, meta.sides(), CHUNK, |x, y, rows| {
         let enc = encoder.encode(x, rows);
         fvu.add(&coder.decode(&enc, x, rows), y, rows);
         for l in SparseCoder::fired(&enc) {
@@ -141,7 +119,7 @@ pub fn stats(
 /// FVU of the affine map `map` (mlp_in → mlp_out) on every row of the `held` shards.
 pub fn linear_fvu(cache: &Cache, held: &[usize], map: &AffineMap) -> Result<f64> {
     let mut fvu = FvuSums::new(map.d_out);
-    for_each_chunk(cache, held, (Side::MlpIn, Side::MlpOut), |x, y, rows| {
+    cache.for_each_chunk(held, (Side::MlpIn, Side::MlpOut), CHUNK, |x, y, rows| {
         fvu.add(&map.predict(x, rows), y, rows)
     })?;
     Ok(fvu.fvu())

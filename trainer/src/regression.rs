@@ -206,19 +206,10 @@ pub struct LinearFit {
 
 /// Sums of the normal equations of `input → target` over `shards` of `cache`.
 pub fn sums(cache: &Cache, shards: &[usize], input: Side, target: Side) -> Result<NormalEquations> {
-    let (d_in, d_out) = (cache.width(input), cache.width(target));
-    let mut eq = NormalEquations::new(d_in, d_out);
-    for &i in shards {
-        let shard = cache.open_shard(i)?;
-        let n = shard.rows() as usize;
-        for first in (0..n).step_by(CHUNK) {
-            let rows = CHUNK.min(n - first);
-            let (mut x, mut y) = (vec![0f32; rows * d_in], vec![0f32; rows * d_out]);
-            shard.read_rows_f32(input.section(), first, &mut x);
-            shard.read_rows_f32(target.section(), first, &mut y);
-            eq.add(&x, &y, rows);
-        }
-    }
+    let mut eq = NormalEquations::new(cache.width(input), cache.width(target));
+    cache.for_each_chunk(shards, (input, target), CHUNK, |x, y, rows| {
+        eq.add(x, y, rows)
+    })?;
     Ok(eq)
 }
 

@@ -35,6 +35,22 @@ fn data(rows: usize, d_in: usize, d_out: usize) -> (Vec<f32>, Vec<f32>) {
     (x, y)
 }
 
+/// Σ (p − y)² / Σ (y − mean y)² over `rows` rows of width `d`, in f64.
+fn fvu(pred: &[f32], y: &[f32], rows: usize, d: usize) -> f64 {
+    let sse: f64 = pred
+        .iter()
+        .zip(y)
+        .map(|(p, t)| ((p - t) as f64).powi(2))
+        .sum();
+    let mean: Vec<f64> = (0..d)
+        .map(|o| (0..rows).map(|r| y[r * d + o] as f64).sum::<f64>() / rows as f64)
+        .collect();
+    let tv: f64 = (0..rows * d)
+        .map(|i| (y[i] as f64 - mean[i % d]).powi(2))
+        .sum();
+    sse / tv
+}
+
 fn write_f32(path: &std::path::Path, v: &[f32]) {
     std::fs::write(
         path,
@@ -110,19 +126,8 @@ fn ridge_solution_matches_numpy_and_its_fvu_matches_its_predictions() {
 
         // The FVU from the sums equals the FVU of the f32 map's predictions (to f32 rounding of the weights).
         let map = eq.to_map(&w);
-        let pred = map.predict(&x, rows);
-        let sse: f64 = pred
-            .iter()
-            .zip(&y)
-            .map(|(p, t)| ((p - t) as f64).powi(2))
-            .sum();
-        let mean: Vec<f64> = (0..d_out)
-            .map(|o| (0..rows).map(|r| y[r * d_out + o] as f64).sum::<f64>() / rows as f64)
-            .collect();
-        let tv: f64 = (0..rows * d_out)
-            .map(|i| (y[i] as f64 - mean[i % d_out]).powi(2))
-            .sum();
-        let (from_sums, direct) = (eq.fvu_of(&w), sse / tv);
+        let direct = fvu(&map.predict(&x, rows), &y, rows, d_out);
+        let from_sums = eq.fvu_of(&w);
         assert!(
             (from_sums - direct).abs() <= 1e-4 * direct.max(1e-3),
             "λ {lambda}: {from_sums} vs {direct}"
@@ -168,19 +173,8 @@ fn regression_skip_init_starts_on_the_linear_map() {
     };
     backend.step(&mut state, None, &input).unwrap();
     let got = backend.result(None).unwrap().fvu;
-    let pred = map.predict(&x, rows);
-    let sse: f64 = pred
-        .iter()
-        .zip(&y)
-        .map(|(p, t)| ((p - t) as f64).powi(2))
-        .sum();
-    let mean: Vec<f64> = (0..d)
-        .map(|o| (0..rows).map(|r| y[r * d + o] as f64).sum::<f64>() / rows as f64)
-        .collect();
-    let tv: f64 = (0..rows * d)
-        .map(|i| (y[i] as f64 - mean[i % d]).powi(2))
-        .sum();
-    let want = sse / tv;
+    let want = fvu(&map.predict(&x, rows), &y, rows, d);
+
     // The same f32 products in another order (the step's skip product and sparse decode of zero rows vs
     // the map's linear layer): equal to f32 rounding.
     assert!(
