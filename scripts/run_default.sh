@@ -18,4 +18,7 @@ else
     --k 32 --latents 4608 --batch 2048 --epochs 2 --warmup 20 --out runs/smollm2-layer3-sweep --resume
 fi
 target/release/sparsecoder eval --model models/SmolLM2-135M-Instruct.Q4_1.gguf --cache caches/smollm2-layer3 \
-  --checkpoints runs/smollm2-layer3-sweep --tokens 3328
+  --checkpoints runs/smollm2-layer3-sweep --tokens 3328 --linear-baseline
+echo "A run this short (0.4 M tokens per coder) shows the pipeline and the ordering of FVU/ΔCE at this scale, not"
+echo "the paper's result (8 B tokens, 32-64x width): compare each coder with the linear row, which a transcoder must"
+echo "beat, and see docs/BENCHMARKS.md for --skip-init regression and longer runs."
