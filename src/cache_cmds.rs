@@ -148,6 +148,16 @@ pub fn synth_cache(
     rows: usize,
     shard_rows: u64,
 ) -> Result<ExitCode> {
+    for (flag, v) in [
+        ("--d-in", d_in as u64),
+        ("--d-out", d_out as u64),
+        ("--rows", rows as u64),
+        ("--shard-rows", shard_rows),
+    ] {
+        if v == 0 {
+            anyhow::bail!("{flag} must be at least 1, found 0");
+        }
+    }
     let spec =
         cache_format::synthetic::spec(d_in, d_out, cache_format::DType::Bf16, 256, shard_rows);
     let (_, m) = cache_format::synthetic::write_cache(dir, spec, rows, 1 << 14, 0)?;

@@ -219,10 +219,10 @@ pub fn train(cli: TrainCli) -> Result<ExitCode> {
         skip_init: cli.skip_init,
         holdout_shards: cli.holdout_shards,
         out: cli.out,
-        save_every: cli.save_every.max(1),
+        save_every: cli.save_every,
         resume: cli.resume,
         progress: !cli.quiet,
-        loader_threads: cli.loader_threads.max(1),
+        loader_threads: cli.loader_threads,
     };
     let s = run(&args)?;
     println!(

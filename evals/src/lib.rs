@@ -53,6 +53,15 @@ pub struct Evaluation {
 
 /// Evaluates every coder under `cfg.checkpoints` on the cache's held-out shards and sequences.
 pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
+    for (flag, v) in [
+        ("--tokens", cfg.ce_tokens as usize),
+        ("--batch-seqs", cfg.batch_seqs),
+        ("--holdout-shards", cfg.holdout_shards),
+    ] {
+        if v == 0 {
+            bail!("{flag} must be at least 1, found 0");
+        }
+    }
     let cache = Cache::open(&cfg.cache)?;
     let spec = cache.manifest().spec.clone();
     let source = ModelSource::open_matching(&cfg.model, &spec.model)?;

@@ -1,6 +1,7 @@
 //! Documents from the user's text: a `.txt` (or any text) file is one document; a directory gives each file
 //! below it (recursively, sorted by path, hidden files skipped); `.jsonl` gives one document per line's text
-//! field; `.parquet` one per row of its text column. Files that are not UTF-8 are skipped and counted.
+//! field; `.parquet` one per row of its text column. Files that are not UTF-8 are skipped and counted; entries
+//! that are not regular files (FIFOs, sockets, devices) are skipped with a line saying so, never opened.
 //! Everything streams: a corpus larger than memory works.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -38,8 +39,11 @@ pub fn corpus_files(path: &Path) -> Result<Vec<PathBuf>> {
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if p.is_file() {
                 files.push(p);
+            } else {
+                // A FIFO, socket or device: opening one could block forever, and none holds a document.
+                eprintln!("{}: skipped: not a regular file", p.display());
             }
         }
     }

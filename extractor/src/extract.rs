@@ -124,7 +124,9 @@ fn checked_layers(args: &ExtractArgs, source: &ModelSource) -> Result<Vec<usize>
     let n_layers = source.num_layers()?;
     let mut layers = args.layers.clone();
     layers.sort_unstable();
-    layers.dedup();
+    if let Some(twice) = layers.windows(2).find(|w| w[0] == w[1]) {
+        bail!("--layers: layer {} is given twice", twice[0]);
+    }
     if let Some(&bad) = layers.iter().find(|&&l| l >= n_layers) {
         bail!(
             "--layers: layer {bad} is out of range: {} has layers 0..={}",

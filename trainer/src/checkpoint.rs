@@ -135,6 +135,39 @@ fn f32s(st: &SafeTensors, name: &str, want: &[usize], path: &Path) -> Result<Vec
     Ok(values)
 }
 
+/// A coder description read from disk, refused unless its sizes can describe a coder.
+fn check_config(c: &CoderConfig, path: &Path) -> Result<()> {
+    for (field, v) in [
+        ("d_in", c.d_in),
+        ("d_out", c.d_out),
+        ("num_latents", c.num_latents),
+    ] {
+        if v == 0 {
+            bail!(
+                "{}: config.{field} must be at least 1, found 0",
+                path.display()
+            );
+        }
+    }
+    if c.k == 0 || c.k > c.num_latents {
+        bail!(
+            "{}: config.k must be between 1 and config.num_latents ({}), found {}",
+            path.display(),
+            c.num_latents,
+            c.k
+        );
+    }
+    if !c.kind.transcodes() && c.d_in != c.d_out {
+        bail!(
+            "{}: an SAE reconstructs its input, so config.d_in and config.d_out must agree, found {} and {}",
+            path.display(),
+            c.d_in,
+            c.d_out
+        );
+    }
+    Ok(())
+}
+
 /// Loads a coder saved by [`save_coder`] (its `sparsecoder.json` gives the kind and widths).
 pub fn load_coder(dir: &Path) -> Result<(SparseCoder, CoderMeta)> {
     let meta_path = dir.join("sparsecoder.json");
@@ -148,6 +181,7 @@ pub fn load_coder(dir: &Path) -> Result<(SparseCoder, CoderMeta)> {
             meta_path.display()
         )
     })?;
+    check_config(&meta.config, &meta_path)?;
     let path = dir.join("sae.safetensors");
     let data = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     let st = SafeTensors::deserialize(&data)

@@ -208,6 +208,7 @@ struct Plan {
 }
 
 fn plan(args: &TrainArgs) -> Result<Plan> {
+    check_numbers(args)?;
     let cache = Cache::open(&args.cache)?;
     if cache.manifest().total_rows == 0 {
         bail!("{}: the cache holds no rows", args.cache.display());
@@ -236,6 +237,9 @@ fn plan(args: &TrainArgs) -> Result<Plan> {
         Some(t) => t.div_ceil(args.batch_rows as u64),
         None => args.epochs * per_epoch,
     };
+    if total_steps == 0 {
+        bail!("--epochs 0 / --tokens 0 trains no step; give at least one epoch or one token");
+    }
     if args.coders.is_empty() {
         bail!("no coder to train");
     }
@@ -263,6 +267,29 @@ fn plan(args: &TrainArgs) -> Result<Plan> {
         loader,
         total_steps,
     })
+}
+
+/// Numeric arguments outside what they mean, refused before anything is read or written.
+fn check_numbers(args: &TrainArgs) -> Result<()> {
+    if args.batch_rows == 0 {
+        bail!("--batch must be at least 1 row, found 0");
+    }
+    if args.save_every == 0 {
+        bail!("--save-every must be at least 1 step, found 0");
+    }
+    if args.loader_threads == 0 {
+        bail!("--loader-threads must be at least 1, found 0");
+    }
+    let a = args.losses.auxk_alpha;
+    if !a.is_finite() || a < 0.0 {
+        bail!("--auxk-alpha must be a finite number ≥ 0, found {a}");
+    }
+    if let Some(lr) = args.lr {
+        if !lr.is_finite() || lr <= 0.0 {
+            bail!("--lr must be a finite number > 0, found {lr}");
+        }
+    }
+    Ok(())
 }
 
 /// The position of the run already in `args.out`, if any: refused without `--resume`, with other

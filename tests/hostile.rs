@@ -1,0 +1,310 @@
+//! Hostile input against the real binary (issue 25's crash, hang and nonsense classes, as far as they are
+//! fixed): every case exits non-zero with a one-line error holding the expected words, no panic and no
+//! backtrace, and leaves its output folder absent.
+mod common;
+use common::{model, root, sc, small_cache_and_sweep};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// One case: the arguments (`{cache}`, `{run}`, `{model}`, `{out}` filled in), and the words the error must
+/// hold.
+struct Case {
+    args: &'static [&'static str],
+    words: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        args: &[
+            "train", "--cache", "{cache}", "--out", "{out}", "--batch", "0",
+        ],
+        words: &["--batch", "at least 1", "found 0"],
+    },
+    Case {
+        args: &[
+            "train",
+            "--cache",
+            "{cache}",
+            "--out",
+            "{out}",
+            "--epochs",
+            "0",
+            "--latents",
+            "64",
+        ],
+        words: &["--epochs 0", "no step"],
+    },
+    Case {
+        args: &[
+            "train",
+            "--cache",
+            "{cache}",
+            "--out",
+            "{out}",
+            "--tokens",
+            "0",
+            "--latents",
+            "64",
+        ],
+        words: &["--tokens 0", "no step"],
+    },
+    Case {
+        args: &[
+            "train",
+            "--cache",
+            "{cache}",
+            "--out",
+            "{out}",
+            "--auxk-alpha",
+            "NaN",
+        ],
+        words: &["--auxk-alpha", "finite", "NaN"],
+    },
+    Case {
+        args: &[
+            "train",
+            "--cache",
+            "{cache}",
+            "--out",
+            "{out}",
+            "--auxk-alpha=-1",
+        ],
+        words: &["--auxk-alpha", "≥ 0", "-1"],
+    },
+    Case {
+        args: &[
+            "train", "--cache", "{cache}", "--out", "{out}", "--lr", "inf",
+        ],
+        words: &["--lr", "> 0", "inf"],
+    },
+    Case {
+        args: &[
+            "train",
+            "--cache",
+            "{cache}",
+            "--out",
+            "{out}",
+            "--save-every",
+            "0",
+        ],
+        words: &["--save-every", "at least 1"],
+    },
+    Case {
+        args: &[
+            "train",
+            "--cache",
+            "{cache}",
+            "--out",
+            "{out}",
+            "--skip-init",
+            "regression",
+            "--kind",
+            "sae",
+        ],
+        words: &["--skip-init regression", "no skip transcoder"],
+    },
+    Case {
+        args: &[
+            "extract", "--model", "{model}", "--text", "{text}", "--layers", "1,1", "--out",
+            "{out}",
+        ],
+        words: &["--layers", "layer 1 is given twice"],
+    },
+    Case {
+        args: &[
+            "eval",
+            "--model",
+            "{model}",
+            "--cache",
+            "{cache}",
+            "--checkpoints",
+            "{run}",
+            "--tokens",
+            "0",
+            "--out",
+            "{out}",
+        ],
+        words: &["--tokens", "at least 1"],
+    },
+    Case {
+        args: &[
+            "eval",
+            "--model",
+            "{model}",
+            "--cache",
+            "{cache}",
+            "--checkpoints",
+            "{run}",
+            "--batch-seqs",
+            "0",
+            "--out",
+            "{out}",
+        ],
+        words: &["--batch-seqs", "at least 1"],
+    },
+    Case {
+        args: &[
+            "eval",
+            "--model",
+            "{model}",
+            "--cache",
+            "{cache}",
+            "--checkpoints",
+            "{run}",
+            "--holdout-shards",
+            "0",
+            "--out",
+            "{out}",
+        ],
+        words: &["--holdout-shards", "at least 1"],
+    },
+    Case {
+        args: &[
+            "synth-cache",
+            "{out}",
+            "--d-in",
+            "0",
+            "--d-out",
+            "8",
+            "--rows",
+            "16",
+        ],
+        words: &["--d-in", "at least 1"],
+    },
+    Case {
+        args: &[
+            "synth-cache",
+            "{out}",
+            "--d-in",
+            "8",
+            "--d-out",
+            "8",
+            "--rows",
+            "0",
+        ],
+        words: &["--rows", "at least 1"],
+    },
+];
+
+/// Runs `args` and checks the refusal: exit ≠ 0, the words on the error line, no panic, `out` not created.
+fn refused(args: &[String], words: &[&str], out: &Path) {
+    let started = Instant::now();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, _, err) = sc(&refs);
+    let context = format!("sparsecoder {}:\n{err}", args.join(" "));
+    assert!(!ok, "accepted: {context}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "panic: {context}"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_else(|| panic!("no error line: {context}"));
+    for w in words {
+        assert!(line.contains(w), "{w:?} not in the error line: {context}");
+    }
+    assert!(!out.exists(), "{} was created: {context}", out.display());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "slow refusal: {context}"
+    );
+}
+
+#[test]
+fn hostile_numbers_and_repeats_are_refused_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, run) = small_cache_and_sweep(tmp.path(), "sae");
+    let model = model();
+    let text = root()
+        .join("data/python-3.11-docs/tutorial")
+        .display()
+        .to_string();
+    for (i, case) in CASES.iter().enumerate() {
+        let out = tmp.path().join(format!("out-{i}"));
+        let out_s = out.display().to_string();
+        let args: Vec<String> = case
+            .args
+            .iter()
+            .map(|a| {
+                a.replace("{cache}", &cache)
+                    .replace("{run}", &run)
+                    .replace("{model}", &model)
+                    .replace("{text}", &text)
+                    .replace("{out}", &out_s)
+            })
+            .collect();
+        refused(&args, case.words, &out);
+    }
+}
+
+/// A coder description whose k is 0 or above its latents is refused by eval naming the file and the field
+/// (it reached an assertion in the fused encoder before).
+#[test]
+fn checkpoint_with_impossible_k_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, run) = small_cache_and_sweep(tmp.path(), "sae");
+    let meta_path = Path::new(&run).join("sae-mlp_out-k16-l1152/sparsecoder.json");
+    let original = std::fs::read_to_string(&meta_path).unwrap();
+    for k in ["0", "5000"] {
+        let edited = original.replace("\"k\": 16", &format!("\"k\": {k}"));
+        assert_ne!(edited, original, "the description holds \"k\": 16");
+        std::fs::write(&meta_path, edited).unwrap();
+        let out = tmp.path().join(format!("eval-{k}"));
+        let args: Vec<String> = [
+            "eval",
+            "--model",
+            &model(),
+            "--cache",
+            &cache,
+            "--checkpoints",
+            &run,
+            "--out",
+            &out.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        refused(&args, &["sparsecoder.json", "config.k", k], &out);
+    }
+}
+
+/// A FIFO in a corpus folder is skipped with a line saying so, never opened (opening it blocked forever).
+#[cfg(unix)]
+#[test]
+fn fifo_in_corpus_is_skipped_not_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    std::fs::copy(
+        root().join("data/python-3.11-docs/tutorial/index.rst.txt"),
+        corpus.join("a.txt"),
+    )
+    .unwrap();
+    let fifo = corpus.join("zz.txt");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = tmp.path().join("cache");
+    let started = Instant::now();
+    let (ok, _, err) = sc(&[
+        "extract",
+        "--model",
+        &model(),
+        "--text",
+        &corpus.display().to_string(),
+        "--layers",
+        "0",
+        "--ctx-len",
+        "16",
+        "--max-tokens",
+        "64",
+        "--out",
+        &out.display().to_string(),
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("zz.txt: skipped: not a regular file"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
