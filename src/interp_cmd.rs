@@ -237,6 +237,9 @@ fn token_cache(cli: &InterpCli, coder_dirs: &[PathBuf]) -> Result<PathBuf> {
 }
 
 pub fn interp(cli: InterpCli) -> Result<ExitCode> {
+    if cli.latents == 0 {
+        bail!("--latents must be at least 1, found 0");
+    }
     let coder_dirs = find_coders(&cli.checkpoints)?;
     cache_format::fsutil::prepare_output_dir(&cli.out)?;
     let cache_dir = token_cache(&cli, &coder_dirs)?;
@@ -397,7 +400,7 @@ fn latent_records(
     let chosen = sample_latents(&fired, cli.latents, cli.min_firings, cli.seed);
     if chosen.is_empty() {
         bail!(
-            "{}: no latent fired {} times on the token set's {tokens} tokens",
+            "{}: no latent fired at least {} times (--min-firings) on the token set's {tokens} tokens",
             c.name,
             cli.min_firings
         );

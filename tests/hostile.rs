@@ -160,6 +160,22 @@ const CASES: &[Case] = &[
     },
     Case {
         args: &[
+            "interp",
+            "--model",
+            "{model}",
+            "--cache",
+            "{cache}",
+            "--checkpoints",
+            "{run}",
+            "--latents",
+            "0",
+            "--out",
+            "{out}",
+        ],
+        words: &["--latents", "at least 1"],
+    },
+    Case {
+        args: &[
             "synth-cache",
             "{out}",
             "--d-in",
