@@ -324,3 +324,114 @@ fn fifo_in_corpus_is_skipped_not_opened() {
     assert!(err.contains("zz.txt: skipped: not a regular file"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+/// sparsify's cfg.json and our sparsecoder.json must describe the same coder: an edited k or kind in
+/// cfg.json is refused naming both files (eval scored k = 8 when cfg.json said 16 before).
+#[test]
+fn cfg_json_disagreeing_with_sparsecoder_json_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, run) = small_cache_and_sweep(tmp.path(), "sae");
+    let cfg_path = Path::new(&run).join("sae-mlp_out-k16-l1152/cfg.json");
+    let original = std::fs::read_to_string(&cfg_path).unwrap();
+    for (from, to, field) in [
+        ("\"k\": 16", "\"k\": 8", "k is 8"),
+        (
+            "\"transcode\": false",
+            "\"transcode\": true",
+            "transcode is true",
+        ),
+    ] {
+        let edited = original.replace(from, to);
+        assert_ne!(edited, original, "cfg.json holds {from}");
+        std::fs::write(&cfg_path, edited).unwrap();
+        let out = tmp.path().join("eval");
+        let args: Vec<String> = [
+            "eval",
+            "--model",
+            &model(),
+            "--cache",
+            &cache,
+            "--checkpoints",
+            &run,
+            "--out",
+            &out.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        refused(
+            &args,
+            &["cfg.json", field, "sparsecoder.json", "must agree"],
+            &out,
+        );
+    }
+}
+
+/// A run resumed after its cache was replaced by another extraction is refused (it resumed on the mixture
+/// before): the training state pins the cache's content id.
+#[test]
+fn resume_on_a_replaced_cache_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, _) = small_cache_and_sweep(tmp.path(), "sae");
+    let out = tmp.path().join("resumable").display().to_string();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--cache",
+            &cache,
+            "--kind",
+            "sae",
+            "--latents",
+            "256",
+            "--k",
+            "8",
+            "--batch",
+            "512",
+            "--warmup",
+            "1",
+            "--out",
+            &out,
+            "--quiet",
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        sc(&args)
+    };
+    let (ok, _, err) = train(&["--tokens", "1024", "--save-every", "1"]);
+    assert!(ok, "{err}");
+    // Another extraction in the cache's place: same layer and widths, another seed.
+    std::fs::remove_dir_all(&cache).unwrap();
+    let text = root()
+        .join("data/python-3.11-docs/tutorial")
+        .display()
+        .to_string();
+    let (ok, _, err) = sc(&[
+        "extract",
+        "--model",
+        &model(),
+        "--text",
+        &text,
+        "--layers",
+        "1",
+        "--ctx-len",
+        "64",
+        "--max-tokens",
+        "8192",
+        "--shard-rows",
+        "2048",
+        "--seed",
+        "7",
+        "--out",
+        &cache,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    // The same arguments except a longer run: resuming is what is asked.
+    let (ok, _, err) = train(&["--tokens", "1024", "--save-every", "1", "--resume"]);
+    assert!(!ok, "resumed on a replaced cache");
+    let line = err.lines().find(|l| l.starts_with("error")).unwrap_or("");
+    assert!(
+        line.contains("another cache") && line.contains("content id"),
+        "{err}"
+    );
+}

@@ -80,6 +80,18 @@ pub struct Manifest {
     pub shards: Vec<ShardEntry>,
 }
 
+impl Manifest {
+    /// What a cache holds, as 16 hex digits: xxh3-64 of its spec (model, tokenizer, corpus, extraction
+    /// arguments, layer, widths, dtype) and its rows per shard. The same for a cache and its zstd archive;
+    /// different for another extraction. Training runs pin it, so that `--resume` refuses a replaced cache.
+    pub fn content_id(&self) -> String {
+        let spec = serde_json::to_string(&self.spec).expect("a manifest serialises");
+        let rows: Vec<String> = self.shards.iter().map(|s| s.rows.to_string()).collect();
+        let text = format!("{spec}\n{}\n{}", self.total_rows, rows.join(","));
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+    }
+}
+
 pub fn shard_file_name(index: usize) -> String {
     format!("shard-{index:06}.bin")
 }

@@ -168,6 +168,41 @@ fn check_config(c: &CoderConfig, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// sparsify's `cfg.json` beside our description must describe the same coder (what sparsify loads is what we
+/// evaluate): k, num_latents, d_in and the kind's flags; a disagreement is refused naming both files.
+fn check_agrees_with_cfg(c: &CoderConfig, cfg_path: &Path, meta_path: &Path) -> Result<()> {
+    let text = std::fs::read(cfg_path).with_context(|| {
+        format!(
+            "{}: cannot read (sparsify's half of the checkpoint)",
+            cfg_path.display()
+        )
+    })?;
+    let cfg: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not valid JSON", cfg_path.display()))?;
+    let ours = [
+        ("k", serde_json::json!(c.k)),
+        ("num_latents", serde_json::json!(c.num_latents)),
+        ("d_in", serde_json::json!(c.d_in)),
+        ("transcode", serde_json::json!(c.kind.transcodes())),
+        (
+            "skip_connection",
+            serde_json::json!(c.kind == Kind::SkipTranscoder),
+        ),
+    ];
+    for (field, want) in ours {
+        if cfg.get(field) != Some(&want) {
+            bail!(
+                "{}: {field} is {}, but {} describes {want}; the two files must agree",
+                cfg_path.display(),
+                cfg.get(field)
+                    .map_or("missing".to_string(), |v| v.to_string()),
+                meta_path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Loads a coder saved by [`save_coder`] (its `sparsecoder.json` gives the kind and widths).
 pub fn load_coder(dir: &Path) -> Result<(SparseCoder, CoderMeta)> {
     let meta_path = dir.join("sparsecoder.json");
@@ -182,6 +217,7 @@ pub fn load_coder(dir: &Path) -> Result<(SparseCoder, CoderMeta)> {
         )
     })?;
     check_config(&meta.config, &meta_path)?;
+    check_agrees_with_cfg(&meta.config, &dir.join("cfg.json"), &meta_path)?;
     let path = dir.join("sae.safetensors");
     let data = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     let st = SafeTensors::deserialize(&data)

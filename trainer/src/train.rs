@@ -102,6 +102,9 @@ struct Position {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct RunState {
     args: TrainArgs,
+    /// The cache's `Manifest::content_id` (absent in states written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_id: Option<String>,
     #[serde(flatten)]
     at: Position,
 }
@@ -159,7 +162,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
         Device::Cuda(precision) => Some(crate::cuda::gpu_ops::open(precision)?),
         _ => None,
     };
-    let resumed = resumed_position(args, plan.total_steps)?;
+    let resumed = resumed_position(args, &plan)?;
     let skip_map = match (args.skip_init, &resumed) {
         (SkipInit::Regression, None) => Some(skip_init_map(&plan)?),
         _ => None,
@@ -294,7 +297,8 @@ fn check_numbers(args: &TrainArgs) -> Result<()> {
 
 /// The position of the run already in `args.out`, if any: refused without `--resume`, with other
 /// arguments, or when it is complete.
-fn resumed_position(args: &TrainArgs, total_steps: u64) -> Result<Option<Position>> {
+fn resumed_position(args: &TrainArgs, plan: &Plan) -> Result<Option<Position>> {
+    let total_steps = plan.total_steps;
     let state_path = args.out.join(STATE_FILE);
     if !state_path.exists() {
         return Ok(None);
@@ -311,6 +315,14 @@ fn resumed_position(args: &TrainArgs, total_steps: u64) -> Result<Option<Positio
         bail!(
             "{}: was started with other arguments ({a}); resume with the same ones",
             state_path.display()
+        );
+    }
+    let cache_id = plan.cache.manifest().content_id();
+    if let Some(was) = s.cache_id.as_ref().filter(|was| **was != cache_id) {
+        bail!(
+            "{}: the run was trained on another cache (content id {was}); {} now holds {cache_id}; resume on the cache it started with",
+            state_path.display(),
+            args.cache.display()
         );
     }
     if s.at.step >= total_steps {
@@ -552,6 +564,7 @@ impl Run<'_> {
         }
         let state = RunState {
             args: args.clone(),
+            cache_id: Some(self.plan.cache.manifest().content_id()),
             at,
         };
         write_atomic(&args.out.join(STATE_FILE), |w| {
