@@ -55,7 +55,8 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| CacheError::invalid(dir, format!("cannot create output directory: {e}")))?;
-    let probe = dir.join(".write-test");
+    // Named for this process: two runs started together into one folder must not remove each other's probe.
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
     std::fs::write(&probe, b"")
         .and_then(|_| std::fs::remove_file(&probe))
         .map_err(|e| CacheError::invalid(dir, format!("output directory is not writable: {e}")))

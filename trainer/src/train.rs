@@ -157,6 +157,7 @@ fn widths(cache: &Cache, spec: &CoderSpec) -> (usize, usize) {
 /// Trains every coder of `args` to the end (or resumes the run in `args.out` and finishes it).
 pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
     let plan = plan(args)?;
+    refuse_out_in_cache(args)?;
     cache_format::fsutil::prepare_output_dir(&args.out)?;
     let gpu = match args.device {
         Device::Cuda(precision) => Some(crate::cuda::gpu_ops::open(precision)?),
@@ -270,6 +271,39 @@ fn plan(args: &TrainArgs) -> Result<Plan> {
         loader,
         total_steps,
     })
+}
+
+/// `--out` must not be the cache or a folder inside it: checkpoints written there would sit among (or
+/// replace) the cache's own files.
+fn refuse_out_in_cache(args: &TrainArgs) -> Result<()> {
+    let cache = std::fs::canonicalize(&args.cache)
+        .with_context(|| format!("{}: cannot resolve", args.cache.display()))?;
+    // The output folder need not exist yet: resolve its nearest existing ancestor.
+    let mut out = args.out.clone();
+    let mut rest = Vec::new();
+    while !out.exists() {
+        match (out.file_name(), out.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                out = if parent.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    parent.to_path_buf()
+                };
+            }
+            _ => return Ok(()),
+        }
+    }
+    let mut resolved = std::fs::canonicalize(&out).unwrap_or(out);
+    resolved.extend(rest.iter().rev());
+    if resolved.starts_with(&cache) {
+        bail!(
+            "--out {}: is inside the cache {}; choose a folder outside it",
+            args.out.display(),
+            args.cache.display()
+        );
+    }
+    Ok(())
 }
 
 /// Numeric arguments outside what they mean, refused before anything is read or written.
