@@ -295,8 +295,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
     let mut coders = Vec::new();
     for dir in &coder_dirs {
         let loaded = load_for_cache(dir, &spec)?;
-        let records = latent_records(&cli, &token_set, &loaded)?;
-        let (records, tokens) = (records.0, records.1);
+        let (records, tokens) = latent_records(&cli, &token_set, &loaded)?;
         let results = interpret(&records, tokens, &text, &chat, &cfg, &progress);
         write_latents(&cli.out.join(&loaded.name), &results)?;
         coders.push((summarize(&loaded.name, &results), results));

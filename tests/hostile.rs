@@ -2,7 +2,7 @@
 //! fixed): every case exits non-zero with a one-line error holding the expected words, no panic and no
 //! backtrace, and leaves its output folder absent.
 mod common;
-use common::{model, root, sc, small_cache_and_sweep};
+use common::{extract_small_cache, model, root, sc, small_cache_and_sweep};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -278,6 +278,23 @@ fn hostile_numbers_and_repeats_are_refused_in_one_line() {
     }
 }
 
+/// `eval` of every coder under `run` on `cache`, writing into `out`.
+fn eval_args(cache: &str, run: &str, out: &Path) -> Vec<String> {
+    [
+        "eval",
+        "--model",
+        &model(),
+        "--cache",
+        cache,
+        "--checkpoints",
+        run,
+        "--out",
+        &out.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A coder description whose k is 0 or above its latents is refused by eval naming the file and the field
 /// (it reached an assertion in the fused encoder before).
 #[test]
@@ -291,19 +308,7 @@ fn checkpoint_with_impossible_k_is_refused() {
         assert_ne!(edited, original, "the description holds \"k\": 16");
         std::fs::write(&meta_path, edited).unwrap();
         let out = tmp.path().join(format!("eval-{k}"));
-        let args: Vec<String> = [
-            "eval",
-            "--model",
-            &model(),
-            "--cache",
-            &cache,
-            "--checkpoints",
-            &run,
-            "--out",
-            &out.display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec();
+        let args = eval_args(&cache, &run, &out);
         refused(&args, &["sparsecoder.json", "config.k", k], &out);
     }
 }
@@ -369,19 +374,7 @@ fn cfg_json_disagreeing_with_sparsecoder_json_is_refused() {
         assert_ne!(edited, original, "cfg.json holds {from}");
         std::fs::write(&cfg_path, edited).unwrap();
         let out = tmp.path().join("eval");
-        let args: Vec<String> = [
-            "eval",
-            "--model",
-            &model(),
-            "--cache",
-            &cache,
-            "--checkpoints",
-            &run,
-            "--out",
-            &out.display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec();
+        let args = eval_args(&cache, &run, &out);
         refused(
             &args,
             &["cfg.json", field, "sparsecoder.json", "must agree"],
@@ -425,31 +418,7 @@ fn resume_on_a_replaced_cache_is_refused() {
     assert!(ok, "{err}");
     // Another extraction in the cache's place: same layer and widths, another seed.
     std::fs::remove_dir_all(&cache).unwrap();
-    let text = root()
-        .join("data/python-3.11-docs/tutorial")
-        .display()
-        .to_string();
-    let (ok, _, err) = sc(&[
-        "extract",
-        "--model",
-        &model(),
-        "--text",
-        &text,
-        "--layers",
-        "1",
-        "--ctx-len",
-        "64",
-        "--max-tokens",
-        "8192",
-        "--shard-rows",
-        "2048",
-        "--seed",
-        "7",
-        "--out",
-        &cache,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
+    extract_small_cache(&cache, 7);
     // The same arguments except a longer run: resuming is what is asked.
     let (ok, _, err) = train(&["--tokens", "1024", "--save-every", "1", "--resume"]);
     assert!(!ok, "resumed on a replaced cache");

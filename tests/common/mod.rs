@@ -32,17 +32,14 @@ pub fn model() -> String {
     model.display().to_string()
 }
 
-/// Extracts the small cache into `dir/cache` and trains `kinds` (a --sweep kind list; k 16, 1152 latents) into
-/// `dir/run`; returns both paths.
-pub fn small_cache_and_sweep(dir: &Path, kinds: &str) -> (String, String) {
+/// Extracts the small cache (layer 1 of the tutorial texts, 8192 tokens in shards of 2048) into `cache`, its
+/// sequences shuffled with `seed`.
+pub fn extract_small_cache(cache: &str, seed: u64) {
     let text = root()
         .join("data/python-3.11-docs/tutorial")
         .display()
         .to_string();
-    let (cache, run) = (
-        dir.join("cache").display().to_string(),
-        dir.join("run").display().to_string(),
-    );
+    let seed = seed.to_string();
     let (ok, _, err) = sc(&[
         "extract",
         "--model",
@@ -57,11 +54,23 @@ pub fn small_cache_and_sweep(dir: &Path, kinds: &str) -> (String, String) {
         "8192",
         "--shard-rows",
         "2048",
+        "--seed",
+        &seed,
         "--out",
-        &cache,
+        cache,
         "--quiet",
     ]);
     assert!(ok, "{err}");
+}
+
+/// Extracts the small cache into `dir/cache` and trains `kinds` (a --sweep kind list; k 16, 1152 latents) into
+/// `dir/run`; returns both paths.
+pub fn small_cache_and_sweep(dir: &Path, kinds: &str) -> (String, String) {
+    let (cache, run) = (
+        dir.join("cache").display().to_string(),
+        dir.join("run").display().to_string(),
+    );
+    extract_small_cache(&cache, 0);
     let sweep = format!("kind={kinds}");
     let (ok, _, err) = sc(&[
         "train",
