@@ -90,6 +90,13 @@ pub struct TrainCli {
     /// Batch conversion threads of the loader.
     #[arg(long, default_value_t = 2)]
     loader_threads: usize,
+    /// Score every coder on held-out rows after every N steps and at the end, as `heldout_fvu` in
+    /// metrics.jsonl and summary.json (the FVU-vs-tokens curve). 0 = never.
+    #[arg(long, default_value_t = 0)]
+    eval_every: u64,
+    /// Rows of the held-out shards that --eval-every scores on (the first ones).
+    #[arg(long, default_value_t = 8192)]
+    eval_rows: usize,
     #[arg(long)]
     quiet: bool,
 }
@@ -223,6 +230,8 @@ pub fn train(cli: TrainCli) -> Result<ExitCode> {
         resume: cli.resume,
         progress: !cli.quiet,
         loader_threads: cli.loader_threads,
+        eval_every: cli.eval_every,
+        eval_rows: cli.eval_rows,
     };
     let s = run(&args)?;
     println!(
@@ -235,14 +244,16 @@ pub fn train(cli: TrainCli) -> Result<ExitCode> {
         s.held_out_shards
     );
     println!(
-        "{:<28} {:>10} {:>8} {:>8}  checkpoint",
-        "coder", "FVU", "L0", "dead %"
+        "{:<28} {:>10} {:>12} {:>8} {:>8}  checkpoint",
+        "coder", "FVU", "held-out FVU", "L0", "dead %"
     );
     for c in &s.coders {
+        let held = c.heldout_fvu.map_or("-".to_string(), |f| format!("{f:.5}"));
         println!(
-            "{:<28} {:>10.5} {:>8.2} {:>8.2}  {}",
+            "{:<28} {:>10.5} {:>12} {:>8.2} {:>8.2}  {}",
             c.name,
             c.final_fvu,
+            held,
             c.final_l0,
             c.dead_pct,
             c.path.display()

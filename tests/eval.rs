@@ -1,6 +1,6 @@
 //! `sparsecoder eval` end to end on the real model: a small cache, a small sweep, the table and its files.
 mod common;
-use common::{model, root, sc, small_cache_and_sweep};
+use common::{model, root, sc, small_cache_and_sweep, small_cache_and_sweep_with};
 
 #[test]
 fn eval_reports_every_coder_of_a_sweep() {
@@ -125,4 +125,57 @@ fn eval_linear_baseline_matches_numpy() {
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
     );
+}
+
+/// `train --eval-every`: the held-out FVU curve in metrics.jsonl (after every third step and the last), and
+/// its last point, on all held-out rows, equal to eval's FVU of the saved checkpoints (which the tests above
+/// and scripts/check_checkpoint.py tie to numpy and sparsify).
+#[test]
+fn train_held_out_curve_ends_at_eval_fvu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = ["--eval-every", "3", "--eval-rows", "100000"];
+    let (cache, run) =
+        small_cache_and_sweep_with(tmp.path(), "sae,transcoder,skip-transcoder", &extra);
+    let metrics = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).unwrap();
+    let scored: Vec<u64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["coder"].as_str().unwrap().starts_with("sae") && v["heldout_fvu"].is_f64())
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    // 3 training shards of 2048 rows in batches of 512: 12 steps, scored after steps 3, 6, 9 and 12.
+    assert_eq!(scored, [2, 5, 8, 11], "{metrics}");
+    let (ok, _, err) = sc(&[
+        "eval",
+        "--model",
+        &model(),
+        "--cache",
+        &cache,
+        "--checkpoints",
+        &run,
+        "--tokens",
+        "128",
+    ]);
+    assert!(ok, "{err}");
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(tmp.path().join("run").join(f)).unwrap()).unwrap()
+    };
+    let (summary, report) = (read("summary.json"), read("eval.json"));
+    for c in summary["coders"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let evaluated = report["coders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"].as_str().unwrap() == name)
+            .unwrap_or_else(|| panic!("{name} not in eval.json"));
+        let (curve, eval) = (
+            c["heldout_fvu"].as_f64().unwrap(),
+            evaluated["fvu"].as_f64().unwrap(),
+        );
+        assert!(
+            (curve - eval).abs() <= 1e-5 * eval,
+            "{name}: train's held-out FVU {curve}, eval's {eval}"
+        );
+    }
 }

@@ -5,6 +5,7 @@ use cache_format::{Cache, Side};
 use std::collections::BTreeMap;
 use trainer::checkpoint::CoderMeta;
 use trainer::coder::{Encoder, SparseCoder};
+use trainer::heldout::FvuSums;
 use trainer::regression::AffineMap;
 
 /// One coder on the held-out rows.
@@ -52,43 +53,6 @@ impl ActivationStats {
 /// Rows read and encoded at a time.
 const CHUNK: usize = 4096;
 
-/// Σ error² and the target's sums, for the FVU over all rows (the mean taken over those rows).
-struct FvuSums {
-    sse: f64,
-    sum: Vec<f64>,
-    sum_sq: f64,
-    rows: u64,
-}
-
-impl FvuSums {
-    fn new(d_out: usize) -> FvuSums {
-        FvuSums {
-            sse: 0.0,
-            sum: vec![0.0; d_out],
-            sum_sq: 0.0,
-            rows: 0,
-        }
-    }
-
-    fn add(&mut self, prediction: &[f32], y: &[f32], rows: usize) {
-        for (p, t) in prediction.iter().zip(y) {
-            self.sse += ((p - t) as f64).powi(2);
-        }
-        for row in y.chunks(self.sum.len()) {
-            for (s, v) in self.sum.iter_mut().zip(row) {
-                *s += *v as f64;
-                self.sum_sq += (*v as f64).powi(2);
-            }
-        }
-        self.rows += rows as u64;
-    }
-
-    fn fvu(&self) -> f64 {
-        let n = self.rows as f64;
-        self.sse / (self.sum_sq - self.sum.iter().map(|s| s * s / n).sum::<f64>())
-    }
-}
-
 /// `coder` (made ready as `encoder`) on every row of the `held` shards.
 pub fn stats(
     cache: &Cache,
@@ -110,9 +74,9 @@ pub fn stats(
     })?;
     Ok(ActivationStats {
         fvu: fvu.fvu(),
-        l0: l0 / fvu.rows as f64,
+        l0: l0 / fvu.rows() as f64,
         fired,
-        rows: fvu.rows,
+        rows: fvu.rows(),
     })
 }
 

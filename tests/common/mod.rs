@@ -66,13 +66,18 @@ pub fn extract_small_cache(cache: &str, seed: u64) {
 /// Extracts the small cache into `dir/cache` and trains `kinds` (a --sweep kind list; k 16, 1152 latents) into
 /// `dir/run`; returns both paths.
 pub fn small_cache_and_sweep(dir: &Path, kinds: &str) -> (String, String) {
+    small_cache_and_sweep_with(dir, kinds, &[])
+}
+
+/// [`small_cache_and_sweep`] with `extra` arguments to train.
+pub fn small_cache_and_sweep_with(dir: &Path, kinds: &str, extra: &[&str]) -> (String, String) {
     let (cache, run) = (
         dir.join("cache").display().to_string(),
         dir.join("run").display().to_string(),
     );
     extract_small_cache(&cache, 0);
     let sweep = format!("kind={kinds}");
-    let (ok, _, err) = sc(&[
+    let mut args = vec![
         "train",
         "--cache",
         &cache,
@@ -91,7 +96,9 @@ pub fn small_cache_and_sweep(dir: &Path, kinds: &str) -> (String, String) {
         "--quiet",
         "--device",
         "cpu",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (ok, _, err) = sc(&args);
     assert!(ok, "{err}");
     (cache, run)
 }

@@ -10,6 +10,7 @@
 //! - [`tensors`]: a coder's parameter tensors by name (parameters, moments, device copies);
 //! - [`regression`]: the ridge-regression affine map between the cache's sides (the linear baseline);
 //! - [`checkpoint`]: sparsify's checkpoint layout (`cfg.json` + `sae.safetensors`) and our training state;
+//! - [`heldout`]: FVU on held-out rows (eval's sums, and train's `--eval-every` curve);
 //! - [`train`]: the training loop, several coders on the same batches (sweeps), metrics, resume;
 //! - [`step`]: what one coder's step reads (the batch, on the host and on the GPU, and its settings);
 //! - [`cpu_step`]: one coder's CPU step (gradients, Adam with the rounded encoder kept in step, counters);
@@ -23,6 +24,7 @@ pub mod coder;
 pub mod cpu_step;
 pub mod cuda;
 pub mod fused_topk;
+pub mod heldout;
 pub mod huge_pages;
 pub mod regression;
 pub mod step;

@@ -5,6 +5,7 @@ use crate::backend::{Backend, Device, DeviceBatch};
 use crate::checkpoint::{io_sides, load_state, save_coder, save_state, CoderMeta, CoderState};
 use crate::coder::{CoderConfig, Kind, Losses, SparseCoder};
 use crate::cuda::gpu_ops::GpuOps;
+use crate::heldout::HeldOutRows;
 use crate::regression::{self, AffineMap};
 use crate::step::StepInput;
 use anyhow::{bail, Context, Result};
@@ -81,6 +82,13 @@ pub struct TrainArgs {
     pub progress: bool,
     #[serde(skip)]
     pub loader_threads: usize,
+    /// Score every coder on held-out rows after every this many steps (0 = never). Observation only, like
+    /// the fields below: not part of a run's identity.
+    #[serde(skip)]
+    pub eval_every: u64,
+    /// Held-out rows those scores use (the first rows of the held-out shards).
+    #[serde(skip)]
+    pub eval_rows: usize,
     /// Where the steps run; not part of a run's identity (a run may resume on another device).
     #[serde(skip)]
     pub device: Device,
@@ -117,6 +125,9 @@ pub struct CoderResult {
     pub num_latents: usize,
     /// Mean FVU over the last 10 % of steps.
     pub final_fvu: f64,
+    /// FVU on the held-out rows after the last step (with `--eval-every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heldout_fvu: Option<f64>,
     pub final_l0: f64,
     pub dead_pct: f64,
     pub path: PathBuf,
@@ -138,6 +149,7 @@ struct Live {
     state: CoderState,
     backend: Backend,
     recent: Vec<(f64, f64)>,
+    heldout_fvu: Option<f64>,
 }
 
 const STATE_FILE: &str = "train_state.json";
@@ -182,7 +194,16 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
         batch_in_epoch: 0,
         tokens: 0,
     });
+    let heldout = match args.eval_every {
+        0 => None,
+        _ => Some(HeldOutRows::read(
+            &plan.cache,
+            &plan.held_out,
+            args.eval_rows,
+        )?),
+    };
     let mut run = Run {
+        heldout,
         metrics: open_metrics(&args.out.join("metrics.jsonl"), at.step)?,
         bar: progress_bar(args.progress, plan.total_steps, at.step),
         started: Instant::now(),
@@ -246,6 +267,9 @@ fn plan(args: &TrainArgs) -> Result<Plan> {
     }
     if args.coders.is_empty() {
         bail!("no coder to train");
+    }
+    if args.eval_every > 0 && held_out.is_empty() {
+        bail!("--eval-every scores on held-out shards; --holdout-shards 0 holds none out");
     }
     for spec in &args.coders {
         if spec.k == 0 || spec.k > spec.num_latents {
@@ -316,6 +340,9 @@ fn check_numbers(args: &TrainArgs) -> Result<()> {
     }
     if args.loader_threads == 0 {
         bail!("--loader-threads must be at least 1, found 0");
+    }
+    if args.eval_every > 0 && args.eval_rows == 0 {
+        bail!("--eval-rows must be at least 1 row when --eval-every is on, found 0");
     }
     let a = args.losses.auxk_alpha;
     if !a.is_finite() || a < 0.0 {
@@ -419,6 +446,7 @@ fn start_coders(
             state,
             backend,
             recent: Vec::new(),
+            heldout_fvu: None,
         });
     }
     Ok(live)
@@ -451,6 +479,8 @@ struct Run<'a> {
     gpu: Option<GpuOps>,
     live: Vec<Live>,
     at: Position,
+    /// The rows `--eval-every` scores on.
+    heldout: Option<HeldOutRows>,
     metrics: BufWriter<File>,
     bar: ProgressBar,
     started: Instant,
@@ -497,6 +527,7 @@ impl Run<'_> {
                         device_batches[1 - current].upload(g, &b.mlp_in, &b.mlp_out)?;
                     }
                 }
+                self.score_held_out(self.at.step + 1)?;
                 self.log_step(batch.rows)?;
                 self.at.step += 1;
                 self.at.batch_in_epoch += 1;
@@ -540,6 +571,23 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// After step `done` (1-based) of every `--eval-every` and the last: each coder's FVU on the held-out
+    /// rows, kept for the step's metrics line. Otherwise clears the last score.
+    fn score_held_out(&mut self, done: u64) -> Result<()> {
+        let Some(rows) = &self.heldout else {
+            return Ok(());
+        };
+        let due = done % self.args.eval_every == 0 || done == self.plan.total_steps;
+        for l in self.live.iter_mut() {
+            l.heldout_fvu = None;
+            if due {
+                l.backend.sync_to_host(&mut l.state, self.gpu.as_ref())?;
+                l.heldout_fvu = Some(rows.fvu(&l.state.coder, l.spec.sides()));
+            }
+        }
+        Ok(())
+    }
+
     /// Each coder's results of the step just run (waiting for the GPU), as a metrics line.
     fn log_step(&mut self, rows: usize) -> Result<()> {
         let elapsed = self.started.elapsed().as_secs_f64();
@@ -548,16 +596,16 @@ impl Run<'_> {
             let r = l.backend.result(self.gpu.as_ref())?;
             l.recent.push((r.fvu, r.l0));
             let lr = step_lr(self.args, l.spec.num_latents, step, self.plan.total_steps);
-            writeln!(
-                self.metrics,
-                "{}",
-                serde_json::json!({
-                    "step": step, "coder": l.spec.name(), "fvu": r.fvu, "l0": r.l0,
-                    "auxk": r.auxk, "multi_topk_fvu": r.multi_topk_fvu,
-                    "dead_pct": 100.0 * r.dead_fraction, "lr": lr, "tokens": tokens,
-                    "tokens_per_s": (tokens - self.tokens_at_start) as f64 / elapsed.max(1e-9),
-                })
-            )?;
+            let mut line = serde_json::json!({
+                "step": step, "coder": l.spec.name(), "fvu": r.fvu, "l0": r.l0,
+                "auxk": r.auxk, "multi_topk_fvu": r.multi_topk_fvu,
+                "dead_pct": 100.0 * r.dead_fraction, "lr": lr, "tokens": tokens,
+                "tokens_per_s": (tokens - self.tokens_at_start) as f64 / elapsed.max(1e-9),
+            });
+            if let Some(f) = l.heldout_fvu {
+                line["heldout_fvu"] = f.into();
+            }
+            writeln!(self.metrics, "{line}")?;
         }
         Ok(())
     }
@@ -628,6 +676,7 @@ impl Run<'_> {
                     k: l.spec.k,
                     num_latents: l.spec.num_latents,
                     final_fvu: tail.iter().map(|t| t.0).sum::<f64>() / n,
+                    heldout_fvu: l.heldout_fvu,
                     final_l0: tail.iter().map(|t| t.1).sum::<f64>() / n,
                     dead_pct: 100.0 * dead as f64 / l.spec.num_latents as f64,
                     path: l.dir.clone(),
