@@ -1,10 +1,12 @@
-//! `sparsecoder eval`: flags → `evals::evaluate`, then the table, eval.json/eval.csv and the plots.
+//! `sparsecoder eval`: flags → `evals::evaluate`, then the table, eval.json/eval.csv and the plots; and
+//! `sparsecoder report`, several layers' evaluations in one report.
 
 use anyhow::Result;
 use clap::Args;
+use evals::paper_report::{self, LayerResults};
 use evals::plots::{density_histograms, fvu_vs_ce, Density};
 use evals::{evaluate, EvalConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -73,5 +75,16 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
         Ok(()) => println!("wrote {} and {}", density.display(), fvu_ce.display()),
         Err(e) => eprintln!("warning: no plots: {e:#}"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sparsecoder report`: several layers' evaluated sweeps in one report.
+pub fn paper_report(sweeps: &[PathBuf], out: &Path) -> Result<ExitCode> {
+    let layers = sweeps
+        .iter()
+        .map(|d| LayerResults::load(d))
+        .collect::<Result<Vec<_>>>()?;
+    paper_report::write(&layers, out)?;
+    println!("{}", out.join("report.md").display());
     Ok(ExitCode::SUCCESS)
 }

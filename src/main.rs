@@ -37,6 +37,17 @@ enum Command {
     /// detection and fuzzing scores, an HTML report; with the local model (offline) or an OpenAI-compatible
     /// server.
     Interp(interp_cmd::InterpCli),
+    /// One report over several layers' evaluated sweeps (each a `train` output folder holding `eval`'s
+    /// eval.json): the paper's Tables 1 and 3 layout, its orderings checked, time to quality, held-out FVU
+    /// curves (report.md and PNGs).
+    Report {
+        /// Sweep folders, one per layer.
+        #[arg(required = true)]
+        sweeps: Vec<PathBuf>,
+        /// Where report.md and the plots go.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print what an activation cache holds: its manifest and per-shard statistics.
     Inspect {
         /// Cache directory (the one holding manifest.json).
@@ -90,6 +101,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::train(args),
         Command::Eval(args) => eval_cmd::eval(args),
         Command::Interp(args) => interp_cmd::interp(args),
+        Command::Report { sweeps, out } => eval_cmd::paper_report(&sweeps, &out),
         Command::Inspect { dir } => cache_cmds::inspect(&dir),
         Command::Validate { dir } => cache_cmds::validate(&dir),
         Command::Compress { dir, level } => cache_cmds::archive(&dir, true, level),

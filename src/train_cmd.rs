@@ -84,7 +84,8 @@ pub struct TrainCli {
     #[arg(long, default_value = "tf32", value_parser = one_of::<GemmPrecision>("--gpu-gemm"))]
     gpu_gemm: GemmPrecision,
     /// Train every combination on the same batches: KEY=V1,V2,… with KEY one of kind, k, latents, expansion,
-    /// sae_on. Repeat for several keys, e.g. `--sweep kind=sae,transcoder,skip-transcoder --sweep k=32,64`.
+    /// sae_on, skip_init (skip transcoders only; their regression start is named `…-reginit`). Repeat for
+    /// several keys, e.g. `--sweep kind=sae,transcoder,skip-transcoder --sweep k=32,64`.
     #[arg(long)]
     sweep: Vec<String>,
     /// Batch conversion threads of the loader.
@@ -112,9 +113,9 @@ fn specs(cli: &TrainCli) -> Result<Vec<CoderSpec>> {
         let (key, values) = s
             .split_once('=')
             .ok_or_else(|| anyhow!("--sweep {s:?}: expected KEY=V1,V2,…"))?;
-        if !["kind", "k", "latents", "expansion", "sae_on"].contains(&key) {
+        if !["kind", "k", "latents", "expansion", "sae_on", "skip_init"].contains(&key) {
             bail!(
-                "--sweep {s:?}: key must be kind, k, latents, expansion or sae_on, found {key:?}"
+                "--sweep {s:?}: key must be kind, k, latents, expansion, sae_on or skip_init, found {key:?}"
             );
         }
         axes.push((
@@ -157,15 +158,28 @@ fn specs(cli: &TrainCli) -> Result<Vec<CoderSpec>> {
             Some(v) => flags::parse::<Side>("sae_on", v).map_err(|e| anyhow!(e))?,
             None => cli.sae_on,
         };
+        let skip_init = match swept("skip_init") {
+            Some(v) => flags::parse::<SkipInit>("skip_init", v).map_err(|e| anyhow!(e))?,
+            None => cli.skip_init,
+        };
         let spec = CoderSpec {
             kind,
             k: num("k", Some(cli.k))?.unwrap(),
             num_latents: latents,
             sae_on: side,
+            // Only skip transcoders have a skip to start; the other kinds of a sweep over it train once.
+            skip_init: match kind {
+                Kind::SkipTranscoder => skip_init,
+                _ => SkipInit::Zero,
+            },
         };
         if !out.contains(&spec) {
             out.push(spec);
         }
+    }
+    if cli.skip_init == SkipInit::Regression && !out.iter().any(|c| c.kind == Kind::SkipTranscoder)
+    {
+        bail!("--skip-init regression sets skip transcoders' W_skip and b_dec; no skip transcoder is trained");
     }
     Ok(out)
 }
@@ -223,7 +237,6 @@ pub fn train(cli: TrainCli) -> Result<ExitCode> {
             auxk_alpha: cli.auxk_alpha,
             multi_topk: cli.multi_topk,
         },
-        skip_init: cli.skip_init,
         holdout_shards: cli.holdout_shards,
         out: cli.out,
         save_every: cli.save_every,

@@ -129,11 +129,19 @@ fn eval_linear_baseline_matches_numpy() {
 
 /// `train --eval-every`: the held-out FVU curve in metrics.jsonl (after every third step and the last), and
 /// its last point, on all held-out rows, equal to eval's FVU of the saved checkpoints (which the tests above
-/// and scripts/check_checkpoint.py tie to numpy and sparsify).
+/// and scripts/check_checkpoint.py tie to numpy and sparsify). The sweep over skip_init trains the skip
+/// transcoder both ways and the other kinds once.
 #[test]
 fn train_held_out_curve_ends_at_eval_fvu() {
     let tmp = tempfile::tempdir().unwrap();
-    let extra = ["--eval-every", "3", "--eval-rows", "100000"];
+    let extra = [
+        "--eval-every",
+        "3",
+        "--eval-rows",
+        "100000",
+        "--sweep",
+        "skip_init=zero,regression",
+    ];
     let (cache, run) =
         small_cache_and_sweep_with(tmp.path(), "sae,transcoder,skip-transcoder", &extra);
     let metrics = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).unwrap();
@@ -161,6 +169,21 @@ fn train_held_out_curve_ends_at_eval_fvu() {
         serde_json::from_slice(&std::fs::read(tmp.path().join("run").join(f)).unwrap()).unwrap()
     };
     let (summary, report) = (read("summary.json"), read("eval.json"));
+    let names: Vec<&str> = summary["coders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "sae-mlp_out-k16-l1152",
+            "st-k16-l1152",
+            "sst-k16-l1152",
+            "sst-k16-l1152-reginit"
+        ]
+    );
     for c in summary["coders"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
         let evaluated = report["coders"]

@@ -9,11 +9,14 @@
 //! - the linear baseline (with `linear_baseline`): the ridge map mlp_in → mlp_out of `trainer::regression`,
 //!   fit on the training shards, on the same held-out rows and sequences as the coders;
 //! - [`report`]: the per-coder table, eval.json and eval.csv;
-//! - [`plots`]: density histograms and FVU against CE increase, as PNG.
+//! - [`plots`]: density histograms, FVU against CE increase and line charts, as PNG;
+//! - [`paper_report`]: several layers' sweeps in the layout of the paper's Tables 1 and 3, with its orderings
+//!   checked, time to quality and the held-out FVU curves (`sparsecoder report`).
 //!
 //! New evaluations (absorption, sparse probing, simulation scoring) belong here too.
 
 pub mod activations;
+pub mod paper_report;
 pub mod patched;
 pub mod plots;
 pub mod report;

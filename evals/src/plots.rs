@@ -1,5 +1,6 @@
-//! PNG plots of an evaluation: latent density histograms and FVU against CE-loss increase (the paper's Figure 1
-//! axes). Text is drawn with the DejaVu Sans font of the system (Debian's fonts-dejavu-core).
+//! PNG plots of an evaluation: latent density histograms, FVU against CE-loss increase (the paper's Figure 1
+//! axes), and lines such as held-out FVU against training tokens. Text is drawn with the DejaVu Sans font of
+//! the system (Debian's fonts-dejavu-core).
 
 use anyhow::{anyhow, Context, Result};
 use plotters::prelude::*;
@@ -35,7 +36,6 @@ pub struct Density<'a> {
 
 /// Histogram of log10 firing frequency, one line per coder; dead latents are counted in the legend.
 pub fn density_histograms(path: &Path, coders: &[Density]) -> Result<()> {
-    font()?;
     const LO: f64 = -6.0;
     const BIN: f64 = 0.25;
     let bins = (-LO / BIN) as usize;
@@ -65,25 +65,47 @@ pub fn density_histograms(path: &Path, coders: &[Density]) -> Result<()> {
         .flat_map(|(_, p)| p.iter().map(|q| q.1))
         .fold(1.0, f64::max)
         * 1.1;
+    let axes = Axes {
+        caption: "Latent density on held-out tokens",
+        x_desc: "log10(firing frequency)",
+        y_desc: "latents",
+        x: LO..0.0,
+        y: 0.0..ymax,
+    };
+    lines(path, &axes, &series)
+}
+
+/// A chart's title, axis names and ranges.
+pub struct Axes<'a> {
+    pub caption: &'a str,
+    pub x_desc: &'a str,
+    pub y_desc: &'a str,
+    pub x: std::ops::Range<f64>,
+    pub y: std::ops::Range<f64>,
+}
+
+/// One line per named series of (x, y) points, with a legend.
+pub fn lines(path: &Path, axes: &Axes, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+    font()?;
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Latent density on held-out tokens", ("sans-serif", 22))
+        .caption(axes.caption, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d(LO..0.0, 0.0..ymax)?;
+        .build_cartesian_2d(axes.x.clone(), axes.y.clone())?;
     chart
         .configure_mesh()
-        .x_desc("log10(firing frequency)")
-        .y_desc("latents")
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
         .label_style(("sans-serif", 14))
         .draw()?;
-    for (i, (name, pts)) in series.into_iter().enumerate() {
+    for (i, (name, pts)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
-            .label(name)
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+            .label(name.as_str())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });

@@ -5,14 +5,14 @@ use crate::patched::PatchedLosses;
 use anyhow::Result;
 use cache_format::fsutil::write_atomic;
 use cache_format::Side;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use trainer::checkpoint::LoadedCoder;
 use trainer::coder::Kind;
 use trainer::regression::LinearFit;
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct CoderEval {
     pub name: String,
     pub kind: Kind,
@@ -61,7 +61,7 @@ impl CoderEval {
 }
 
 /// The linear baseline: the ridge map mlp_in → mlp_out, on the same held-out data as the coders.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct LinearEval {
     /// The ridge weight chosen on the validation shard (relative to the mean diagonal of XᵀX).
     pub lambda: f64,
@@ -93,7 +93,7 @@ impl LinearEval {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Report {
     pub cache: String,
     pub layer: u32,

@@ -39,19 +39,26 @@ pub struct CoderSpec {
     pub k: usize,
     pub num_latents: usize,
     pub sae_on: Side,
+    /// How a skip transcoder's W_skip and b_dec start (zero for other kinds).
+    #[serde(default)]
+    pub skip_init: SkipInit,
 }
 
 impl CoderSpec {
-    /// The coder's folder name, from its settings.
+    /// The coder's folder name, from its settings (`-reginit` marks a skip transcoder started from the
+    /// regression, so that both starts can share a sweep).
     pub fn name(&self) -> String {
-        match self.kind {
-            Kind::Sae => format!(
+        match (self.kind, self.skip_init) {
+            (Kind::Sae, _) => format!(
                 "sae-{}-k{}-l{}",
                 self.sae_on.name(),
                 self.k,
                 self.num_latents
             ),
-            k => format!("{}-k{}-l{}", k.short(), self.k, self.num_latents),
+            (k, SkipInit::Zero) => format!("{}-k{}-l{}", k.short(), self.k, self.num_latents),
+            (k, SkipInit::Regression) => {
+                format!("{}-k{}-l{}-reginit", k.short(), self.k, self.num_latents)
+            }
         }
     }
 }
@@ -70,9 +77,6 @@ pub struct TrainArgs {
     pub dead_tokens: u64,
     /// Optional AuxK and Multi-TopK terms.
     pub losses: Losses,
-    /// Skip transcoders' W_skip and b_dec at step 0.
-    #[serde(default)]
-    pub skip_init: SkipInit,
     pub holdout_shards: usize,
     pub out: PathBuf,
     pub save_every: u64,
@@ -176,8 +180,12 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
         _ => None,
     };
     let resumed = resumed_position(args, &plan)?;
-    let skip_map = match (args.skip_init, &resumed) {
-        (SkipInit::Regression, None) => Some(skip_init_map(&plan)?),
+    let wants_map = args
+        .coders
+        .iter()
+        .any(|c| c.skip_init == SkipInit::Regression);
+    let skip_map = match (wants_map, &resumed) {
+        (true, None) => Some(skip_init_map(&plan)?),
         _ => None,
     };
     let live = start_coders(
@@ -280,10 +288,15 @@ fn plan(args: &TrainArgs) -> Result<Plan> {
             );
         }
     }
-    if args.skip_init == SkipInit::Regression
-        && !args.coders.iter().any(|c| c.kind == Kind::SkipTranscoder)
+    if let Some(c) = args
+        .coders
+        .iter()
+        .find(|c| c.skip_init == SkipInit::Regression && c.kind != Kind::SkipTranscoder)
     {
-        bail!("--skip-init regression sets skip transcoders' W_skip and b_dec; no skip transcoder is trained");
+        bail!(
+            "--skip-init regression sets skip transcoders' W_skip and b_dec; {} is not one",
+            c.name()
+        );
     }
     if args.device != Device::Cpu && (args.losses.auxk_alpha > 0.0 || args.losses.multi_topk) {
         bail!("AuxK and Multi-TopK are implemented in the CPU trainer only; use --device cpu for them");
@@ -434,7 +447,7 @@ fn start_coders(
             )?,
             None => CoderState {
                 skip_init: skip_map
-                    .filter(|_| spec.kind == Kind::SkipTranscoder)
+                    .filter(|_| spec.skip_init == SkipInit::Regression)
                     .cloned(),
                 ..CoderState::fresh(SparseCoder::new(cfg.clone(), args.seed))
             },
