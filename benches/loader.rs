@@ -5,6 +5,9 @@
 //! - sequential: one thread reads shard after shard, 4096 contiguous rows at a time, converting to f32;
 //! - shuffled: the training loader (window of 4 shards, batches of 4096, 1 and 2 conversion threads);
 //!
+//! - verify: the section checksums that readers compute the first time they open a shard (warm page cache),
+//!   so its cost can be set against a training step's (docs/BENCHMARKS.md).
+//!
 //! Each is measured with the page cache warm, and cold (shards evicted with posix_fadvise(DONTNEED) before the pass).
 use cache_format::loader::LoaderConfig;
 use cache_format::shard::Section;
@@ -71,6 +74,17 @@ fn shuffled(cache: &Cache, threads: usize, epoch: u64) -> u64 {
     rows
 }
 
+/// Verifies every section checksum of every shard (what `Cache::open_shard` does once per shard).
+fn verify(cache: &Cache) -> u64 {
+    (0..cache.num_shards())
+        .map(|i| {
+            let shard = cache.open_shard_unverified(i).unwrap();
+            shard.verify_sections().unwrap();
+            shard.rows()
+        })
+        .sum()
+}
+
 fn rate(f: impl FnOnce() -> u64) -> f64 {
     let t = Instant::now();
     let rows = f();
@@ -123,6 +137,14 @@ fn main() {
         cache.d_in(),
         cache.d_out()
     );
+    let v = best(5, false, &cache, |_| verify(&cache));
+    println!(
+        "warm: verify sections {v:>10.0} rows/s ({:.0} MiB/s of bf16)",
+        mib(v)
+    );
+    if std::env::var_os("LOADER_BENCH_VERIFY_ONLY").is_some() {
+        return;
+    }
     for cold in [false, true] {
         let label = if cold { "cold" } else { "warm" };
         let seq = best(5, cold, &cache, |_| sequential(&cache));

@@ -60,7 +60,7 @@ pub fn inspect(dir: &Path) -> Result<ExitCode> {
         "shard", "rows", "MiB", "mlp_in L2 mean/max", "mlp_out L2 mean/max", "non-finite"
     );
     for (i, entry) in m.shards.iter().enumerate() {
-        let shard = cache.open_shard(i)?;
+        let shard = cache.open_shard_unverified(i)?;
         let s = shard_stats(&shard);
         println!(
             "{:<22} {:>9} {:>10.2} {:>19} {:>19} {:>10}",

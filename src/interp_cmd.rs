@@ -241,6 +241,7 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         bail!("--latents must be at least 1, found 0");
     }
     let coder_dirs = find_coders(&cli.checkpoints)?;
+    let _lock = cache_format::fsutil::lock_dir(&cli.out)?;
     cache_format::fsutil::prepare_output_dir(&cli.out)?;
     let cache_dir = token_cache(&cli, &coder_dirs)?;
     let cache = Cache::open(&cache_dir)?;

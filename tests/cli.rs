@@ -33,7 +33,7 @@ fn inspect_shows_manifest_and_shard_statistics() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     for want in [
-        "sparsecoder-activation-cache v1, complete",
+        "sparsecoder-activation-cache v2, complete",
         "d_in 40, d_out 36, stored as bf16",
         "450 in 3 shards",
         "shard-000002.bin",
@@ -87,8 +87,10 @@ fn validate_reports_damage_with_nonzero_exit() {
         out.contains("shard-000001.bin: checksum mismatch in section mlp_out"),
         "{out}"
     );
+    // The section, and the whole-file checksum the same bit breaks.
+    assert!(out.contains("shard-000001.bin: whole-file xxh3"), "{out}");
     assert!(
-        err.contains("1 problem(s) in 1 shard(s)") && !err.contains("panicked"),
+        err.contains("2 problem(s) in 1 shard(s)") && !err.contains("panicked"),
         "{err}"
     );
 }

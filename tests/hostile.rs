@@ -428,3 +428,212 @@ fn resume_on_a_replaced_cache_is_refused() {
         "{err}"
     );
 }
+
+/// The silent wrong answer: `layer` edited in a real cache's manifest.json. validate, train and eval
+/// now refuse it in one line naming the file (the manifest carries its own checksum).
+#[test]
+fn edited_manifest_is_refused_by_every_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, run) = small_cache_and_sweep(tmp.path(), "sae");
+    let path = Path::new(&cache).join("manifest.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let edited = original.replacen("\"layer\": 1,", "\"layer\": 2,", 1);
+    assert_ne!(edited, original, "the manifest holds \"layer\": 1");
+    std::fs::write(&path, edited).unwrap();
+    let words = ["manifest.json", "manifest_xxh3", "was changed"];
+    let (ok, out, err) = sc(&["validate", &cache]);
+    assert!(!ok, "validate accepted it: {out}");
+    assert!(words.iter().all(|w| err.contains(w)), "{err}");
+    let out = tmp.path().join("train-out");
+    let o = out.display().to_string();
+    refused(
+        &["train", "--cache", &cache, "--out", &o].map(String::from),
+        &words,
+        &out,
+    );
+    let out = tmp.path().join("eval-out");
+    refused(&eval_args(&cache, &run, &out), &words, &out);
+}
+
+/// One flipped bit inside a training shard's mlp_out (which trained to a different checkpoint with exit 0)
+/// stops train, naming the shard and the section; eval the same for a held-out shard.
+#[test]
+fn flipped_bit_in_a_shard_stops_every_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, run) = small_cache_and_sweep(tmp.path(), "sae");
+    let flip = |file: &str| {
+        let path = Path::new(&cache).join(file);
+        let shard = cache_format::Shard::open(&path).unwrap();
+        let at = shard
+            .header()
+            .section(cache_format::shard::Section::MlpOut)
+            .offset
+            + 100;
+        drop(shard);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at as usize] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+    };
+    flip("shard-000001.bin");
+    let out = tmp.path().join("train-out");
+    let o = out.display().to_string();
+    let args = [
+        "train",
+        "--cache",
+        &cache,
+        "--out",
+        &o,
+        "--latents",
+        "64",
+        "--quiet",
+    ];
+    let (ok, _, err) = sc(&args);
+    assert!(!ok, "train accepted a damaged shard");
+    assert!(
+        err.contains("shard-000001.bin") && err.contains("checksum mismatch in section mlp_out"),
+        "{err}"
+    );
+    flip("shard-000001.bin");
+    flip("shard-000003.bin"); // held out
+    let out = tmp.path().join("eval-out");
+    refused(
+        &eval_args(&cache, &run, &out),
+        &["shard-000003.bin", "section mlp_out"],
+        &out,
+    );
+}
+
+/// Two runs into one output folder: the second is refused naming the first's PID (they interleaved before);
+/// after kill -9 of the first, its lock no longer blocks: the run resumes. Same for extract.
+#[cfg(unix)]
+#[test]
+fn second_run_into_a_busy_folder_is_refused_and_a_killed_ones_lock_is_not_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache").display().to_string();
+    extract_small_cache(&cache, 0);
+    let out = tmp.path().join("run");
+    let o = out.display().to_string();
+    let train = [
+        "train",
+        "--cache",
+        &cache,
+        "--out",
+        &o,
+        "--latents",
+        "1152",
+        "--k",
+        "16",
+        "--batch",
+        "256",
+        "--epochs",
+        "200",
+        "--save-every",
+        "5",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--resume",
+    ];
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_sparsecoder"))
+        .args(train)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !out.join("train_state.json").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first run never saved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ok, _, err) = sc(&train);
+    assert!(!ok, "a second run into a busy folder was accepted");
+    let pid = first.id().to_string();
+    assert!(
+        err.contains("in use by another sparsecoder process") && err.contains(&pid),
+        "{err}"
+    );
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert!(
+        out.join(".sparsecoder.lock").exists(),
+        "kill -9 leaves the lock file behind"
+    );
+    let shorter: Vec<&str> = train
+        .iter()
+        .map(|a| if *a == "200" { "1" } else { a })
+        .collect();
+    let (ok, _, err) = sc(&shorter);
+    // The killed run's arguments differ (200 epochs): the refusal is about that, not the lock.
+    assert!(
+        !ok && err.contains("other arguments") && !err.contains("in use"),
+        "{err}"
+    );
+
+    // extract: a second extraction while the first holds the folder.
+    let text = root()
+        .join("data/python-3.11-docs/tutorial")
+        .display()
+        .to_string();
+    let ex_out = tmp.path().join("ex").display().to_string();
+    let extract = [
+        "extract",
+        "--model",
+        &model(),
+        "--text",
+        &text,
+        "--layers",
+        "1",
+        "--ctx-len",
+        "64",
+        "--max-tokens",
+        "65536",
+        "--out",
+        &ex_out,
+        "--quiet",
+    ];
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_sparsecoder"))
+        .args(extract)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = Path::new(&ex_out).join(".sparsecoder.lock");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|p| !p.is_empty()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first extraction never locked"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (ok, _, err) = sc(&extract);
+    let _ = first.kill();
+    first.wait().unwrap();
+    assert!(
+        !ok && err.contains("in use by another sparsecoder process"),
+        "{err}"
+    );
+}
+
+/// `train --out` naming a folder that holds something else is refused, and the folder left as it was.
+#[test]
+fn train_into_an_unrelated_folder_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache").display().to_string();
+    extract_small_cache(&cache, 0);
+    let out = tmp.path().join("notes");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("thesis.tex"), "keep me").unwrap();
+    let o = out.display().to_string();
+    let (ok, _, err) = sc(&["train", "--cache", &cache, "--out", &o, "--latents", "64"]);
+    assert!(
+        !ok && err.contains("thesis.tex") && err.contains("empty or new folder"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["thesis.tex"]);
+}

@@ -317,7 +317,7 @@ fn bad_arguments_give_one_line_errors() {
     assert!(run(&["--out", o, "--device", "tpu"])
         .contains("--device must be cpu, cuda, auto or cpu-twins"));
     assert!(run(&["--out", o, "--sweep", "width=3"])
-        .contains("key must be kind, k, latents, expansion or sae_on"));
+        .contains("key must be kind, k, latents, expansion, sae_on or skip_init"));
     assert!(run(&["--out", o, "--batch", "100000"]).contains("make no batch of 100000 rows"));
     assert!(run(&["--out", "/proc/no/such", "--latents", "64"])
         .contains("cannot create output directory"));

@@ -4,11 +4,15 @@ use crate::error::{CacheError, Result};
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::shard::Shard;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct Cache {
     dir: PathBuf,
     manifest: Manifest,
+    /// Per shard: its section checksums were verified by an earlier `open_shard` (of this cache or a clone).
+    verified: Arc<Vec<AtomicBool>>,
 }
 
 impl Cache {
@@ -45,9 +49,15 @@ impl Cache {
                 ));
             }
         }
+        let verified = Arc::new(
+            (0..manifest.shards.len())
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        );
         Ok(Cache {
             dir: dir.to_path_buf(),
             manifest,
+            verified,
         })
     }
 
@@ -79,8 +89,21 @@ impl Cache {
         self.dir.join(&self.manifest.shards[index].file)
     }
 
-    /// Opens shard `index` and checks its header against the manifest.
+    /// Opens shard `index`, checks its header against the manifest and, the first time this cache opens it,
+    /// every section's checksum (so a flipped bit never reaches training or evaluation; at xxh3's rate this
+    /// costs well under 1 % of a training step, docs/BENCHMARKS.md).
     pub fn open_shard(&self, index: usize) -> Result<Shard> {
+        let shard = self.open_shard_unverified(index)?;
+        if !self.verified[index].load(Ordering::Relaxed) {
+            shard.verify_sections()?;
+            self.verified[index].store(true, Ordering::Relaxed);
+        }
+        Ok(shard)
+    }
+
+    /// Opens shard `index` and checks its header against the manifest, leaving section checksums to the
+    /// caller (`validate`, which names every damaged section, and `inspect`).
+    pub fn open_shard_unverified(&self, index: usize) -> Result<Shard> {
         let path = self.shard_path(index);
         let shard = Shard::open(&path)?;
         let spec = &self.manifest.spec;

@@ -1,5 +1,6 @@
 //! Atomic file replacement: write a temp file beside the target, fsync it, rename it over the target, fsync the
-//! directory. A reader sees either the old file or the complete new one, never a partial write.
+//! directory. A reader sees either the old file or the complete new one, never a partial write. And the
+//! output folder's lock, so that two runs never write into one folder.
 
 use crate::error::{CacheError, Result};
 use std::fs::{self, File};
@@ -60,4 +61,67 @@ pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     std::fs::write(&probe, b"")
         .and_then(|_| std::fs::remove_file(&probe))
         .map_err(|e| CacheError::invalid(dir, format!("output directory is not writable: {e}")))
+}
+
+/// The lock file every writing command holds in its output folder.
+pub const LOCK_FILE: &str = ".sparsecoder.lock";
+
+/// An exclusive lock on an output folder, held until dropped (which removes the lock file). The kernel
+/// releases the lock when the process ends, kill -9 included, so a lock file left by a dead run never blocks
+/// the next one (no stale-lock guessing).
+#[derive(Debug)]
+pub struct DirLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Removed while still held: a process that opened the old file finds, after locking it, that the
+        // path no longer names it, and starts over.
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// Creates `dir` if needed and takes its lock; a folder another process holds is refused naming its PID.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    use std::os::unix::fs::MetadataExt;
+    fs::create_dir_all(dir)
+        .map_err(|e| CacheError::invalid(dir, format!("cannot create output directory: {e}")))?;
+    let path = dir.join(LOCK_FILE);
+    loop {
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| CacheError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                return Err(CacheError::invalid(
+                    dir,
+                    format!(
+                        "in use by another sparsecoder process (PID {}); wait for it to finish or choose another output folder",
+                        holder.trim()
+                    ),
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(CacheError::io(&path, e)),
+        }
+        let same = match (file.metadata(), fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if !same {
+            continue; // the holder removed this file as we locked it: lock the new one
+        }
+        file.set_len(0)
+            .and_then(|_| write!(file, "{}", std::process::id()))
+            .map_err(|e| CacheError::io(&path, e))?;
+        return Ok(DirLock { file, path });
+    }
 }

@@ -9,7 +9,11 @@ use std::path::Path;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const FORMAT_NAME: &str = "sparsecoder-activation-cache";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added `manifest_xxh3`; version 1 manifests (without it) are still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// How the manifest's own checksum member begins: it is the file's last member, and covers every byte before
+/// this marker.
+const CHECKSUM_MARKER: &[u8] = b",\n  \"manifest_xxh3\": \"";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelIdentity {
@@ -78,6 +82,10 @@ pub struct Manifest {
     /// False while an extraction is still adding shards (or was interrupted).
     pub complete: bool,
     pub shards: Vec<ShardEntry>,
+    /// xxh3-64 of the file's bytes before its last member (this one). Checked and dropped when read, added
+    /// when saved: in memory it is always `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_xxh3: Option<String>,
 }
 
 impl Manifest {
@@ -109,23 +117,34 @@ impl Manifest {
             total_rows: 0,
             complete: false,
             shards: Vec::new(),
+            manifest_xxh3: None,
         }
     }
 
     /// Parses and checks a manifest's own consistency (not the shards on disk: see `validate`).
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<Manifest> {
-        let m: Manifest = serde_json::from_slice(bytes)
+        let mut m: Manifest = serde_json::from_slice(bytes)
             .map_err(|e| CacheError::corrupt(path, format!("manifest is not valid: {e}")))?;
         if m.format != FORMAT_NAME {
             return Err(CacheError::mismatch(path, "format", FORMAT_NAME, &m.format));
         }
-        if m.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&m.format_version) {
             return Err(CacheError::mismatch(
                 path,
                 "format_version",
-                FORMAT_VERSION,
+                format!("1 to {FORMAT_VERSION}"),
                 m.format_version,
             ));
+        }
+        match m.manifest_xxh3.take() {
+            Some(recorded) => check_own_checksum(bytes, &recorded, path)?,
+            None if m.format_version >= 2 => {
+                return Err(CacheError::invalid(
+                    path,
+                    "manifest_xxh3: missing (format_version 2 manifests carry their own checksum)",
+                ))
+            }
+            None => {}
         }
         if m.spec.d_in == 0 || m.spec.d_out == 0 || m.spec.shard_rows == 0 {
             return Err(CacheError::invalid(
@@ -168,12 +187,54 @@ impl Manifest {
         Manifest::from_json(&bytes, &path)
     }
 
-    /// Replaces `dir/manifest.json` atomically.
+    /// Replaces `dir/manifest.json` atomically, with its own checksum as the last member.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        let json = serde_json::to_vec_pretty(&Manifest {
+            format_version: FORMAT_VERSION,
+            manifest_xxh3: None,
+            ..self.clone()
+        })
+        .expect("manifest serialises");
+        let body = json
+            .strip_suffix(b"\n}")
+            .expect("a JSON object ends with its brace");
+        let sum = format_checksum(xxhash_rust::xxh3::xxh3_64(body));
         fsutil::write_atomic(&dir.join(MANIFEST_FILE), |w| {
-            w.write_all(&json)?;
-            w.write_all(b"\n")
+            w.write_all(body)?;
+            w.write_all(CHECKSUM_MARKER)?;
+            write!(w, "{sum}\"\n}}\n")
         })
     }
+}
+
+/// The manifest's own checksum: `recorded` must be the xxh3-64 of every byte before the checksum member,
+/// which must be the last one, written as `save` writes it.
+fn check_own_checksum(bytes: &[u8], recorded: &str, path: &Path) -> Result<()> {
+    let at = bytes
+        .windows(CHECKSUM_MARKER.len())
+        .rposition(|w| w == CHECKSUM_MARKER)
+        .ok_or_else(|| {
+            CacheError::invalid(
+                path,
+                "manifest_xxh3: not the last member, on its own line, as the format fixes",
+            )
+        })?;
+    let tail = &bytes[at + CHECKSUM_MARKER.len()..];
+    let tail = tail.strip_suffix(b"\n").unwrap_or(tail);
+    if tail != format!("{recorded}\"\n}}").as_bytes() {
+        return Err(CacheError::invalid(
+            path,
+            "manifest_xxh3: anything but the closing brace follows it",
+        ));
+    }
+    let found = format_checksum(xxhash_rust::xxh3::xxh3_64(&bytes[..at]));
+    if found != recorded {
+        return Err(CacheError::mismatch(
+            path,
+            "manifest_xxh3 (of the bytes before it; the manifest was changed)",
+            recorded,
+            found,
+        ));
+    }
+    Ok(())
 }

@@ -233,6 +233,11 @@ impl ShardHeader {
             let at = FIXED_LEN + i * ENTRY_LEN;
             let raw = &bytes[at..at + NAME_LEN];
             let end = raw.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
+            if raw[end..].iter().any(|&c| c != 0) {
+                return Err(bad(format!(
+                    "header: section table entry {i}'s name is not zero-padded after its first zero byte"
+                )));
+            }
             let name = std::str::from_utf8(&raw[..end]).unwrap_or("");
             let section = Section::parse(name).ok_or_else(|| {
                 bad(format!(
@@ -524,21 +529,29 @@ impl Shard {
             .decode(&bytes[start..start + out.len() * size], out);
     }
 
-    /// Recomputes every section checksum; the error names the shard and the section.
-    pub fn verify_sections(&self) -> Result<()> {
-        for s in Section::ALL {
-            let expected = self.header.section(s).checksum;
-            let found = xxh3_64(self.section_bytes(s));
-            if expected != found {
-                return Err(CacheError::Checksum {
+    /// Recomputes every section checksum: one error per damaged section, naming the shard and the section.
+    pub fn damaged_sections(&self) -> Vec<CacheError> {
+        Section::ALL
+            .into_iter()
+            .filter_map(|s| {
+                let expected = self.header.section(s).checksum;
+                let found = xxh3_64(self.section_bytes(s));
+                (expected != found).then(|| CacheError::Checksum {
                     path: self.path.clone(),
                     part: format!("section {}", s.name()),
                     expected,
                     found,
-                });
-            }
+                })
+            })
+            .collect()
+    }
+
+    /// The first damaged section as an error, if any.
+    pub fn verify_sections(&self) -> Result<()> {
+        match self.damaged_sections().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Checksum of the whole stored file (for a `.zst` shard: of the compressed file, as the manifest records).

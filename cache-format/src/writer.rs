@@ -5,7 +5,7 @@
 //! [`CacheWriter::open`] with the same spec continues after them. A different spec is refused.
 
 use crate::error::{CacheError, Result};
-use crate::fsutil::TEMP_SUFFIX;
+use crate::fsutil::{self, TEMP_SUFFIX};
 use crate::manifest::{
     format_checksum, shard_file_name, CacheSpec, Manifest, ShardEntry, MANIFEST_FILE,
 };
@@ -76,7 +76,12 @@ impl CacheWriter {
             };
             (manifest, state)
         } else {
-            let mut entries = std::fs::read_dir(dir).map_err(|e| CacheError::io(dir, e))?;
+            let mut entries = std::fs::read_dir(dir)
+                .map_err(|e| CacheError::io(dir, e))?
+                .filter(|e| {
+                    e.as_ref()
+                        .map_or(true, |e| e.file_name() != fsutil::LOCK_FILE)
+                });
             if let Some(entry) = entries.next() {
                 let name = entry.map_err(|e| CacheError::io(dir, e))?.file_name();
                 return Err(CacheError::invalid(

@@ -55,12 +55,40 @@ fn flipped_byte_in_each_section_names_shard_and_section() {
         let e = h.section(s);
         flip_byte(&path, e.offset + e.len / 2);
         let found = problems(dir.path()).unwrap();
-        assert_eq!(found.len(), 1, "{found:?}");
+        // The section, then the whole-file checksum that the same byte breaks (and, for positions, maybe the
+        // range check).
+        assert!(found.len() >= 2, "{found:?}");
         assert!(found[0].contains("shard-000001.bin"), "{}", found[0]);
         assert!(
             found[0].contains(&format!("section {}", s.name())),
             "{}",
             found[0]
+        );
+        assert!(found[1].contains("whole-file xxh3"), "{}", found[1]);
+        // Readers refuse the shard when they first open it.
+        let cache = Cache::open(dir.path()).unwrap();
+        let err = cache.open_shard(1).err().unwrap().to_string();
+        assert!(err.contains(&format!("section {}", s.name())), "{err}");
+        assert!(cache.open_shard(0).is_ok());
+    }
+}
+
+/// With every section of a shard damaged, validate names each of them (it named only the first).
+#[test]
+fn every_damaged_section_is_named() {
+    let dir = make(DType::Bf16);
+    let path = dir.path().join("shard-000002.bin");
+    let h = Shard::open(&path).unwrap().header().clone();
+    for s in Section::ALL {
+        let e = h.section(s);
+        flip_byte(&path, e.offset);
+    }
+    let found = problems(dir.path()).unwrap();
+    for s in Section::ALL {
+        let name = format!("section {}", s.name());
+        assert!(
+            found.iter().any(|p| p.contains(&name)),
+            "{name} not in {found:?}"
         );
     }
 }
@@ -281,4 +309,58 @@ fn interrupted_write_resumes_to_identical_bytes() {
     .unwrap();
     w.finish().unwrap();
     assert_eq!(common::snapshot(full.path()), common::snapshot(part.path()));
+}
+
+/// Every single-bit flip anywhere in manifest.json — values, keys, whitespace, the checksum itself — is
+/// refused when the manifest is read (by every reader, validate included), with an error naming the file.
+/// A version-1 manifest (no checksum, as written before it existed) is still read.
+#[test]
+fn every_bit_flip_of_the_manifest_is_refused() {
+    let dir = make(DType::Bf16);
+    let path = dir.path().join("manifest.json");
+    let clean = std::fs::read(&path).unwrap();
+    assert!(Manifest::from_json(&clean, &path).is_ok());
+    let mut accepted = Vec::new();
+    for at in 0..clean.len() {
+        for bit in 0..8 {
+            let mut bytes = clean.clone();
+            bytes[at] ^= 1 << bit;
+            match Manifest::from_json(&bytes, &path) {
+                Ok(_) => accepted.push((at, bit)),
+                Err(e) => assert!(e.to_string().contains("manifest.json"), "{e}"),
+            }
+        }
+    }
+    assert!(
+        accepted.is_empty(),
+        "{} of {} flips accepted, first at byte {:?}",
+        accepted.len(),
+        8 * clean.len(),
+        accepted.first()
+    );
+
+    // The end-to-end case the issue found (a layer edited) passes no reader now.
+    let text = String::from_utf8(clean.clone()).unwrap();
+    let edited = text.replacen("\"layer\": 0", "\"layer\": 1", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&path, &edited).unwrap();
+    let err = problems(dir.path()).unwrap_err();
+    assert!(
+        err.contains("manifest_xxh3") && err.contains("was changed"),
+        "{err}"
+    );
+
+    // Version 1, without the checksum: read as before.
+    let v1 = text
+        .replacen("\"format_version\": 2", "\"format_version\": 1", 1)
+        .split(",\n  \"manifest_xxh3\"")
+        .next()
+        .unwrap()
+        .to_string()
+        + "\n}\n";
+    assert!(Manifest::from_json(v1.as_bytes(), &path).is_ok(), "{v1}");
+    // Version 2 without it is refused.
+    let v2 = v1.replacen("\"format_version\": 1", "\"format_version\": 2", 1);
+    let err = Manifest::from_json(v2.as_bytes(), &path).unwrap_err();
+    assert!(err.to_string().contains("manifest_xxh3: missing"), "{err}");
 }

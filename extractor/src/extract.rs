@@ -86,6 +86,8 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         shuffle_buffer: args.shuffle_buffer,
     };
     let (tokens, stats) = build_sequences(&args.text, &args.text_field, &tok, &seq_cfg)?;
+    // Held to the end: a second extraction into this folder is refused rather than interleaved.
+    let _lock = cache_format::fsutil::lock_dir(&args.out)?;
     let mut writers = open_writers(args, &source, &layers, &tok, &stats)?;
     let all_complete = writers.iter().all(|w| w.complete);
     let n_seqs = stats.sequences as usize;

@@ -174,6 +174,9 @@ fn widths(cache: &Cache, spec: &CoderSpec) -> (usize, usize) {
 pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
     let plan = plan(args)?;
     refuse_out_in_cache(args)?;
+    refuse_unrelated_out(args)?;
+    // Held to the end: a second run into this folder is refused rather than interleaved.
+    let _lock = cache_format::fsutil::lock_dir(&args.out)?;
     cache_format::fsutil::prepare_output_dir(&args.out)?;
     let gpu = match args.device {
         Device::Cuda(precision) => Some(crate::cuda::gpu_ops::open(precision)?),
@@ -339,6 +342,36 @@ fn refuse_out_in_cache(args: &TrainArgs) -> Result<()> {
             args.out.display(),
             args.cache.display()
         );
+    }
+    Ok(())
+}
+
+/// An existing `--out` without a training state must hold nothing but what a run of these coders writes
+/// before its first save (or what a killed one left), so that a typo never mixes a run into another folder.
+fn refuse_unrelated_out(args: &TrainArgs) -> Result<()> {
+    if !args.out.is_dir() || args.out.join(STATE_FILE).exists() {
+        return Ok(());
+    }
+    let coders: Vec<String> = args.coders.iter().map(CoderSpec::name).collect();
+    for entry in std::fs::read_dir(&args.out)
+        .with_context(|| format!("--out {}: cannot read", args.out.display()))?
+    {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let ours = [
+            "metrics.jsonl",
+            "summary.json",
+            cache_format::fsutil::LOCK_FILE,
+        ]
+        .contains(&name.as_str())
+            || name.starts_with(".write-test-")
+            || name.ends_with(cache_format::fsutil::TEMP_SUFFIX)
+            || coders.contains(&name);
+        if !ours {
+            bail!(
+                "--out {}: holds {name:?}, which no training run of these coders writes; choose an empty or new folder",
+                args.out.display()
+            );
+        }
     }
     Ok(())
 }
