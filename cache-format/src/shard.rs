@@ -273,7 +273,7 @@ impl ShardHeader {
                     want_elem.size()
                 )));
             }
-            if offset % ALIGN != 0 || offset < HEADER_LEN as u64 {
+            if !offset.is_multiple_of(ALIGN) || offset < HEADER_LEN as u64 {
                 return Err(bad(format!(
                     "section {name}: offset {offset} is not a multiple of {ALIGN} past the header"
                 )));

@@ -52,13 +52,18 @@ impl LlamaConfig {
     /// Checks the widths and head counts fit together; `source` names the file for the error.
     pub fn check(&self, source: &str) -> Result<()> {
         let (h, kv) = (self.heads, self.kv_heads);
-        if h == 0 || kv == 0 || h % kv != 0 || self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if h == 0
+            || kv == 0
+            || h % kv != 0
+            || self.head_dim == 0
+            || !self.head_dim.is_multiple_of(2)
+        {
             bail!(
                 "{source}: head counts {h}/{kv} with head_dim {} do not fit (heads must be a multiple of KV heads, head_dim even)",
                 self.head_dim
             );
         }
-        if self.rope.rotary_dims > self.head_dim || self.rope.rotary_dims % 2 != 0 {
+        if self.rope.rotary_dims > self.head_dim || !self.rope.rotary_dims.is_multiple_of(2) {
             bail!(
                 "{source}: {} rotary dimensions do not fit head_dim {}",
                 self.rope.rotary_dims,
@@ -344,7 +349,7 @@ impl LanguageModel for Llama {
     ) -> Option<Vec<f32>> {
         let c = &self.config;
         assert!(
-            tokens.len() % seq_len == 0,
+            tokens.len().is_multiple_of(seq_len),
             "tokens must be whole sequences"
         );
         let last = match stop {

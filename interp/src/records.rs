@@ -296,7 +296,14 @@ mod tests {
             for (i, (&t, &a)) in w.tokens.iter().zip(&w.acts).enumerate() {
                 let pos = w.start + i as u32;
                 assert_eq!(t, 100 + pos);
-                assert_eq!(a, if pos % 3 == 0 { pos as f32 + 1.0 } else { 0.0 });
+                assert_eq!(
+                    a,
+                    if pos.is_multiple_of(3) {
+                        pos as f32 + 1.0
+                    } else {
+                        0.0
+                    }
+                );
             }
         }
         // Latent 7 fires in every window; latent 9 is silent in all 3 whole windows of each sequence.

@@ -199,7 +199,8 @@ fn a_reading_scorer_scores_right_explanations_perfectly_and_shuffled_ones_low() 
             assert_eq!((control.balanced_accuracy, control.auroc), (0.0, 0.0));
             let l = r.latent as usize;
             for j in &r.detection_judgements {
-                let own_word_even = (j.truth && l % 2 == 0) || (!j.truth && (l + 1) % 2 == 0);
+                let own_word_even =
+                    (j.truth && l.is_multiple_of(2)) || (!j.truth && (l + 1).is_multiple_of(2));
                 assert_eq!(j.p_base, Some(if own_word_even { 0.3 } else { 0.7 }));
             }
         }

@@ -144,7 +144,7 @@ impl PanelSlot<'_> {
     /// Rounds the panel's latents from their W_enc rows (`rows`: `latents_in_panel × d_in`).
     pub fn round(&mut self, rows: &[f32]) {
         let d_in = self.d_in;
-        assert!(rows.len() % d_in == 0 && rows.len() / d_in <= PANEL_LATENTS);
+        assert!(rows.len().is_multiple_of(d_in) && rows.len() / d_in <= PANEL_LATENTS);
         let top = ((1u32 << integer_bits(d_in).1) - 1) as f32;
         let pairs = part_pairs(d_in) * SPLIT;
         // The panel's tiles over the whole depth, laid out as the operands; padding stays 0.

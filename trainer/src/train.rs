@@ -582,7 +582,7 @@ impl Run<'_> {
                 stream.recycle(batch);
                 self.show_progress();
                 let step = self.at.step;
-                if step % self.args.save_every == 0 || step == total_steps {
+                if step.is_multiple_of(self.args.save_every) || step == total_steps {
                     self.save()?;
                 }
                 if step == total_steps {
@@ -623,7 +623,7 @@ impl Run<'_> {
         let Some(rows) = &self.heldout else {
             return Ok(());
         };
-        let due = done % self.args.eval_every == 0 || done == self.plan.total_steps;
+        let due = done.is_multiple_of(self.args.eval_every) || done == self.plan.total_steps;
         for l in self.live.iter_mut() {
             l.heldout_fvu = None;
             if due {

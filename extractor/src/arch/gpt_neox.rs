@@ -57,7 +57,7 @@ fn config(folder: &HfFolder) -> Result<NeoXConfig> {
         vocab_size: c.usize("vocab_size")?,
         parallel_residual: c.bool_or("use_parallel_residual", true)?,
     };
-    if config.rope.rotary_dims % 2 != 0 || config.rope.rotary_dims > head_dim {
+    if !config.rope.rotary_dims.is_multiple_of(2) || config.rope.rotary_dims > head_dim {
         bail!(
             "{}: {} rotary dimensions do not fit head size {head_dim}",
             c.path.display(),

@@ -41,7 +41,7 @@ pub fn operands(
     levels: u32,
     out: &mut [i16],
 ) {
-    assert!(levels >= 1 && tiles % 2 == 0 && pairs % 2 == 0);
+    assert!(levels >= 1 && tiles.is_multiple_of(2) && pairs.is_multiple_of(2));
     let (half_tiles, half_pairs) = (tiles / 2, pairs / 2);
     let run = half_pairs * lane_len;
     let quarter_len = half_tiles * run;
