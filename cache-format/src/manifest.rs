@@ -187,23 +187,28 @@ impl Manifest {
         Manifest::from_json(&bytes, &path)
     }
 
-    /// Replaces `dir/manifest.json` atomically, with its own checksum as the last member.
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    /// The file's bytes: pretty JSON at the current format version, its own checksum as the last member.
+    pub fn to_bytes(&self) -> Vec<u8> {
         let json = serde_json::to_vec_pretty(&Manifest {
             format_version: FORMAT_VERSION,
             manifest_xxh3: None,
             ..self.clone()
         })
         .expect("manifest serialises");
-        let body = json
+        let mut bytes = json
             .strip_suffix(b"\n}")
-            .expect("a JSON object ends with its brace");
-        let sum = format_checksum(xxhash_rust::xxh3::xxh3_64(body));
-        fsutil::write_atomic(&dir.join(MANIFEST_FILE), |w| {
-            w.write_all(body)?;
-            w.write_all(CHECKSUM_MARKER)?;
-            write!(w, "{sum}\"\n}}\n")
-        })
+            .expect("a JSON object ends with its brace")
+            .to_vec();
+        let sum = format_checksum(xxhash_rust::xxh3::xxh3_64(&bytes));
+        bytes.extend_from_slice(CHECKSUM_MARKER);
+        bytes.extend_from_slice(format!("{sum}\"\n}}\n").as_bytes());
+        bytes
+    }
+
+    /// Replaces `dir/manifest.json` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let bytes = self.to_bytes();
+        fsutil::write_atomic(&dir.join(MANIFEST_FILE), |w| w.write_all(&bytes))
     }
 }
 

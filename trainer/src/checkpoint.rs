@@ -170,14 +170,13 @@ fn check_config(c: &CoderConfig, path: &Path) -> Result<()> {
 
 /// sparsify's `cfg.json` beside our description must describe the same coder (what sparsify loads is what we
 /// evaluate): k, num_latents, d_in and the kind's flags; a disagreement is refused naming both files.
-fn check_agrees_with_cfg(c: &CoderConfig, cfg_path: &Path, meta_path: &Path) -> Result<()> {
-    let text = std::fs::read(cfg_path).with_context(|| {
-        format!(
-            "{}: cannot read (sparsify's half of the checkpoint)",
-            cfg_path.display()
-        )
-    })?;
-    let cfg: serde_json::Value = serde_json::from_slice(&text)
+fn check_agrees_with_cfg(
+    c: &CoderConfig,
+    text: &[u8],
+    cfg_path: &Path,
+    meta_path: &Path,
+) -> Result<()> {
+    let cfg: serde_json::Value = serde_json::from_slice(text)
         .with_context(|| format!("{}: not valid JSON", cfg_path.display()))?;
     let ours = [
         ("k", serde_json::json!(c.k)),
@@ -205,22 +204,35 @@ fn check_agrees_with_cfg(c: &CoderConfig, cfg_path: &Path, meta_path: &Path) -> 
 
 /// Loads a coder saved by [`save_coder`] (its `sparsecoder.json` gives the kind and widths).
 pub fn load_coder(dir: &Path) -> Result<(SparseCoder, CoderMeta)> {
+    let read = |name: &str, what: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).with_context(|| format!("{}: cannot read{what}", path.display()))
+    };
+    let meta = read("sparsecoder.json", "")?;
+    let cfg = read("cfg.json", " (sparsify's half of the checkpoint)")?;
+    let tensors = read("sae.safetensors", "")?;
+    parse_coder(&meta, &cfg, &tensors, dir)
+}
+
+/// A coder from the bytes of its three files (`sparsecoder.json`, `cfg.json`, `sae.safetensors`) in `dir`
+/// (named in errors): every field checked before use, so no input panics (fuzzed: `fuzz/`).
+pub fn parse_coder(
+    meta: &[u8],
+    cfg: &[u8],
+    tensors: &[u8],
+    dir: &Path,
+) -> Result<(SparseCoder, CoderMeta)> {
     let meta_path = dir.join("sparsecoder.json");
-    let meta: CoderMeta = serde_json::from_slice(
-        &std::fs::read(&meta_path)
-            .with_context(|| format!("{}: cannot read", meta_path.display()))?,
-    )
-    .with_context(|| {
+    let meta: CoderMeta = serde_json::from_slice(meta).with_context(|| {
         format!(
             "{}: not a sparsecoder checkpoint description",
             meta_path.display()
         )
     })?;
     check_config(&meta.config, &meta_path)?;
-    check_agrees_with_cfg(&meta.config, &dir.join("cfg.json"), &meta_path)?;
+    check_agrees_with_cfg(&meta.config, cfg, &dir.join("cfg.json"), &meta_path)?;
     let path = dir.join("sae.safetensors");
-    let data = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let st = SafeTensors::deserialize(&data)
+    let st = SafeTensors::deserialize(tensors)
         .with_context(|| format!("{}: not a safetensors file", path.display()))?;
     let c = meta.config.clone();
     let coder = SparseCoder {
