@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
+// A negative number is a (refused) value, not an unknown flag: the error then names the flag.
+#[command(allow_negative_numbers = true)]
 pub struct EvalCli {
     /// The model the cache was extracted from (GGUF file or Hugging Face folder).
     #[arg(long)]

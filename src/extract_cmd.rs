@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
+// A negative number is a (refused) value, not an unknown flag: the error then names the flag.
+#[command(allow_negative_numbers = true)]
 pub struct ExtractCli {
     /// The model: a GGUF file (Llama architecture), or a Hugging Face model folder (config.json, safetensors
     /// weights, tokenizer.json) of a Llama, Llama 3, Gemma 2 or GPT-NeoX (Pythia) model.

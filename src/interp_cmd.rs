@@ -23,6 +23,8 @@ use trainer::checkpoint::{find_coders, load_coder, load_for_cache, CoderMeta, Lo
 use trainer::coder::SparseCoder;
 
 #[derive(Args)]
+// A negative number is a (refused) value, not an unknown flag: the error then names the flag.
+#[command(allow_negative_numbers = true)]
 pub struct InterpCli {
     /// The model the cache was extracted from: its tokenizer turns token ids into text, and with `--llm local`
     /// (and no --chat-model) it also explains and scores.

@@ -67,6 +67,7 @@ enum Command {
     Decompress { dir: PathBuf },
     /// Write a cache of random rows (bf16) of any width: for benchmarks at shapes no local model has (e.g.
     /// d = 2048), never for results.
+    #[command(allow_negative_numbers = true)]
     SynthCache {
         dir: PathBuf,
         #[arg(long)]

@@ -14,6 +14,8 @@ use trainer::cuda::gpu_ops::GemmPrecision;
 use trainer::train::{run, CoderSpec, SkipInit, TrainArgs};
 
 #[derive(Args)]
+// A negative number is a (refused) value, not an unknown flag: the error then names the flag.
+#[command(allow_negative_numbers = true)]
 pub struct TrainCli {
     /// Activation cache made by `extract`.
     #[arg(long)]
@@ -153,7 +155,14 @@ fn specs(cli: &TrainCli) -> Result<Vec<CoderSpec>> {
             }
         };
         let expansion = num("expansion", Some(cli.expansion))?.unwrap();
-        let latents = num("latents", cli.latents)?.unwrap_or(expansion * width);
+        let latents = match num("latents", cli.latents)? {
+            Some(l) => l,
+            None => expansion.checked_mul(width).ok_or_else(|| {
+                anyhow!(
+                    "--expansion {expansion} × width {width} latents overflows; lower --expansion"
+                )
+            })?,
+        };
         let side = match swept("sae_on") {
             Some(v) => flags::parse::<Side>("sae_on", v).map_err(|e| anyhow!(e))?,
             None => cli.sae_on,

@@ -159,7 +159,7 @@ impl Cache {
         if holdout_shards >= n && n > 0 {
             return Err(CacheError::invalid(
                 &self.dir,
-                format!("cannot hold out {holdout_shards} of {n} shards: no training shard would remain"),
+                format!("--holdout-shards {holdout_shards}: cannot hold out {holdout_shards} of {n} shards: no training shard would remain"),
             ));
         }
         let cut = n.saturating_sub(holdout_shards);

@@ -271,7 +271,7 @@ fn plan(args: &TrainArgs) -> Result<Plan> {
     }
     let total_steps = match args.tokens {
         Some(t) => t.div_ceil(args.batch_rows as u64),
-        None => args.epochs * per_epoch,
+        None => args.epochs.saturating_mul(per_epoch),
     };
     if total_steps == 0 {
         bail!("--epochs 0 / --tokens 0 trains no step; give at least one epoch or one token");
@@ -279,6 +279,7 @@ fn plan(args: &TrainArgs) -> Result<Plan> {
     if args.coders.is_empty() {
         bail!("no coder to train");
     }
+    check_memory(args, &cache)?;
     if args.eval_every > 0 && held_out.is_empty() {
         bail!("--eval-every scores on held-out shards; --holdout-shards 0 holds none out");
     }
@@ -399,7 +400,62 @@ fn check_numbers(args: &TrainArgs) -> Result<()> {
             bail!("--lr must be a finite number > 0, found {lr}");
         }
     }
+    // Past these a run is a typo, not a plan: it would run for years or start a thread per loader slot.
+    for (flag, value, most) in [
+        ("--epochs", args.epochs, MAX_EPOCHS),
+        ("--tokens", args.tokens.unwrap_or(0), MAX_TOKENS),
+        (
+            "--loader-threads",
+            args.loader_threads as u64,
+            MAX_LOADER_THREADS,
+        ),
+    ] {
+        if value > most {
+            bail!("{flag} must be at most {most}, found {value}");
+        }
+    }
     Ok(())
+}
+
+const MAX_EPOCHS: u64 = 1_000_000;
+/// 10¹³ tokens: 1,250 times the paper's 8 B per coder.
+const MAX_TOKENS: u64 = 10_000_000_000_000;
+const MAX_LOADER_THREADS: u64 = 1024;
+
+/// The coders' parameters and Adam moments (four copies of each tensor, f32) must fit in the memory the
+/// system has available, or the run would be killed by the allocator part-way.
+fn check_memory(args: &TrainArgs, cache: &Cache) -> Result<()> {
+    let mut bytes = 0u128;
+    for spec in &args.coders {
+        let (d_in, d_out) = widths(cache, spec);
+        let skip = if spec.kind == Kind::SkipTranscoder {
+            d_in * d_out
+        } else {
+            0
+        };
+        let params = spec.num_latents as u128 * (d_in + d_out) as u128 + skip as u128;
+        bytes += 4 * 4 * params;
+    }
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    if bytes > available as u128 {
+        bail!(
+            "the {} coder(s) need {:.1} GiB for parameters and Adam moments, more than the {:.1} GiB of memory available; lower --latents or train fewer coders at once",
+            args.coders.len(),
+            bytes as f64 / (1u64 << 30) as f64,
+            available as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
+}
+
+/// MemAvailable from /proc/meminfo, in bytes (None where there is no such file).
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The position of the run already in `args.out`, if any: refused without `--resume`, with other
