@@ -238,10 +238,39 @@ fn token_cache(cli: &InterpCli, coder_dirs: &[PathBuf]) -> Result<PathBuf> {
     Ok(args.out)
 }
 
-pub fn interp(cli: InterpCli) -> Result<ExitCode> {
-    if cli.latents == 0 {
-        bail!("--latents must be at least 1, found 0");
+/// Numeric flags outside what they mean, refused before anything is read or written.
+fn check_numbers(cli: &InterpCli) -> Result<()> {
+    let at_least_one = [
+        ("--latents", cli.latents as u64),
+        ("--min-firings", cli.min_firings),
+        ("--concurrency", cli.concurrency as u64),
+        ("--timeout", cli.timeout),
+        ("--explain-per-quantile", cli.explain_per_quantile as u64),
+        ("--score-per-quantile", cli.score_per_quantile as u64),
+        ("--batch", cli.batch.unwrap_or(1) as u64),
+        ("--ctx-len", cli.ctx_len as u64),
+        ("--tokens", cli.tokens.unwrap_or(1)),
+    ];
+    for (flag, v) in at_least_one {
+        if v == 0 {
+            bail!("{flag} must be at least 1, found 0");
+        }
     }
+    if cli.concurrency > 1024 {
+        bail!(
+            "--concurrency must be at most 1024, found {}",
+            cli.concurrency
+        );
+    }
+    let t = cli.temperature;
+    if !t.is_finite() || t < 0.0 {
+        bail!("--temperature must be a finite number ≥ 0, found {t}");
+    }
+    Ok(())
+}
+
+pub fn interp(cli: InterpCli) -> Result<ExitCode> {
+    check_numbers(&cli)?;
     let coder_dirs = find_coders(&cli.checkpoints)?;
     let _lock = cache_format::fsutil::lock_dir(&cli.out)?;
     cache_format::fsutil::prepare_output_dir(&cli.out)?;
