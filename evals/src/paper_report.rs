@@ -399,13 +399,12 @@ fn trends(md: &mut String, layers: &[LayerResults]) {
     md.push('\n');
 }
 
-/// What the paper reports, as far as it is known here (the figures are quoted in this project's issues;
-/// the paper's full tables are not part of this offline tool).
+/// What the paper reports, as far as it is known here: the figures quoted in this project's issues.
 fn paper_figures(md: &mut String) {
     md.push_str(
         "## The paper's figures (Paulo, Shabalin & Belrose 2025, arXiv 2501.18823)\n\n\
-         The paper trains on 8 B tokens per coder at 32–64× width on Pythia-160M, Llama 3.2 1B and Gemma 2 2B; \
-         the figures known to this tool are:\n\n\
+         As this project's issues quote it (the paper itself is not part of this offline tool): it trains on \
+         8 B tokens per coder at 32–64× width on Pythia-160M, Llama 3.2 1B and Gemma 2 2B, and reports:\n\n\
          | model, layer | measure | SAE | transcoder / skip transcoder |\n\
          | --- | --- | --- | --- |\n\
          | Pythia-160M, layer 4 | variance explained % (Table 3) | 75.9 | 87.4 (skip transcoder) |\n\
