@@ -75,7 +75,7 @@ fn reproduce_smoke_writes_the_whole_report() {
     );
     // Each ordering is judged, with its numbers.
     let orderings = rows(section(&md, "## The paper's orderings"));
-    assert_eq!(orderings.len(), 2 * 7, "{md}");
+    assert_eq!(orderings.len(), 2 * 8, "{md}");
     let verdicts = ["**holds**", "**does not hold**", "**tie**"];
     assert!(
         orderings.iter().all(|r| verdicts.contains(&r[3].as_str())),

@@ -296,6 +296,12 @@ fn orderings(md: &mut String, layers: &[LayerResults]) {
                     a: ("SST reginit", r.fvu),
                     b: ("SAE", sae.fvu),
                 });
+                claims.push(Claim {
+                    what: "skip transcoder (regression start) ΔCE below SAE's",
+                    source: "Table 1 ordering, our start",
+                    a: ("SST reginit", r.ce_increase_pct),
+                    b: ("SAE", sae.ce_increase_pct),
+                });
             }
             if let Some(lin) = &l.eval.linear_baseline {
                 for (name, c) in [("ST", g.st), ("SST", g.sst), ("SST reginit", g.sst_reginit)] {
