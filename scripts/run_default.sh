@@ -21,4 +21,5 @@ target/release/sparsecoder eval --model models/SmolLM2-135M-Instruct.Q4_1.gguf -
   --checkpoints runs/smollm2-layer3-sweep --tokens 3328 --linear-baseline
 echo "A run this short (0.4 M tokens per coder) shows the pipeline and the ordering of FVU/ΔCE at this scale, not"
 echo "the paper's result (8 B tokens, 32-64x width): compare each coder with the linear row, which a transcoder must"
-echo "beat, and see docs/BENCHMARKS.md for --skip-init regression and longer runs."
+echo "beat. scripts/reproduce_paper.sh --scale cpu runs the paper's comparison over three layers (about an hour"
+echo "here); docs/BENCHMARKS.md has its result and why, at short runs, the zero-started skip transcoder trails."
