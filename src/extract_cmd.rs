@@ -61,8 +61,17 @@ pub struct ExtractCli {
 
 pub fn extract(cli: ExtractCli) -> Result<ExitCode> {
     let dtype = cli.dtype;
-    if cli.ctx_len < 2 || cli.batch_seqs == 0 || cli.shard_rows == 0 || cli.shuffle_buffer == 0 {
-        bail!("--ctx-len must be at least 2, and --batch-seqs, --shard-rows, --shuffle-buffer positive");
+    // Lower bounds are what the flags mean; upper ones keep a typo from buffering a whole corpus in memory
+    // (a batch of sequences, or a shard's rows, is held before it is written).
+    for (flag, value, least, most) in [
+        ("--ctx-len", cli.ctx_len as u64, 2, u64::MAX),
+        ("--batch-seqs", cli.batch_seqs as u64, 1, 4096),
+        ("--shard-rows", cli.shard_rows, 1, 1 << 24),
+        ("--shuffle-buffer", cli.shuffle_buffer as u64, 1, u64::MAX),
+    ] {
+        if value < least || value > most {
+            bail!("{flag} must be between {least} and {most}, found {value}");
+        }
     }
     let args = ExtractArgs {
         model: cli.model,
