@@ -273,7 +273,6 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
     check_numbers(&cli)?;
     let coder_dirs = find_coders(&cli.checkpoints)?;
     let _lock = cache_format::fsutil::lock_dir(&cli.out)?;
-    cache_format::fsutil::prepare_output_dir(&cli.out)?;
     let cache_dir = token_cache(&cli, &coder_dirs)?;
     let cache = Cache::open(&cache_dir)?;
     let spec = cache.manifest().spec.clone();

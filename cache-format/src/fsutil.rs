@@ -84,11 +84,11 @@ impl Drop for DirLock {
     }
 }
 
-/// Creates `dir` if needed and takes its lock; a folder another process holds is refused naming its PID.
+/// Prepares `dir` as [`prepare_output_dir`] does and takes its lock; a folder another process holds is
+/// refused naming its PID.
 pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     use std::os::unix::fs::MetadataExt;
-    fs::create_dir_all(dir)
-        .map_err(|e| CacheError::invalid(dir, format!("cannot create output directory: {e}")))?;
+    prepare_output_dir(dir)?;
     let path = dir.join(LOCK_FILE);
     loop {
         let mut file = fs::OpenOptions::new()

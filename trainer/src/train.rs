@@ -177,7 +177,6 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
     refuse_unrelated_out(args)?;
     // Held to the end: a second run into this folder is refused rather than interleaved.
     let _lock = cache_format::fsutil::lock_dir(&args.out)?;
-    cache_format::fsutil::prepare_output_dir(&args.out)?;
     let gpu = match args.device {
         Device::Cuda(precision) => Some(crate::cuda::gpu_ops::open(precision)?),
         _ => None,
