@@ -2,7 +2,7 @@
 //! fixed): every case exits non-zero with a one-line error holding the expected words, no panic and no
 //! backtrace, and leaves its output folder absent.
 mod common;
-use common::{extract_small_cache, model, root, sc, small_cache_and_sweep};
+use common::{extract_small_cache, model, sc, small_cache_and_sweep, tutorial_text};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -200,149 +200,6 @@ const CASES: &[Case] = &[
     },
     Case {
         args: &[
-            "interp",
-            "--model",
-            "{model}",
-            "--cache",
-            "{cache}",
-            "--checkpoints",
-            "{run}",
-            "--min-firings",
-            "0",
-            "--out",
-            "{out}",
-        ],
-        words: &["--min-firings", "at least 1"],
-    },
-    Case {
-        args: &[
-            "interp",
-            "--model",
-            "{model}",
-            "--cache",
-            "{cache}",
-            "--checkpoints",
-            "{run}",
-            "--concurrency",
-            "0",
-            "--out",
-            "{out}",
-        ],
-        words: &["--concurrency", "at least 1"],
-    },
-    Case {
-        args: &[
-            "interp",
-            "--model",
-            "{model}",
-            "--cache",
-            "{cache}",
-            "--checkpoints",
-            "{run}",
-            "--concurrency",
-            "100000",
-            "--out",
-            "{out}",
-        ],
-        words: &["--concurrency", "at most 1024"],
-    },
-    Case {
-        args: &[
-            "interp",
-            "--model",
-            "{model}",
-            "--cache",
-            "{cache}",
-            "--checkpoints",
-            "{run}",
-            "--timeout",
-            "0",
-            "--out",
-            "{out}",
-        ],
-        words: &["--timeout", "at least 1"],
-    },
-    Case {
-        args: &[
-            "interp",
-            "--model",
-            "{model}",
-            "--cache",
-            "{cache}",
-            "--checkpoints",
-            "{run}",
-            "--explain-per-quantile",
-            "0",
-            "--out",
-            "{out}",
-        ],
-        words: &["--explain-per-quantile", "at least 1"],
-    },
-    Case {
-        args: &[
-            "interp",
-            "--model",
-            "{model}",
-            "--cache",
-            "{cache}",
-            "--checkpoints",
-            "{run}",
-            "--score-per-quantile",
-            "0",
-            "--out",
-            "{out}",
-        ],
-        words: &["--score-per-quantile", "at least 1"],
-    },
-    Case {
-        args: &[
-            "interp",
-            "--model",
-            "{model}",
-            "--cache",
-            "{cache}",
-            "--checkpoints",
-            "{run}",
-            "--batch",
-            "0",
-            "--out",
-            "{out}",
-        ],
-        words: &["--batch", "at least 1"],
-    },
-    Case {
-        args: &[
-            "interp",
-            "--model",
-            "{model}",
-            "--cache",
-            "{cache}",
-            "--checkpoints",
-            "{run}",
-            "--temperature",
-            "NaN",
-            "--out",
-            "{out}",
-        ],
-        words: &["--temperature", "finite"],
-    },
-    Case {
-        args: &[
-            "interp",
-            "--model",
-            "{model}",
-            "--cache",
-            "{cache}",
-            "--checkpoints",
-            "{run}",
-            "--temperature=-1",
-            "--out",
-            "{out}",
-        ],
-        words: &["--temperature", "finite"],
-    },
-    Case {
-        args: &[
             "synth-cache",
             "{out}",
             "--d-in",
@@ -367,6 +224,29 @@ const CASES: &[Case] = &[
         ],
         words: &["--rows", "at least 1"],
     },
+];
+
+/// interp's numeric flags (after `interp --model M --cache C --checkpoints R --out O`) and the words each refusal
+/// must hold.
+const INTERP_REFUSALS: &[(&[&str], &[&str])] = &[
+    (&["--min-firings", "0"], &["--min-firings", "at least 1"]),
+    (&["--concurrency", "0"], &["--concurrency", "at least 1"]),
+    (
+        &["--concurrency", "100000"],
+        &["--concurrency", "at most 1024"],
+    ),
+    (&["--timeout", "0"], &["--timeout", "at least 1"]),
+    (
+        &["--explain-per-quantile", "0"],
+        &["--explain-per-quantile", "at least 1"],
+    ),
+    (
+        &["--score-per-quantile", "0"],
+        &["--score-per-quantile", "at least 1"],
+    ),
+    (&["--batch", "0"], &["--batch", "at least 1"]),
+    (&["--temperature", "NaN"], &["--temperature", "finite"]),
+    (&["--temperature=-1"], &["--temperature", "finite"]),
 ];
 
 /// Runs `args` and checks the refusal: exit ≠ 0, the words on the error line, no panic, `out` not created.
@@ -399,10 +279,7 @@ fn hostile_numbers_and_repeats_are_refused_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let (cache, run) = small_cache_and_sweep(tmp.path(), "sae");
     let model = model();
-    let text = root()
-        .join("data/python-3.11-docs/tutorial")
-        .display()
-        .to_string();
+    let text = tutorial_text();
     for (i, case) in CASES.iter().enumerate() {
         let out = tmp.path().join(format!("out-{i}"));
         let out_s = out.display().to_string();
@@ -418,6 +295,24 @@ fn hostile_numbers_and_repeats_are_refused_in_one_line() {
             })
             .collect();
         refused(&args, case.words, &out);
+    }
+    for (i, (flag_args, words)) in INTERP_REFUSALS.iter().enumerate() {
+        let out = tmp.path().join(format!("interp-{i}"));
+        let mut args: Vec<String> = [
+            "interp",
+            "--model",
+            &model,
+            "--cache",
+            &cache,
+            "--checkpoints",
+            &run,
+            "--out",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(out.display().to_string());
+        args.extend(flag_args.iter().map(|a| a.to_string()));
+        refused(&args, words, &out);
     }
 }
 
@@ -464,7 +359,7 @@ fn fifo_in_corpus_is_skipped_not_opened() {
     let corpus = tmp.path().join("corpus");
     std::fs::create_dir(&corpus).unwrap();
     std::fs::copy(
-        root().join("data/python-3.11-docs/tutorial/index.rst.txt"),
+        Path::new(&tutorial_text()).join("index.rst.txt"),
         corpus.join("a.txt"),
     )
     .unwrap();
@@ -715,10 +610,7 @@ fn second_run_into_a_busy_folder_is_refused_and_a_killed_ones_lock_is_not_stale(
     );
 
     // extract: a second extraction while the first holds the folder.
-    let text = root()
-        .join("data/python-3.11-docs/tutorial")
-        .display()
-        .to_string();
+    let text = tutorial_text();
     let ex_out = tmp.path().join("ex").display().to_string();
     let extract = [
         "extract",

@@ -2,7 +2,7 @@
 //! fractions, the type's extremes and beyond): each run either succeeds or refuses in one line naming the
 //! flag, and none panics or runs on (a value that would take forever must be refused up front).
 mod common;
-use common::{extract_small_cache, model, root, small_cache_and_sweep};
+use common::{model, small_cache_and_sweep, tutorial_text};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -176,11 +176,7 @@ fn numeric_flags_of_train_eval_and_synth_cache() {
 #[test]
 fn numeric_flags_of_extract() {
     let tmp = tempfile::tempdir().unwrap();
-    extract_small_cache(&tmp.path().join("warm").display().to_string(), 0);
-    let text = root()
-        .join("data/python-3.11-docs/tutorial")
-        .display()
-        .to_string();
+    let text = tutorial_text();
     let extract = strings(&[
         "extract",
         "--model",

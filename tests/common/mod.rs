@@ -32,13 +32,18 @@ pub fn model() -> String {
     model.display().to_string()
 }
 
+/// The tutorial folder of the embedded corpus (fetched by scripts/fetch_default.sh).
+pub fn tutorial_text() -> String {
+    root()
+        .join("data/python-3.11-docs/tutorial")
+        .display()
+        .to_string()
+}
+
 /// Extracts the small cache (layer 1 of the tutorial texts, 8192 tokens in shards of 2048) into `cache`, its
 /// sequences shuffled with `seed`.
 pub fn extract_small_cache(cache: &str, seed: u64) {
-    let text = root()
-        .join("data/python-3.11-docs/tutorial")
-        .display()
-        .to_string();
+    let text = tutorial_text();
     let seed = seed.to_string();
     let (ok, _, err) = sc(&[
         "extract",
