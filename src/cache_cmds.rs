@@ -1,4 +1,4 @@
-//! `inspect`, `validate`, `compress`, `decompress` and `synth-cache`: the cache-format subcommands.
+//! `inspect`, `validate`, `compress`, `decompress`, `merge` and `synth-cache`: the cache-format subcommands.
 
 use anyhow::Result;
 use cache_format::stats::{shard_stats, NormStats};
@@ -136,6 +136,20 @@ pub fn archive(dir: &Path, compress: bool, level: i32) -> Result<ExitCode> {
             mib(s.bytes_before),
             mib(s.bytes_after),
             s.bytes_after as f64 / s.bytes_before as f64
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn merge(dir: &Path) -> Result<ExitCode> {
+    for (layer_dir, m) in cache_format::parts::merge_extraction(dir)? {
+        println!(
+            "{}: one cache of {} rows in {} shards from {} parts (layer {}); nothing copied",
+            layer_dir.display(),
+            m.total_rows,
+            m.shards.len(),
+            m.parts.unwrap_or(1),
+            m.spec.layer
         );
     }
     Ok(ExitCode::SUCCESS)

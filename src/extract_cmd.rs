@@ -1,6 +1,6 @@
 //! `sparsecoder extract`: flags → `extractor::extract::run`, then a summary.
 
-use crate::flags::one_of;
+use crate::flags::{one_of, PartFlags};
 use anyhow::{bail, Result};
 use cache_format::DType;
 use clap::Args;
@@ -57,6 +57,10 @@ pub struct ExtractCli {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// One part of an extraction split over N tasks, into --out/part-I-of-N (and --out/layer-L/part-I-of-N for
+    /// several layers); when all N are done, `sparsecoder merge --out` makes them one cache.
+    #[command(flatten)]
+    part: PartFlags,
 }
 
 pub fn extract(cli: ExtractCli) -> Result<ExitCode> {
@@ -73,6 +77,7 @@ pub fn extract(cli: ExtractCli) -> Result<ExitCode> {
             bail!("{flag} must be between {least} and {most}, found {value}");
         }
     }
+    let part = cli.part.resolve()?;
     let args = ExtractArgs {
         model: cli.model,
         text: cli.text,
@@ -87,6 +92,7 @@ pub fn extract(cli: ExtractCli) -> Result<ExitCode> {
         batch_seqs: cli.batch_seqs,
         shuffle_buffer: cli.shuffle_buffer,
         progress: !cli.quiet,
+        part,
     };
     let s = run(&args)?;
     let skipped = if s.skipped_non_utf8 > 0 {
@@ -115,6 +121,15 @@ pub fn extract(cli: ExtractCli) -> Result<ExitCode> {
     }
     for (layer, dir) in &s.caches {
         println!("layer {layer}: {}", dir.display());
+    }
+    if let Some(p) = part {
+        println!(
+            "this was part {} of {}: when all {} are done, run `sparsecoder merge {}`",
+            p.index,
+            p.count,
+            p.count,
+            args.out.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -30,6 +30,35 @@ pub fn one_of<E: ValueEnum + Clone + Send + Sync + 'static>(
     move |value| parse::<E>(flag, value)
 }
 
+/// `--part` and `--parts`: this task's share of work split over a job array (extract and train take them).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct PartFlags {
+    /// Do one share of the work of N tasks: I/N (0 ≤ I < N), or `auto` to read Slurm's
+    /// SLURM_ARRAY_TASK_ID/_COUNT or Kubernetes' JOB_COMPLETION_INDEX (with --parts N).
+    #[arg(long)]
+    pub part: Option<String>,
+    /// The number of tasks, for --part auto under a Kubernetes indexed job (its completions).
+    #[arg(long)]
+    pub parts: Option<u64>,
+}
+
+impl PartFlags {
+    /// The part these flags ask for, if any; each misuse is refused in one line naming the flag.
+    pub fn resolve(&self) -> anyhow::Result<Option<cache_format::parts::Part>> {
+        use cache_format::parts::Part;
+        let part = match (self.part.as_deref(), self.parts) {
+            (None, None) => return Ok(None),
+            (None, Some(_)) => anyhow::bail!("--parts goes with --part auto"),
+            (Some("auto"), parts) => Part::from_env(parts, |name| std::env::var(name).ok()),
+            (Some(_), Some(_)) => {
+                anyhow::bail!("--parts goes with --part auto; --part I/N names the count itself")
+            }
+            (Some(text), None) => Part::parse(text),
+        };
+        part.map(Some).map_err(|e| anyhow::anyhow!("--part: {e}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -229,6 +229,7 @@ fn token_cache(cli: &InterpCli, coder_dirs: &[PathBuf]) -> Result<PathBuf> {
         batch_seqs: 8,
         shuffle_buffer: 65536,
         progress: !cli.quiet,
+        part: None,
     };
     let s = extract(&args)?;
     eprintln!(

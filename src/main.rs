@@ -65,6 +65,10 @@ enum Command {
     },
     /// Turn zstd-archived shards back into plain, memory-mappable shards.
     Decompress { dir: PathBuf },
+    /// Make the parts of an extraction (`extract --part I/N` into DIR) one cache in DIR: checks that all N
+    /// are present, complete and of one extraction, and writes DIR/manifest.json naming their shards where they
+    /// are (nothing is copied). For several layers, merges each DIR/layer-L.
+    Merge { dir: PathBuf },
     /// Write a cache of random rows (bf16) of any width: for benchmarks at shapes no local model has (e.g.
     /// d = 2048), never for results.
     #[command(allow_negative_numbers = true)]
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Validate { dir } => cache_cmds::validate(&dir),
         Command::Compress { dir, level } => cache_cmds::archive(&dir, true, level),
         Command::Decompress { dir } => cache_cmds::archive(&dir, false, 0),
+        Command::Merge { dir } => cache_cmds::merge(&dir),
         Command::SynthCache {
             dir,
             d_in,

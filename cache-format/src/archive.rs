@@ -22,6 +22,12 @@ pub struct ArchiveSummary {
 /// Compresses (`compress = true`) or decompresses every shard of the cache in `dir` that is not yet in that form.
 pub fn convert(dir: &Path, compress: bool, level: i32) -> Result<ArchiveSummary> {
     let cache = Cache::open_any(dir)?;
+    if let Some(n) = cache.manifest().parts {
+        return Err(CacheError::invalid(
+            dir,
+            format!("is merged from {n} parts, whose own manifests list the shards: convert each part-I-of-{n} folder, then merge again"),
+        ));
+    }
     // An extraction still writing here, or a second conversion, is refused rather than raced.
     let _lock = crate::fsutil::lock_dir(dir)?;
     let mut manifest: Manifest = cache.manifest().clone();

@@ -19,6 +19,15 @@ impl Cache {
     /// Opens a finished cache; an interrupted extraction is refused with a hint to resume it.
     pub fn open(dir: &Path) -> Result<Cache> {
         let cache = Cache::open_any(dir)?;
+        if let Some(p) = &cache.manifest.part {
+            return Err(CacheError::invalid(
+                dir,
+                format!(
+                    "is part {} of {} of an extraction in parts; when all {} are done, run `sparsecoder merge` on the folder holding them and use that folder",
+                    p.index, p.count, p.count
+                ),
+            ));
+        }
         if !cache.manifest.complete {
             return Err(CacheError::invalid(
                 &dir.join(MANIFEST_FILE),

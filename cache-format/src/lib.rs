@@ -9,7 +9,8 @@
 //! - [`writer`]: the crash-safe writer (temp file → fsync → rename, manifest replaced after each shard), resumable;
 //! - [`validate`] and [`stats`]: full integrity checks and per-shard statistics;
 //! - [`loader`]: the shuffled, prefetching f32 batch stream used for training, with a held-out split;
-//! - [`archive`]: zstd compression of shards.
+//! - [`archive`]: zstd compression of shards;
+//! - [`parts`]: work split over a job array's tasks, and a cache extracted in parts, merged without copying.
 //!
 //! It depends on nothing else of this project.
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod fsutil;
 pub mod loader;
 pub mod manifest;
+pub mod parts;
 pub mod shard;
 pub mod side;
 pub mod stats;

@@ -4,6 +4,7 @@
 use crate::dtype::DType;
 use crate::error::{CacheError, Result};
 use crate::fsutil;
+use crate::parts::{locate_shard, PartInfo};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -61,6 +62,28 @@ pub struct CacheSpec {
     pub shard_rows: u64,
 }
 
+impl CacheSpec {
+    /// What an extraction computes, as 16 hex digits: xxh3-64 of the spec. Equal in every part of one
+    /// extraction made in parts.
+    pub fn id(&self) -> String {
+        let spec = serde_json::to_string(self).expect("a spec serialises");
+        format_checksum(xxhash_rust::xxh3::xxh3_64(spec.as_bytes()))
+    }
+
+    /// The first field where `other` differs from this spec, as `(field, here, there)`.
+    pub fn first_difference(&self, other: &CacheSpec) -> Option<(String, String, String)> {
+        let a = serde_json::to_value(self).expect("spec serialises");
+        let b = serde_json::to_value(other).expect("spec serialises");
+        let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (a, b) else {
+            unreachable!("a spec is a JSON object")
+        };
+        a.iter().find_map(|(key, va)| {
+            let vb = b.get(key).cloned().unwrap_or(serde_json::Value::Null);
+            (*va != vb).then(|| (key.clone(), va.to_string(), vb.to_string()))
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardEntry {
     /// File name inside the cache directory: `shard-NNNNNN.bin` or `shard-NNNNNN.bin.zst`.
@@ -82,6 +105,12 @@ pub struct Manifest {
     /// False while an extraction is still adding shards (or was interrupted).
     pub complete: bool,
     pub shards: Vec<ShardEntry>,
+    /// In the manifest of one part of an extraction made in parts (`extract --part I/N`): its place in the whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<PartInfo>,
+    /// In a cache merged from parts: how many; its shards are `part-I-of-N/shard-J.bin` (see [`crate::parts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
     /// xxh3-64 of the file's bytes before its last member (this one). Checked and dropped when read, added
     /// when saved: in memory it is always `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,6 +146,8 @@ impl Manifest {
             total_rows: 0,
             complete: false,
             shards: Vec::new(),
+            part: None,
+            parts: None,
             manifest_xxh3: None,
         }
     }
@@ -161,8 +192,15 @@ impl Manifest {
                 m.total_rows,
             ));
         }
+        m.check_parts(path)?;
         for (i, s) in m.shards.iter().enumerate() {
-            let plain = shard_file_name(i);
+            let plain = match m.parts {
+                None => shard_file_name(i),
+                Some(n) => {
+                    let (part, j) = locate_shard(i as u64, m.shards.len() as u64, n);
+                    format!("{}/{}", part.dir_name(), shard_file_name(j as usize))
+                }
+            };
             if s.file != plain && s.file != format!("{plain}.zst") {
                 return Err(CacheError::mismatch(
                     path,
@@ -179,6 +217,38 @@ impl Manifest {
             }
         }
         Ok(m)
+    }
+
+    /// A part's manifest holds no more than its plan; a merged one has between 1 and one part per shard.
+    fn check_parts(&self, path: &Path) -> Result<()> {
+        if let Some(p) = &self.part {
+            if p.count == 0 || p.index >= p.count {
+                return Err(CacheError::invalid(
+                    path,
+                    format!("part: {} of {} does not exist", p.index, p.count),
+                ));
+            }
+            let done = (self.shards.len() as u64, self.total_rows);
+            if done.0 > p.shards || done.1 > p.rows || (self.complete && done != (p.shards, p.rows))
+            {
+                return Err(CacheError::invalid(
+                    path,
+                    format!(
+                        "part {} of {} plans {} shards of {} rows in all, and the manifest lists {} shards of {} rows",
+                        p.index, p.count, p.shards, p.rows, done.0, done.1
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = self.parts {
+            if n == 0 || n as usize > self.shards.len() || self.part.is_some() {
+                return Err(CacheError::invalid(
+                    path,
+                    format!("parts: {n} parts cannot hold {} shards", self.shards.len()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn load(dir: &Path) -> Result<Manifest> {

@@ -9,6 +9,7 @@ use crate::fsutil::{self, TEMP_SUFFIX};
 use crate::manifest::{
     format_checksum, shard_file_name, CacheSpec, Manifest, ShardEntry, MANIFEST_FILE,
 };
+use crate::parts::PartInfo;
 use crate::shard::{write_shard, ShardContent};
 use std::path::{Path, PathBuf};
 
@@ -33,35 +34,44 @@ pub struct CacheWriter {
     positions: Vec<u32>,
 }
 
-/// The first field where two specs differ, as `(field, in cache, in this run)`.
-fn first_difference(cache: &CacheSpec, run: &CacheSpec) -> Option<(String, String, String)> {
-    let a = serde_json::to_value(cache).expect("spec serialises");
-    let b = serde_json::to_value(run).expect("spec serialises");
-    let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (a, b) else {
-        unreachable!()
-    };
-    for (key, va) in &a {
-        let vb = b.get(key).cloned().unwrap_or(serde_json::Value::Null);
-        if *va != vb {
-            return Some((key.clone(), va.to_string(), vb.to_string()));
-        }
-    }
-    None
-}
-
 impl CacheWriter {
     /// Creates a cache in `dir`, or resumes the one there if it was made with an identical spec.
     pub fn open(dir: &Path, spec: CacheSpec) -> Result<(CacheWriter, WriterState)> {
+        CacheWriter::open_part(dir, spec, None)
+    }
+
+    /// [`CacheWriter::open`] for one part of an extraction in parts (`part`: its place in the whole, recorded
+    /// in the manifest; a folder holding another part, or no part, is refused).
+    pub fn open_part(
+        dir: &Path,
+        spec: CacheSpec,
+        part: Option<PartInfo>,
+    ) -> Result<(CacheWriter, WriterState)> {
         std::fs::create_dir_all(dir).map_err(|e| CacheError::io(dir, e))?;
         let manifest_path = dir.join(MANIFEST_FILE);
         let (manifest, state) = if manifest_path.exists() {
             let manifest = Manifest::load(dir)?;
-            if let Some((field, cached, ours)) = first_difference(&manifest.spec, &spec) {
+            if let Some((field, cached, ours)) = manifest.spec.first_difference(&spec) {
                 return Err(CacheError::invalid(
                     &manifest_path,
                     format!(
                         "this directory holds a cache made with different arguments ({field}: cache has {cached}, \
                          this run has {ours}); choose another output directory or delete this one"
+                    ),
+                ));
+            }
+            if manifest.part != part {
+                let show = |p: &Option<PartInfo>| {
+                    p.as_ref().map_or("the whole extraction".to_string(), |p| {
+                        format!("part {} of {}", p.index, p.count)
+                    })
+                };
+                return Err(CacheError::invalid(
+                    &manifest_path,
+                    format!(
+                        "holds {} of this extraction, and this run makes {}; choose another output directory",
+                        show(&manifest.part),
+                        show(&part)
                     ),
                 ));
             }
@@ -89,7 +99,10 @@ impl CacheWriter {
                     format!("directory is not empty ({name:?}) and holds no {MANIFEST_FILE}; refusing to write a cache into it"),
                 ));
             }
-            let manifest = Manifest::new(spec);
+            let manifest = Manifest {
+                part,
+                ..Manifest::new(spec)
+            };
             manifest.save(dir)?;
             (manifest, WriterState::Fresh)
         };

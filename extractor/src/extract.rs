@@ -7,12 +7,15 @@ use crate::sequences::{build_sequences, SequenceConfig, SequenceStats};
 use crate::source::ModelSource;
 use crate::tokenizer::TextTokenizer;
 use anyhow::{bail, Result};
+use cache_format::fsutil::lock_dir;
 use cache_format::manifest::Hookpoints;
+use cache_format::parts::{Part, PartInfo};
 use cache_format::{
     CacheSpec, CacheWriter, DType, Manifest, ModelIdentity, TokenizerIdentity, WriterState,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::path::PathBuf;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Clone, Debug)]
@@ -31,6 +34,8 @@ pub struct ExtractArgs {
     pub batch_seqs: usize,
     pub shuffle_buffer: usize,
     pub progress: bool,
+    /// This run's share of an extraction in parts (`--part I/N`), or the whole.
+    pub part: Option<Part>,
 }
 
 impl ExtractArgs {
@@ -57,12 +62,21 @@ impl ExtractArgs {
             self.out.join(format!("layer-{layer}"))
         }
     }
+
+    /// Where this run writes layer `layer`'s rows: its layer folder, or the part's folder inside it.
+    pub fn write_dir(&self, layer: usize) -> PathBuf {
+        match self.part {
+            Some(p) => self.layer_dir(layer).join(p.dir_name()),
+            None => self.layer_dir(layer),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct ExtractSummary {
     pub caches: Vec<(usize, PathBuf)>,
     pub sequences: u64,
+    /// Rows of the caches written (of this part, for a part).
     pub rows_total: u64,
     /// Rows computed in this run (less than the total after a resume).
     pub rows_computed: u64,
@@ -86,15 +100,21 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         shuffle_buffer: args.shuffle_buffer,
     };
     let (tokens, stats) = build_sequences(&args.text, &args.text_field, &tok, &seq_cfg)?;
-    // Held to the end: a second extraction into this folder is refused rather than interleaved.
-    let _lock = cache_format::fsutil::lock_dir(&args.out)?;
+    // Held to the end: a second extraction into this folder is refused rather than interleaved. The parts of
+    // one extraction each lock their own folders, so they run at once.
+    let _locks = match args.part {
+        None => vec![lock_dir(&args.out)?],
+        Some(_) => layers
+            .iter()
+            .map(|&l| lock_dir(&args.write_dir(l)))
+            .collect::<Result<_, _>>()?,
+    };
     let mut writers = open_writers(args, &source, &layers, &tok, &stats)?;
     let all_complete = writers.iter().all(|w| w.complete);
-    let n_seqs = stats.sequences as usize;
     let mut summary = ExtractSummary {
         caches: writers.iter().map(|w| (w.layer, w.dir.clone())).collect(),
-        sequences: n_seqs as u64,
-        rows_total: (n_seqs * args.ctx_len) as u64,
+        sequences: stats.sequences,
+        rows_total: writers[0].rows.end - writers[0].rows.start,
         rows_computed: 0,
         seconds: 0.0,
         forward_seconds: 0.0,
@@ -137,7 +157,10 @@ fn checked_layers(args: &ExtractArgs, source: &ModelSource) -> Result<Vec<usize>
         );
     }
     for &l in &layers {
-        let dir = args.layer_dir(l);
+        if let Some(part) = args.part {
+            refuse_other_split(&args.layer_dir(l), part)?;
+        }
+        let dir = args.write_dir(l);
         cache_format::fsutil::prepare_output_dir(&dir)?;
         if let Ok(m) = Manifest::load(&dir) {
             if m.spec.extraction_args != args.content_args() {
@@ -153,11 +176,47 @@ fn checked_layers(args: &ExtractArgs, source: &ModelSource) -> Result<Vec<usize>
     Ok(layers)
 }
 
+/// Part `part`'s layer folder must not hold a cache made in one part, nor parts of a split into another
+/// number of parts.
+fn refuse_other_split(layer_dir: &Path, part: Part) -> Result<()> {
+    if let Ok(m) = Manifest::load(layer_dir) {
+        if m.parts.is_none() {
+            bail!(
+                "{}: holds a cache extracted in one part; extract parts into another --out",
+                layer_dir.display()
+            );
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(layer_dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if let Some(other) = name.to_str().and_then(Part::from_dir_name) {
+            if other.count != part.count {
+                bail!(
+                    "{}: holds {}, a part of a split into {} parts, and this run makes part {} of {}; use --part I/{} \
+                     or another --out",
+                    layer_dir.display(),
+                    other.dir_name(),
+                    other.count,
+                    part.index,
+                    part.count,
+                    other.count
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One requested layer's cache being written.
 struct LayerWriter {
     layer: usize,
     dir: PathBuf,
     writer: CacheWriter,
+    /// The rows of the extraction's grid this writer holds: all, or its part's.
+    rows: Range<u64>,
     /// The cache was already complete when opened.
     complete: bool,
 }
@@ -190,8 +249,9 @@ fn open_writers(
         "joining": "sparsify chunk_and_tokenize: groups of 2048 documents, EOS-joined with a leading EOS, remainder dropped",
     });
     let mut writers = Vec::new();
+    let total_rows = stats.sequences * args.ctx_len as u64;
     for &l in layers {
-        let dir = args.layer_dir(l);
+        let dir = args.write_dir(l);
         let (mlp_in, mlp_out) = source.hookpoints(l);
         let spec = CacheSpec {
             model: model_id.clone(),
@@ -210,20 +270,30 @@ fn open_writers(
             extraction_args: args.content_args(),
             shard_rows: args.shard_rows,
         };
-        let (writer, state) = CacheWriter::open(&dir, spec)?;
+        let part = match args.part {
+            Some(p) => Some(PartInfo::plan(&spec, p, total_rows).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let rows = part
+            .as_ref()
+            .map_or(0..total_rows, |p| p.first_row..p.first_row + p.rows);
+        let (writer, state) = CacheWriter::open_part(&dir, spec, part)?;
         writers.push(LayerWriter {
             layer: l,
             dir,
             writer,
+            rows,
             complete: matches!(state, WriterState::Complete { .. }),
         });
     }
     Ok(writers)
 }
 
-/// Runs the batches of sequences from the one the least advanced writer stopped in, each forward pass
-/// stopping after layer `deepest` and handing every requested layer's MLP input and output to its writer.
-/// Returns the rows computed.
+/// Runs the batches of sequences from the one the least advanced writer stopped in to the end of the writers'
+/// rows (the whole extraction, or one part's), each forward pass stopping after layer `deepest` and handing
+/// every requested layer's MLP input and output to its writer. Batches stay on the extraction's grid of
+/// `batch_seqs` sequences whatever part this is, so every row comes from the same batch as in a run in one
+/// part. Returns the rows computed.
 fn forward_batches(
     args: &ExtractArgs,
     model: &dyn LanguageModel,
@@ -234,19 +304,19 @@ fn forward_batches(
     let ctx = args.ctx_len;
     let n_seqs = tokens.len() / ctx;
     let d = model.info().d_model;
-    let start_row = writers
-        .iter()
-        .map(|w| w.writer.rows_written())
-        .min()
-        .unwrap_or(0);
-    let batch_rows = args.batch_seqs * ctx;
-    let first_batch = (start_row as usize) / batch_rows;
-    let bar = progress_bar(args.progress, (n_seqs * ctx) as u64);
-    bar.set_position((first_batch * batch_rows) as u64);
+    // The next row (of the whole grid) each writer needs.
+    let next_row = |w: &LayerWriter| w.rows.start + w.writer.rows_written();
+    let start_row = writers.iter().map(next_row).min().unwrap_or(0);
+    let end_row = writers.iter().map(|w| w.rows.end).max().unwrap_or(0);
+    let batch_rows = (args.batch_seqs * ctx) as u64;
+    let first_batch = start_row / batch_rows;
+    let first_row = writers.iter().map(|w| w.rows.start).min().unwrap_or(0);
+    let bar = progress_bar(args.progress, end_row - first_row);
+    bar.set_position(start_row - first_row);
     bar.reset_eta();
     let mut rows_computed = 0;
-    for b in first_batch..n_seqs.div_ceil(batch_rows / ctx) {
-        let first_seq = b * args.batch_seqs;
+    for b in first_batch..end_row.div_ceil(batch_rows) {
+        let first_seq = b as usize * args.batch_seqs;
         let seqs = args.batch_seqs.min(n_seqs - first_seq);
         let batch_tokens = &tokens[first_seq * ctx..(first_seq + seqs) * ctx];
         let row0 = (first_seq * ctx) as u64;
@@ -263,14 +333,20 @@ fn forward_batches(
                 let Some(w) = writers.iter_mut().find(|w| w.layer == l) else {
                     return;
                 };
-                // After a resume, a writer may already hold the first rows of this batch.
-                let skip = (w.writer.rows_written().saturating_sub(row0) as usize).min(seqs * ctx);
+                // The rows of this batch the writer still needs: after what it holds (a resume may have left
+                // the batch's first rows on disk), before its part's end.
+                let rows = seqs * ctx;
+                let from = (next_row(w).saturating_sub(row0) as usize).min(rows);
+                let to = (w.rows.end.saturating_sub(row0) as usize).min(rows);
+                if from >= to {
+                    return;
+                }
                 if let Err(e) = w.writer.push(
-                    &mlp_in[skip * d..],
-                    &mlp_out[skip * d..],
-                    &batch_tokens[skip..],
-                    &seq_ids[skip..],
-                    &positions[skip..],
+                    &mlp_in[from * d..to * d],
+                    &mlp_out[from * d..to * d],
+                    &batch_tokens[from..to],
+                    &seq_ids[from..to],
+                    &positions[from..to],
                 ) {
                     failure.get_or_insert(e);
                 }
@@ -279,8 +355,10 @@ fn forward_batches(
         if let Some(e) = failure {
             return Err(e.into());
         }
-        rows_computed += (seqs * ctx) as u64;
-        bar.inc((seqs * ctx) as u64);
+        let batch_end = row0 + (seqs * ctx) as u64;
+        let counted = batch_end.min(end_row) - row0.max(start_row);
+        rows_computed += counted;
+        bar.inc(counted);
     }
     bar.finish_and_clear();
     Ok(rows_computed)
