@@ -1,6 +1,6 @@
 //! `sparsecoder train`: flags and sweeps → `trainer::train::run`, then a summary table.
 
-use crate::flags::{self, one_of};
+use crate::flags::{self, one_of, PartFlags};
 use anyhow::{anyhow, bail, Result};
 use cache_format::Side;
 use clap::Args;
@@ -102,6 +102,11 @@ pub struct TrainCli {
     eval_rows: usize,
     #[arg(long)]
     quiet: bool,
+    /// Train one share of the sweep split over N tasks: every N-th coder from the I-th. The coders land in
+    /// --out beside the other parts'; this part's metrics.jsonl, summary.json and training state in
+    /// --out/part-I-of-N. `eval --checkpoints --out` takes the whole sweep.
+    #[command(flatten)]
+    part: PartFlags,
 }
 
 fn width_of(cache: &std::path::Path) -> Result<usize> {
@@ -254,6 +259,8 @@ pub fn train(cli: TrainCli) -> Result<ExitCode> {
         loader_threads: cli.loader_threads,
         eval_every: cli.eval_every,
         eval_rows: cli.eval_rows,
+        part: cli.part.resolve()?,
+        sweep_names: Vec::new(),
     };
     let s = run(&args)?;
     println!(

@@ -18,7 +18,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Task `index` (from 0) of `count` tasks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Part {
     pub index: u32,
     pub count: u32,
@@ -130,11 +130,57 @@ impl Part {
         Part::new(i.parse().ok()?, n.parse().ok()?).ok()
     }
 
+    /// This part's shards of an extraction of `total_rows` rows in shards of `shard_rows`; refused when the
+    /// share is empty (more parts than shards).
+    pub fn shards(
+        &self,
+        total_rows: u64,
+        shard_rows: u64,
+    ) -> std::result::Result<Range<u64>, String> {
+        let shards_total = total_rows.div_ceil(shard_rows);
+        let shards = self.share(shards_total);
+        if shards.is_empty() {
+            return Err(format!(
+                "--part {}/{}: this extraction has {shards_total} shards of {shard_rows} rows, too few for {} parts; \
+                 use at most {shards_total} parts (or a smaller --shard-rows)",
+                self.index, self.count, self.count
+            ));
+        }
+        Ok(shards)
+    }
+
     /// This part's contiguous share of `items` items: `[I·items/N, (I+1)·items/N)`.
     pub fn share(&self, items: u64) -> Range<u64> {
         let at = |i: u32| (i as u128 * items as u128 / self.count as u128) as u64;
         at(self.index)..at(self.index + 1)
     }
+}
+
+/// Refuses `part` in `dir` (an extraction's layer folder, a sweep's folder) when `dir` holds a part of a split
+/// into another number of parts: their shares would overlap.
+pub fn refuse_other_split(dir: &Path, part: Part) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let Some(other) = entry.file_name().to_str().and_then(Part::from_dir_name) else {
+            continue;
+        };
+        if other.count != part.count {
+            return Err(CacheError::invalid(
+                dir,
+                format!(
+                    "holds {}, a part of a split into {} parts, and this run is part {} of {}; use --part I/{} or another folder",
+                    other.dir_name(),
+                    other.count,
+                    part.index,
+                    part.count,
+                    other.count
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a part's manifest says of its place in the whole extraction.
@@ -161,15 +207,7 @@ impl PartInfo {
         part: Part,
         total_rows: u64,
     ) -> std::result::Result<PartInfo, String> {
-        let shards_total = total_rows.div_ceil(spec.shard_rows);
-        let shards = part.share(shards_total);
-        if shards.is_empty() {
-            return Err(format!(
-                "--part {}/{}: this extraction has {shards_total} shards of {} rows, too few for {} parts; use at most \
-                 {shards_total} parts (or a smaller --shard-rows)",
-                part.index, part.count, spec.shard_rows, part.count
-            ));
-        }
+        let shards = part.shards(total_rows, spec.shard_rows)?;
         let first_row = shards.start * spec.shard_rows;
         let end_row = (shards.end * spec.shard_rows).min(total_rows);
         Ok(PartInfo {

@@ -35,21 +35,16 @@ impl LayerResults {
     /// Reads a sweep folder that `train` wrote and `eval` evaluated.
     pub fn load(dir: &Path) -> Result<LayerResults> {
         let eval: Report = read_json(&dir.join("eval.json"))?;
-        let train: TrainSummary = read_json(&dir.join("summary.json"))?;
-        let path = dir.join("metrics.jsonl");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let run_dirs = run_dirs(dir)?;
+        let mut train: TrainSummary = read_json(&run_dirs[0].join("summary.json"))?;
+        for part in &run_dirs[1..] {
+            let more: TrainSummary = read_json(&part.join("summary.json"))?;
+            train.seconds = train.seconds.max(more.seconds);
+            train.coders.extend(more.coders);
+        }
         let mut curves: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-        for (i, line) in text.lines().enumerate() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}: line {}: not JSON", path.display(), i + 1))?;
-            if let (Some(c), Some(t), Some(f)) = (
-                v["coder"].as_str(),
-                v["tokens"].as_u64(),
-                v["heldout_fvu"].as_f64(),
-            ) {
-                curves.entry(c.to_string()).or_default().push((t, f));
-            }
+        for run_dir in &run_dirs {
+            read_curves(&run_dir.join("metrics.jsonl"), &mut curves)?;
         }
         Ok(LayerResults {
             dir: dir.to_path_buf(),
@@ -58,6 +53,59 @@ impl LayerResults {
             curves,
         })
     }
+}
+
+/// The folders holding a sweep's summary.json and metrics.jsonl: the sweep's own, or, for a sweep trained in
+/// parts (`train --part I/N`), each `part-I-of-N` in it.
+fn run_dirs(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    if dir.join("summary.json").exists() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut parts: Vec<(cache_format::parts::Part, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read", dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let part = cache_format::parts::Part::from_dir_name(e.file_name().to_str()?)?;
+            Some((part, e.path()))
+        })
+        .collect();
+    parts.sort_by_key(|(p, _)| p.index);
+    match parts.first() {
+        None => anyhow::bail!(
+            "{}: holds no summary.json (nor part-I-of-N folders of a sweep trained in parts)",
+            dir.display()
+        ),
+        Some((first, _))
+            if parts.len() != first.count as usize
+                || parts.iter().any(|(p, _)| p.count != first.count) =>
+        {
+            anyhow::bail!(
+                "{}: a sweep trained in {} parts needs all of them, one split, and has {}",
+                dir.display(),
+                first.count,
+                parts.len()
+            )
+        }
+        Some(_) => Ok(parts.into_iter().map(|(_, p)| p).collect()),
+    }
+}
+
+/// Adds the held-out FVU points of a metrics.jsonl to `curves`, by coder.
+fn read_curves(path: &Path, curves: &mut BTreeMap<String, Vec<(u64, f64)>>) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: line {}: not JSON", path.display(), i + 1))?;
+        if let (Some(c), Some(t), Some(f)) = (
+            v["coder"].as_str(),
+            v["tokens"].as_u64(),
+            v["heldout_fvu"].as_f64(),
+        ) {
+            curves.entry(c.to_string()).or_default().push((t, f));
+        }
+    }
+    Ok(())
 }
 
 /// The coders of one layer at one (k, latents), by role.

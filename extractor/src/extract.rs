@@ -100,6 +100,11 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         shuffle_buffer: args.shuffle_buffer,
     };
     let (tokens, stats) = build_sequences(&args.text, &args.text_field, &tok, &seq_cfg)?;
+    if let Some(p) = args.part {
+        // Before any part folder exists: an empty one left by a refused run would block other splits.
+        p.shards(stats.sequences * args.ctx_len as u64, args.shard_rows)
+            .map_err(anyhow::Error::msg)?;
+    }
     // Held to the end: a second extraction into this folder is refused rather than interleaved. The parts of
     // one extraction each lock their own folders, so they run at once.
     let _locks = match args.part {
@@ -160,8 +165,9 @@ fn checked_layers(args: &ExtractArgs, source: &ModelSource) -> Result<Vec<usize>
         if let Some(part) = args.part {
             refuse_other_split(&args.layer_dir(l), part)?;
         }
+        // A part's own folder is made once its share is known to exist (by its lock).
+        cache_format::fsutil::prepare_output_dir(&args.layer_dir(l))?;
         let dir = args.write_dir(l);
-        cache_format::fsutil::prepare_output_dir(&dir)?;
         if let Ok(m) = Manifest::load(&dir) {
             if m.spec.extraction_args != args.content_args() {
                 bail!(
@@ -179,35 +185,13 @@ fn checked_layers(args: &ExtractArgs, source: &ModelSource) -> Result<Vec<usize>
 /// Part `part`'s layer folder must not hold a cache made in one part, nor parts of a split into another
 /// number of parts.
 fn refuse_other_split(layer_dir: &Path, part: Part) -> Result<()> {
-    if let Ok(m) = Manifest::load(layer_dir) {
-        if m.parts.is_none() {
-            bail!(
-                "{}: holds a cache extracted in one part; extract parts into another --out",
-                layer_dir.display()
-            );
-        }
+    if Manifest::load(layer_dir).is_ok_and(|m| m.parts.is_none()) {
+        bail!(
+            "{}: holds a cache extracted in one part; extract parts into another --out",
+            layer_dir.display()
+        );
     }
-    let Ok(entries) = std::fs::read_dir(layer_dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if let Some(other) = name.to_str().and_then(Part::from_dir_name) {
-            if other.count != part.count {
-                bail!(
-                    "{}: holds {}, a part of a split into {} parts, and this run makes part {} of {}; use --part I/{} \
-                     or another --out",
-                    layer_dir.display(),
-                    other.dir_name(),
-                    other.count,
-                    part.index,
-                    part.count,
-                    other.count
-                );
-            }
-        }
-    }
-    Ok(())
+    Ok(cache_format::parts::refuse_other_split(layer_dir, part)?)
 }
 
 /// One requested layer's cache being written.

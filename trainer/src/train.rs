@@ -11,6 +11,7 @@ use crate::step::StepInput;
 use anyhow::{bail, Context, Result};
 use cache_format::fsutil::write_atomic;
 use cache_format::loader::batches_per_epoch;
+use cache_format::parts::Part;
 use cache_format::{Batch, Cache, LoaderConfig, Side};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,45 @@ pub struct TrainArgs {
     /// Where the steps run; not part of a run's identity (a run may resume on another device).
     #[serde(skip)]
     pub device: Device,
+    /// This task's share of a sweep split over a job array: every N-th coder from the I-th (`coders` is then
+    /// the whole sweep's list until [`run`] takes the share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
+    /// Every coder of the sweep, the names that may sit in `out` (filled by [`run`] before it cuts `coders`).
+    #[serde(skip)]
+    pub sweep_names: Vec<String>,
+}
+
+impl TrainArgs {
+    /// The folder of the run's own files (train_state.json, metrics.jsonl, summary.json, its lock): `out`, or
+    /// `out/part-I-of-N` for one part of a sweep, so that the parts' coders share `out` and nothing else.
+    pub fn run_dir(&self) -> PathBuf {
+        match self.part {
+            Some(p) => self.out.join(p.dir_name()),
+            None => self.out.clone(),
+        }
+    }
+
+    /// These arguments with `coders` cut to this part's share of the sweep.
+    fn own_share(&self) -> Result<TrainArgs> {
+        let mut args = self.clone();
+        args.sweep_names = self.coders.iter().map(CoderSpec::name).collect();
+        if let Some(p) = self.part {
+            let n = self.coders.len();
+            args.coders = (p.index as usize..n)
+                .step_by(p.count as usize)
+                .map(|i| self.coders[i].clone())
+                .collect();
+            if args.coders.is_empty() {
+                bail!(
+                    "--part {}/{}: the sweep has {n} coder(s), none for this part; use at most {n} parts",
+                    p.index,
+                    p.count
+                );
+            }
+        }
+        Ok(args)
+    }
 }
 
 /// Where a run stands.
@@ -172,11 +212,16 @@ fn widths(cache: &Cache, spec: &CoderSpec) -> (usize, usize) {
 
 /// Trains every coder of `args` to the end (or resumes the run in `args.out` and finishes it).
 pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
+    let args = &args.own_share()?;
     let plan = plan(args)?;
     refuse_out_in_cache(args)?;
+    if let Some(p) = args.part {
+        cache_format::parts::refuse_other_split(&args.out, p)?;
+    }
     refuse_unrelated_out(args)?;
-    // Held to the end: a second run into this folder is refused rather than interleaved.
-    let _lock = cache_format::fsutil::lock_dir(&args.out)?;
+    // Held to the end: a second run into this folder is refused rather than interleaved. The parts of a
+    // sweep lock their own run folders and write disjoint coders, so they run at once.
+    let _lock = cache_format::fsutil::lock_dir(&args.run_dir())?;
     let gpu = match args.device {
         Device::Cuda(precision) => Some(crate::cuda::gpu_ops::open(precision)?),
         _ => None,
@@ -214,7 +259,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
     };
     let mut run = Run {
         heldout,
-        metrics: open_metrics(&args.out.join("metrics.jsonl"), at.step)?,
+        metrics: open_metrics(&args.run_dir().join("metrics.jsonl"), at.step)?,
         bar: progress_bar(args.progress, plan.total_steps, at.step),
         started: Instant::now(),
         tokens_at_start: at.tokens,
@@ -227,7 +272,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
     run.epochs()?;
     run.bar.finish_and_clear();
     let summary = run.summary();
-    write_atomic(&args.out.join("summary.json"), |w| {
+    write_atomic(&args.run_dir().join("summary.json"), |w| {
         w.write_all(serde_json::to_string_pretty(&summary)?.as_bytes())
     })?;
     Ok(summary)
@@ -349,10 +394,10 @@ fn refuse_out_in_cache(args: &TrainArgs) -> Result<()> {
 /// An existing `--out` without a training state must hold nothing but what a run of these coders writes
 /// before its first save (or what a killed one left), so that a typo never mixes a run into another folder.
 fn refuse_unrelated_out(args: &TrainArgs) -> Result<()> {
-    if !args.out.is_dir() || args.out.join(STATE_FILE).exists() {
+    if !args.out.is_dir() || args.run_dir().join(STATE_FILE).exists() {
         return Ok(());
     }
-    let coders: Vec<String> = args.coders.iter().map(CoderSpec::name).collect();
+    let coders = &args.sweep_names;
     for entry in std::fs::read_dir(&args.out)
         .with_context(|| format!("--out {}: cannot read", args.out.display()))?
     {
@@ -365,7 +410,8 @@ fn refuse_unrelated_out(args: &TrainArgs) -> Result<()> {
         .contains(&name.as_str())
             || name.starts_with(".write-test-")
             || name.ends_with(cache_format::fsutil::TEMP_SUFFIX)
-            || coders.contains(&name);
+            || coders.contains(&name)
+            || (args.part.is_some() && Part::from_dir_name(&name).is_some());
         if !ours {
             bail!(
                 "--out {}: holds {name:?}, which no training run of these coders writes; choose an empty or new folder",
@@ -461,7 +507,7 @@ fn available_memory() -> Option<u64> {
 /// arguments, or when it is complete.
 fn resumed_position(args: &TrainArgs, plan: &Plan) -> Result<Option<Position>> {
     let total_steps = plan.total_steps;
-    let state_path = args.out.join(STATE_FILE);
+    let state_path = args.run_dir().join(STATE_FILE);
     if !state_path.exists() {
         return Ok(None);
     }
@@ -750,7 +796,7 @@ impl Run<'_> {
             cache_id: Some(self.plan.cache.manifest().content_id()),
             at,
         };
-        write_atomic(&args.out.join(STATE_FILE), |w| {
+        write_atomic(&args.run_dir().join(STATE_FILE), |w| {
             w.write_all(serde_json::to_string_pretty(&state)?.as_bytes())
         })?;
         Ok(())
