@@ -1,7 +1,8 @@
 //! Read throughput of the shuffled batch stream against a plain sequential read of the same shards.
 //!
-//! `cargo bench --bench loader -- [DIR] [ROWS]`: writes a synthetic bf16 cache with SmolLM2's width (576) into
-//! DIR (default target/bench-cache) unless one is there, then measures rows/s for
+//! `cargo bench --bench loader -- [DIR] [ROWS] [DTYPE]`: writes a synthetic cache (DTYPE, default bf16; fp8 to
+//! set its conversion against bf16's) with SmolLM2's width (576) into DIR (default target/bench-cache, or
+//! target/bench-cache-DTYPE for another type) unless one is there, then measures rows/s for
 //! - sequential: one thread reads shard after shard, 4096 contiguous rows at a time, converting to f32;
 //! - shuffled: the training loader (window of 4 shards, batches of 4096, 1 and 2 conversion threads);
 //!
@@ -107,11 +108,13 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let dir = PathBuf::from(
-        args.first()
-            .cloned()
-            .unwrap_or_else(|| "target/bench-cache".into()),
-    );
+    let dtype = args.get(2).map_or(DType::Bf16, |s| {
+        DType::parse(s).unwrap_or_else(|| panic!("DTYPE: f32, f16, bf16 or fp8, found {s:?}"))
+    });
+    let dir = PathBuf::from(args.first().cloned().unwrap_or_else(|| match dtype {
+        DType::Bf16 => "target/bench-cache".into(),
+        other => format!("target/bench-cache-{other}"),
+    }));
     let rows: usize = args.get(1).map_or(196_608, |s| s.parse().unwrap());
     if !dir.join("manifest.json").exists() {
         eprintln!(
@@ -120,7 +123,7 @@ fn main() {
         );
         synthetic::write_cache(
             &dir,
-            synthetic::spec(576, 576, DType::Bf16, 256, 16384),
+            synthetic::spec(576, 576, dtype, 256, 16384),
             rows,
             4096,
             1,
@@ -128,10 +131,12 @@ fn main() {
         .unwrap();
     }
     let cache = Cache::open(&dir).unwrap();
-    let mib = |r: f64| r * (cache.d_in() + cache.d_out()) as f64 * 2.0 / (1024.0 * 1024.0);
+    let dtype = cache.manifest().spec.dtype;
+    let row_bytes = dtype.row_bytes(cache.d_in()) + dtype.row_bytes(cache.d_out());
+    let mib = |r: f64| r * row_bytes as f64 / (1024.0 * 1024.0);
     sequential(&cache); // warm the page cache
     println!(
-        "cache: {} rows, {} shards, d_in {} d_out {}",
+        "cache: {} rows of {dtype}, {} shards, d_in {} d_out {}",
         cache.manifest().total_rows,
         cache.num_shards(),
         cache.d_in(),
@@ -139,7 +144,7 @@ fn main() {
     );
     let v = best(5, false, &cache, |_| verify(&cache));
     println!(
-        "warm: verify sections {v:>10.0} rows/s ({:.0} MiB/s of bf16)",
+        "warm: verify sections {v:>10.0} rows/s ({:.0} MiB/s of {dtype})",
         mib(v)
     );
     if std::env::var_os("LOADER_BENCH_VERIFY_ONLY").is_some() {
@@ -151,7 +156,7 @@ fn main() {
         let sh1 = best(5, cold, &cache, |i| shuffled(&cache, 1, i as u64));
         let sh2 = best(5, cold, &cache, |i| shuffled(&cache, 2, i as u64));
         println!(
-            "{label}: sequential {seq:>10.0} rows/s ({:.0} MiB/s of bf16)",
+            "{label}: sequential {seq:>10.0} rows/s ({:.0} MiB/s of {dtype})",
             mib(seq)
         );
         println!(

@@ -16,8 +16,26 @@ MAGIC = b"SCSHARD\0"
 FIXED_LEN, ENTRY_LEN, SECTION_COUNT = 40, 48, 5
 HEADER_LEN = FIXED_LEN + SECTION_COUNT * ENTRY_LEN + 8
 # element type code -> (numpy dtype of the stored bytes, bytes per element)
-ELEM = {0: ("<f4", 4), 1: ("<f2", 2), 2: ("<u2", 2), 3: ("<u4", 4), 4: ("<u8", 8)}
-BF16 = 2
+ELEM = {0: ("<f4", 4), 1: ("<f2", 2), 2: ("<u2", 2), 3: ("<u4", 4), 4: ("<u8", 8), 5: ("u1", 1)}
+BF16, FP8 = 2, 5
+
+
+def row_bytes(code, width):
+    """Bytes of one row: fp8 rows carry a leading float32 scale."""
+    return 4 + width if code == FP8 else width * ELEM[code][1]
+
+
+def fp8_rows(raw, rows, width):
+    """fp8 rows (float32 scale, then one E4M3 byte per element) as float32 [rows, width]."""
+    raw = raw.reshape(rows, 4 + width)
+    scale = raw[:, :4].copy().view("<f4")  # [rows, 1]
+    codes = raw[:, 4:].astype(np.int32)
+    sign = np.where(codes & 0x80, -1.0, 1.0)
+    exponent = (codes >> 3) & 0x0F
+    mantissa = (codes & 0x07).astype(np.float64)
+    value = np.where(exponent == 0, mantissa / 8 * 2.0 ** -6, (1 + mantissa / 8) * 2.0 ** (exponent - 7))
+    value = np.where((codes & 0x7F) == 0x7F, np.nan, sign * value).astype(np.float32)
+    return value * scale
 
 
 def fail(msg):
@@ -47,16 +65,18 @@ def main():
             continue
         stored, size = ELEM[code]
         width = widths.get(name, 1)
-        if length != rows * width * size or offset + length > len(data):
+        if length != rows * row_bytes(code, width) or offset + length > len(data):
             fail(f"{path}: section {name}: length {length} at offset {offset} does not fit "
-                 f"{rows} rows x {width} x {size} bytes in a {len(data)}-byte file")
+                 f"{rows} rows x {row_bytes(code, width)} bytes in a {len(data)}-byte file")
         raw = np.frombuffer(data[offset:offset + length], dtype=stored)
         if name in widths:
-            if code == BF16:  # bfloat16 is the upper half of a float32
+            if code == FP8:
+                arr = fp8_rows(raw, rows, width)
+            elif code == BF16:  # bfloat16 is the upper half of a float32
                 arr = (raw.astype(np.uint32) << 16).view(np.float32)
             else:
                 arr = raw.astype(np.float32)
-            arr = arr.reshape(rows, width)
+            arr = arr.reshape(rows, width)  # a no-op for fp8's rows
         else:
             arr = raw.astype(np.int64)
         np.save(out, arr)

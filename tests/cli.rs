@@ -41,10 +41,11 @@ fn inspect_shows_manifest_and_shard_statistics() {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
     // Mean and max L2 of shard 0's mlp_in, computed here from the rows that were written.
+    let stored = DType::Bf16.round_trip(&data.mlp_in[..200 * 40], 40);
     let norms: Vec<f64> = (0..200)
         .map(|r| {
             (0..40)
-                .map(|j| DType::Bf16.quantize(data.mlp_in[r * 40 + j]) as f64)
+                .map(|j| stored[r * 40 + j] as f64)
                 .map(|v| v * v)
                 .sum::<f64>()
                 .sqrt()
@@ -219,4 +220,57 @@ fn numpy_reader_matches_rust_reader() {
             }
         }
     }
+}
+
+/// Our E4M3 rounding against ml_dtypes' `float8_e4m3fn` cast (the one JAX and many PyTorch tools use) on
+/// every code's value, every midpoint between neighbouring codes and the floats either side of it, and random
+/// values over the whole range a row's scaling produces (|x| ≤ 448).
+#[test]
+fn fp8_encoding_matches_ml_dtypes() {
+    use cache_format::fp8;
+    let grid: Vec<f32> = (0..=0x7eu8).map(fp8::decode).collect();
+    let mut values = grid.clone();
+    for w in grid.windows(2) {
+        let mid = (w[0] + w[1]) / 2.0; // exact: neighbours differ in their last few bits
+        values.extend([mid, mid.next_down(), mid.next_up()]);
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..100_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
+        values.push(448.0 * unit.powi(4));
+    }
+    let values: Vec<f32> = values.iter().flat_map(|&v| [v, -v]).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("values.f32"), dir.path().join("codes.u8"));
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&input, bytes).unwrap();
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, numpy as np, ml_dtypes; \
+             np.fromfile(sys.argv[1], '<f4').astype(ml_dtypes.float8_e4m3fn).view(np.uint8).tofile(sys.argv[2])",
+        ])
+        .arg(&input)
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ml_dtypes (pip install ml_dtypes): {:?}",
+        text(&o)
+    );
+    let theirs = std::fs::read(&output).unwrap();
+    let ours: Vec<u8> = values.iter().map(|&v| fp8::encode(v)).collect();
+    let differ: Vec<(f32, u8, u8)> = values
+        .iter()
+        .zip(ours.iter().zip(&theirs))
+        .filter(|(_, (a, b))| a != b)
+        .map(|(&v, (&a, &b))| (v, a, b))
+        .take(5)
+        .collect();
+    assert!(differ.is_empty(), "value, ours, ml_dtypes: {differ:?}");
+    assert_eq!(theirs.len(), values.len());
 }

@@ -11,8 +11,16 @@ use std::time::{Duration, Instant};
 /// 19,968 tokens of the tutorial at layers 1 and 2, on grids that do not line up: shards of 1000 rows,
 /// sequences of 64, batches of 3 sequences, so parts start inside sequences and inside batches.
 fn extract_args(out: &Path) -> Vec<String> {
+    let mut args = ["extract", "--quiet", "--out", out.to_str().unwrap()]
+        .map(String::from)
+        .to_vec();
+    args.extend(content_args());
+    args
+}
+
+/// What [`extract_args`] gives, but where the output goes.
+fn content_args() -> Vec<String> {
     [
-        "extract",
         "--model",
         &model(),
         "--text",
@@ -27,9 +35,6 @@ fn extract_args(out: &Path) -> Vec<String> {
         "1000",
         "--batch-seqs",
         "3",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
     ]
     .map(String::from)
     .to_vec()
@@ -37,6 +42,24 @@ fn extract_args(out: &Path) -> Vec<String> {
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sparsecoder")
+}
+
+/// `scripts/array_local.sh N bash scripts/slurm/SCRIPT args...`: the sbatch script run as a local Slurm array
+/// of N tasks; returns its output.
+fn slurm_array(n: usize, script: &str, args: &[String]) -> String {
+    let o = Command::new("bash")
+        .arg(root().join("scripts/array_local.sh"))
+        .arg(n.to_string())
+        .arg("bash")
+        .arg(root().join("scripts/slurm").join(script))
+        .args(args)
+        .env("SPARSECODER", bin())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{script}: {out}{err}");
+    out
 }
 
 fn run_ok(args: &[String]) -> String {
@@ -64,10 +87,23 @@ fn shard_bytes(dir: &Path) -> (Vec<Vec<u8>>, serde_json::Value) {
 }
 
 fn train_args(cache: &Path, out: &Path) -> Vec<String> {
-    [
+    let mut args = [
         "train",
+        "--quiet",
         "--cache",
         cache.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(sweep_args());
+    args
+}
+
+/// What [`train_args`] gives, but the cache and where the output goes.
+fn sweep_args() -> Vec<String> {
+    [
         "--sweep",
         "kind=sae,st,sst",
         "--latents",
@@ -78,11 +114,8 @@ fn train_args(cache: &Path, out: &Path) -> Vec<String> {
         "512",
         "--warmup",
         "2",
-        "--quiet",
         "--device",
         "cpu",
-        "--out",
-        out.to_str().unwrap(),
     ]
     .map(String::from)
     .to_vec()
@@ -118,16 +151,10 @@ fn three_parts_with_one_killed_merge_to_the_one_part_cache() {
     let (ok, _, err) = sc(&["merge", three.to_str().unwrap()]);
     assert!(!ok && err.contains("missing"), "{err}");
 
-    // Then all three at once as a Slurm array would run them: part 1 resumes where it was killed.
-    let mut array = vec![
-        root().join("scripts/array_local.sh").display().to_string(),
-        "3".into(),
-        bin().into(),
-    ];
-    array.extend(extract_args(&three));
-    array.extend(["--part".into(), "auto".into()]);
-    let o = Command::new("bash").args(&array).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Then all three at once, as the Slurm array script runs them: part 1 resumes where it was killed.
+    let mut args = vec![three.display().to_string()];
+    args.extend(content_args());
+    slurm_array(3, "extract_array.sbatch", &args);
     let merged = run_ok(&["merge".into(), three.display().to_string()]);
     assert!(
         merged.contains("from 3 parts (layer 1)") && merged.contains("from 3 parts (layer 2)"),
@@ -170,20 +197,10 @@ fn a_sweep_in_parts_trains_the_whole_sweeps_coders() {
     let whole = tmp.path().join("whole");
     run_ok(&train_args(&cache, &whole));
     let split = tmp.path().join("split");
-    let mut array = vec![
-        root().join("scripts/array_local.sh").display().to_string(),
-        "2".into(),
-        bin().into(),
-    ];
-    array.extend(train_args(&cache, &split));
-    array.extend(["--part".into(), "auto".into()]);
-    let o = Command::new("bash").args(&array).output().unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    // The Slurm sweep script, as a local array of 2 (it adds --cache, --out, --part auto and --quiet).
+    let mut args = vec![cache.display().to_string(), split.display().to_string()];
+    args.extend(sweep_args());
+    let out = slurm_array(2, "sweep_array.sbatch", &args);
     // Every second coder: part 0 trains the SAE and the skip transcoder, part 1 the transcoder.
     assert!(
         out.contains("[task 0] trained 2 coder(s)") && out.contains("[task 1] trained 1 coder(s)"),

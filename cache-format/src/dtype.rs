@@ -1,10 +1,14 @@
 //! Element types of shard sections and the conversions between stored activations and f32.
+//!
+//! Activations are converted a row at a time: a row of `width` elements takes [`DType::row_bytes`] bytes
+//! (`width × size` for the plain types; `4 + width` for fp8, whose rows carry their scale, see [`crate::fp8`]).
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
-/// The storage type of the activation sections (`mlp_in`, `mlp_out`). bf16 is the default.
+/// The storage type of the activation sections (`mlp_in`, `mlp_out`). bf16 is the default; fp8 (E4M3 with a
+/// per-row scale) halves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -13,21 +17,27 @@ pub enum DType {
     F16,
     #[default]
     Bf16,
+    Fp8,
 }
 
 impl DType {
-    pub const ALL: [DType; 3] = [DType::F32, DType::F16, DType::Bf16];
+    pub const ALL: [DType; 4] = [DType::F32, DType::F16, DType::Bf16, DType::Fp8];
 
     pub fn elem(self) -> ElemType {
         match self {
             DType::F32 => ElemType::F32,
             DType::F16 => ElemType::F16,
             DType::Bf16 => ElemType::Bf16,
+            DType::Fp8 => ElemType::Fp8,
         }
     }
 
-    pub fn size(self) -> usize {
-        self.elem().size()
+    /// Bytes of one stored row of `width` elements.
+    pub fn row_bytes(self, width: usize) -> usize {
+        match self {
+            DType::Fp8 => crate::fp8::row_bytes(width),
+            _ => width * self.elem().size(),
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -38,8 +48,8 @@ impl DType {
         DType::ALL.into_iter().find(|d| d.name() == name)
     }
 
-    /// Appends `values` to `out` in this storage type (round-to-nearest-even for the 16-bit types).
-    pub fn encode_into(self, values: &[f32], out: &mut Vec<u8>) {
+    /// Appends `values` (whole rows of `width`) to `out` in this storage type (round-to-nearest-even).
+    pub fn encode_rows_into(self, values: &[f32], width: usize, out: &mut Vec<u8>) {
         match self {
             DType::F32 => out.extend_from_slice(bytemuck::cast_slice(values)),
             DType::F16 => {
@@ -52,26 +62,38 @@ impl DType {
                 tmp.convert_from_f32_slice(values);
                 out.extend_from_slice(bytemuck::cast_slice(&tmp));
             }
+            DType::Fp8 => {
+                out.reserve(values.len() / width.max(1) * self.row_bytes(width));
+                for row in values.chunks_exact(width) {
+                    crate::fp8::encode_row(row, out);
+                }
+            }
         }
     }
 
-    /// Converts stored bytes (`out.len()` elements, suitably aligned) to f32.
-    pub fn decode(self, bytes: &[u8], out: &mut [f32]) {
-        debug_assert_eq!(bytes.len(), out.len() * self.size());
+    /// Converts stored rows (`out.len() / width` of them, their `row_bytes` each) to f32.
+    pub fn decode_rows(self, bytes: &[u8], width: usize, out: &mut [f32]) {
+        debug_assert_eq!(bytes.len(), out.len() / width * self.row_bytes(width));
         match self {
             DType::F32 => out.copy_from_slice(bytemuck::cast_slice(bytes)),
             DType::F16 => bytemuck::cast_slice::<u8, f16>(bytes).convert_to_f32_slice(out),
             DType::Bf16 => bytemuck::cast_slice::<u8, bf16>(bytes).convert_to_f32_slice(out),
+            DType::Fp8 => {
+                let stride = self.row_bytes(width);
+                for (row, stored) in out.chunks_exact_mut(width).zip(bytes.chunks_exact(stride)) {
+                    crate::fp8::decode_row(stored, row);
+                }
+            }
         }
     }
 
-    /// Rounds `v` to the nearest value representable in this storage type, as f32.
-    pub fn quantize(self, v: f32) -> f32 {
-        match self {
-            DType::F32 => v,
-            DType::F16 => f16::from_f32(v).to_f32(),
-            DType::Bf16 => bf16::from_f32(v).to_f32(),
-        }
+    /// What `values` (whole rows of `width`) read back as after storage in this type.
+    pub fn round_trip(self, values: &[f32], width: usize) -> Vec<f32> {
+        let mut bytes = Vec::new();
+        self.encode_rows_into(values, width, &mut bytes);
+        let mut out = vec![0f32; values.len()];
+        self.decode_rows(&bytes, width, &mut out);
+        out
     }
 }
 
@@ -90,6 +112,8 @@ pub enum ElemType {
     Bf16 = 2,
     U32 = 3,
     U64 = 4,
+    /// fp8 E4M3 rows, each led by its f32 scale (`crate::fp8`).
+    Fp8 = 5,
 }
 
 impl ElemType {
@@ -100,6 +124,7 @@ impl ElemType {
             2 => ElemType::Bf16,
             3 => ElemType::U32,
             4 => ElemType::U64,
+            5 => ElemType::Fp8,
             _ => return None,
         })
     }
@@ -108,16 +133,27 @@ impl ElemType {
         self as u32
     }
 
+    /// Bytes per element (for fp8, not counting its rows' scales: see [`ElemType::row_bytes`]).
     pub fn size(self) -> usize {
         match self {
+            ElemType::Fp8 => 1,
             ElemType::F16 | ElemType::Bf16 => 2,
             ElemType::F32 | ElemType::U32 => 4,
             ElemType::U64 => 8,
         }
     }
 
+    /// Bytes of a row of `width` elements, or `None` on overflow.
+    pub fn row_bytes(self, width: u64) -> Option<u64> {
+        match self {
+            ElemType::Fp8 => width.checked_add(4),
+            _ => width.checked_mul(self.size() as u64),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
+            ElemType::Fp8 => "fp8",
             ElemType::F32 => "f32",
             ElemType::F16 => "f16",
             ElemType::Bf16 => "bf16",
@@ -131,6 +167,7 @@ impl ElemType {
             ElemType::F32 => Some(DType::F32),
             ElemType::F16 => Some(DType::F16),
             ElemType::Bf16 => Some(DType::Bf16),
+            ElemType::Fp8 => Some(DType::Fp8),
             _ => None,
         }
     }

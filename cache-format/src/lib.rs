@@ -21,6 +21,7 @@ pub mod archive;
 pub mod cache;
 pub mod dtype;
 pub mod error;
+pub mod fp8;
 pub mod fsutil;
 pub mod loader;
 pub mod manifest;

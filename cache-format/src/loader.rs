@@ -328,8 +328,8 @@ fn fill_batch(batch: &mut Batch, index: u64, shards: &[Arc<Shard>], rows: &[RowR
     let row_bytes = |k: usize, s: Section| {
         let (slot, row) = rows[order[k] as usize];
         let shard = &shards[slot as usize];
-        let width = shard.width(s) * shard.dtype().size();
-        &shard.section_bytes(s)[row as usize * width..(row as usize + 1) * width]
+        let stride = shard.dtype().row_bytes(shard.width(s));
+        &shard.section_bytes(s)[row as usize * stride..(row as usize + 1) * stride]
     };
     for k in 0..n {
         if k + AHEAD < n {

@@ -108,7 +108,7 @@ impl ShardHeader {
         let mut offset = align_up(HEADER_LEN as u64);
         let sections = Section::ALL.map(|s| {
             let (width, elem) = s.shape(d_in, d_out, dtype);
-            let len = rows * width * elem.size() as u64;
+            let len = rows * elem.row_bytes(width).expect("a row's size fits u64");
             let entry = SectionEntry {
                 elem,
                 offset,
@@ -220,7 +220,7 @@ impl ShardHeader {
             .and_then(ElemType::as_activation)
             .ok_or_else(|| {
                 bad(format!(
-                    "header: activation dtype code {code} is not 0 (f32), 1 (f16) or 2 (bf16)"
+                    "header: activation dtype code {code} is not 0 (f32), 1 (f16), 2 (bf16) or 5 (fp8)"
                 ))
             })?;
         if d_in == 0 || d_out == 0 {
@@ -259,18 +259,16 @@ impl ShardHeader {
             }
             let offset = u64_at(bytes, at + 24);
             let len = u64_at(bytes, at + 32);
-            let want_len = rows
-                .checked_mul(width)
-                .and_then(|n| n.checked_mul(want_elem.size() as u64))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "header: {rows} rows overflow section {name}'s size"
-                    ))
-                })?;
+            let row_bytes = want_elem.row_bytes(width);
+            let want_len = row_bytes.and_then(|b| rows.checked_mul(b)).ok_or_else(|| {
+                bad(format!(
+                    "header: {rows} rows overflow section {name}'s size"
+                ))
+            })?;
             if len != want_len {
                 return Err(bad(format!(
-                    "section {name}: length expected {want_len} bytes ({rows} rows × {width} × {}), found {len}",
-                    want_elem.size()
+                    "section {name}: length expected {want_len} bytes ({rows} rows × {} bytes), found {len}",
+                    row_bytes.unwrap_or(0)
                 )));
             }
             if !offset.is_multiple_of(ALIGN) || offset < HEADER_LEN as u64 {
@@ -522,11 +520,14 @@ impl Shard {
     /// Converts `out.len() / width` consecutive rows of an activation section, starting at `first_row`, to f32.
     pub fn read_rows_f32(&self, s: Section, first_row: usize, out: &mut [f32]) {
         let width = self.width(s);
-        let size = self.dtype().size();
+        let stride = self.dtype().row_bytes(width);
         let bytes = self.section_bytes(s);
-        let start = first_row * width * size;
-        self.dtype()
-            .decode(&bytes[start..start + out.len() * size], out);
+        let start = first_row * stride;
+        self.dtype().decode_rows(
+            &bytes[start..start + out.len() / width * stride],
+            width,
+            out,
+        );
     }
 
     /// Recomputes every section checksum: one error per damaged section, naming the shard and the section.

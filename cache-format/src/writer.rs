@@ -195,8 +195,12 @@ impl CacheWriter {
         while start < rows {
             let room = (shard_rows - self.buffered_rows()) as usize;
             let end = rows.min(start + room);
-            dtype.encode_into(&mlp_in[start * d_in..end * d_in], &mut self.mlp_in);
-            dtype.encode_into(&mlp_out[start * d_out..end * d_out], &mut self.mlp_out);
+            dtype.encode_rows_into(&mlp_in[start * d_in..end * d_in], d_in, &mut self.mlp_in);
+            dtype.encode_rows_into(
+                &mlp_out[start * d_out..end * d_out],
+                d_out,
+                &mut self.mlp_out,
+            );
             self.token_ids.extend_from_slice(&token_ids[start..end]);
             self.seq_ids.extend_from_slice(&seq_ids[start..end]);
             self.positions.extend_from_slice(&positions[start..end]);

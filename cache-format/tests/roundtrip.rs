@@ -31,17 +31,22 @@ fn check_roundtrip(
         ] {
             let mut got = vec![0f32; n * width];
             shard.read_rows_f32(s, 0, &mut got);
-            for (j, g) in got.iter().enumerate() {
-                let want = dtype.quantize(source[global * width + j]);
-                assert_eq!(g.to_bits(), want.to_bits(), "{s:?} shard {i} element {j}");
-                // Storage error is bounded by the type's precision.
-                let v = source[global * width + j];
-                let tol = match dtype {
+            let source = &source[global * width..(global + n) * width];
+            let want = dtype.round_trip(source, width);
+            for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "{s:?} shard {i} element {j}");
+                // Storage error is bounded by the type's precision (fp8: relative to its row's scale too).
+                let v = source[j];
+                let row = &source[j / width * width..][..width];
+                let bound = match dtype {
                     DType::F32 => 0.0,
-                    DType::F16 => 1e-3,
-                    DType::Bf16 => 8e-3,
+                    DType::F16 => 1e-3 * v.abs().max(1e-2),
+                    DType::Bf16 => 8e-3 * v.abs().max(1e-2),
+                    DType::Fp8 => {
+                        (v.abs() / 16.0).max(cache_format::fp8::row_scale(row) / 1024.0) * 1.0001
+                    }
                 };
-                assert!((g - v).abs() <= tol * v.abs().max(1e-2), "{g} vs {v}");
+                assert!((g - v).abs() <= bound, "{g} vs {v}");
             }
         }
         assert_eq!(shard.token_ids(), &data.token_ids[global..global + n]);
@@ -59,7 +64,12 @@ fn check_roundtrip(
 }
 
 fn dtype_strategy() -> impl Strategy<Value = DType> {
-    prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::Bf16)]
+    prop_oneof![
+        Just(DType::F32),
+        Just(DType::F16),
+        Just(DType::Bf16),
+        Just(DType::Fp8)
+    ]
 }
 
 proptest! {
