@@ -149,9 +149,28 @@ fn three_parts_with_one_killed_merge_to_the_one_part_cache() {
         "part 1 was killed before it finished"
     );
     let (ok, _, err) = sc(&["merge", three.to_str().unwrap()]);
-    assert!(!ok && err.contains("missing"), "{err}");
+    assert!(!ok && err.contains("part-0-of-3: missing"), "{err}");
+    // Parts 0 and 2 at once; the merge then refuses the half-written part 1.
+    let others: Vec<_> = ["0/3", "2/3"]
+        .map(|part| {
+            let mut args = extract_args(&three);
+            args.extend(["--part".into(), part.into()]);
+            Command::new(bin()).args(&args).spawn().unwrap()
+        })
+        .into_iter()
+        .collect();
+    for mut child in others {
+        assert!(child.wait().unwrap().success());
+    }
+    let (ok, _, err) = sc(&["merge", three.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("part-1-of-3: not complete")
+            && err.contains("run extract --part 1/3 again"),
+        "{err}"
+    );
 
-    // Then all three at once, as the Slurm array script runs them: part 1 resumes where it was killed.
+    // Then the whole array, as the Slurm script runs it: parts 0 and 2 have nothing to do, part 1 resumes where
+    // it was killed.
     let mut args = vec![three.display().to_string()];
     args.extend(content_args());
     slurm_array(3, "extract_array.sbatch", &args);
@@ -201,6 +220,12 @@ fn a_sweep_in_parts_trains_the_whole_sweeps_coders() {
     let mut args = vec![cache.display().to_string(), split.display().to_string()];
     args.extend(sweep_args());
     let out = slurm_array(2, "sweep_array.sbatch", &args);
+    let again = slurm_array(2, "sweep_array.sbatch", &args);
+    assert_eq!(
+        again.matches("nothing to do").count(),
+        2,
+        "a rerun array does nothing: {again}"
+    );
     // Every second coder: part 0 trains the SAE and the skip transcoder, part 1 the transcoder.
     assert!(
         out.contains("[task 0] trained 2 coder(s)") && out.contains("[task 1] trained 1 coder(s)"),

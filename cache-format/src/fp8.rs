@@ -85,7 +85,8 @@ pub fn encode_row(row: &[f32], out: &mut Vec<u8>) {
     out.extend(row.iter().map(|&v| encode(v / scale)));
 }
 
-/// Decodes one stored row (`row_bytes(out.len())` bytes) into `out`.
+/// Decodes one stored row (`row_bytes(out.len())` bytes) into `out`: a table lookup and a product per element
+/// (measured faster than building the f32 from the code's bits, which does not vectorise on baseline x86-64).
 pub fn decode_row(bytes: &[u8], out: &mut [f32]) {
     debug_assert_eq!(bytes.len(), row_bytes(out.len()));
     let scale = f32::from_le_bytes(bytes[..4].try_into().unwrap());
@@ -114,6 +115,23 @@ mod tests {
         assert_eq!(decode(0x01), 2f32.powi(-9));
         assert_eq!(decode(0x08), 2f32.powi(-6));
         assert_eq!(decode(0x38), 1.0);
+    }
+
+    #[test]
+    fn the_row_decoder_equals_the_definition_on_every_code() {
+        for scale in [1.0f32, 0.0173, 3.5e3] {
+            let mut row = scale.to_le_bytes().to_vec();
+            row.extend(0..=255u8);
+            let mut out = vec![0f32; 256];
+            decode_row(&row, &mut out);
+            for (code, got) in out.iter().enumerate() {
+                let want = decode(code as u8) * scale;
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "code {code:#04x}: {got} vs {want}"
+                );
+            }
+        }
     }
 
     #[test]
