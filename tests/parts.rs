@@ -426,6 +426,15 @@ fn misuse_of_parts_is_refused_naming_the_part() {
         "part-1-of-2/manifest.json: manifest_xxh3",
     );
     std::fs::write(&manifest, &good).unwrap();
+    let shard = part1.join("shard-000000.bin");
+    let whole = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &whole[..whole.len() / 2]).unwrap();
+    refused(
+        "merge, a truncated shard in a part",
+        sc(&["merge", o]),
+        "part-1-of-2/shard-000000.bin: file size (bytes, from the manifest)",
+    );
+    std::fs::write(&shard, &whole).unwrap();
     // A part read as a cache on its own, before the merge.
     refused(
         "train on a part",

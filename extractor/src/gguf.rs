@@ -72,6 +72,11 @@ pub enum TensorType {
     Q4_1,
     Q8_0,
     Bf16,
+    Q5_0,
+    Q5_1,
+    Q4K,
+    Q5K,
+    Q6K,
 }
 
 impl TensorType {
@@ -81,7 +86,12 @@ impl TensorType {
             1 => TensorType::F16,
             2 => TensorType::Q4_0,
             3 => TensorType::Q4_1,
+            6 => TensorType::Q5_0,
+            7 => TensorType::Q5_1,
             8 => TensorType::Q8_0,
+            12 => TensorType::Q4K,
+            13 => TensorType::Q5K,
+            14 => TensorType::Q6K,
             30 => TensorType::Bf16,
             _ => return None,
         })
@@ -95,6 +105,11 @@ impl TensorType {
             TensorType::Q4_0 => (32, 18),
             TensorType::Q4_1 => (32, 20),
             TensorType::Q8_0 => (32, 34),
+            TensorType::Q5_0 => (32, 22),
+            TensorType::Q5_1 => (32, 24),
+            TensorType::Q4K => (256, 144),
+            TensorType::Q5K => (256, 176),
+            TensorType::Q6K => (256, 210),
         }
     }
 }
@@ -356,7 +371,7 @@ impl GgufFile {
         let info = self.tensor(name)?;
         let ty = TensorType::from_code(info.type_code).ok_or_else(|| {
             anyhow!(
-                "{}: tensor {name} has type {}, which is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+                "{}: tensor {name} has type {}, which is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)",
                 self.path.display(),
                 info.type_name()
             )
@@ -438,5 +453,10 @@ pub fn dequantize(ty: TensorType, raw: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        TensorType::Q5_0 => crate::quants::q5_0(raw, out),
+        TensorType::Q5_1 => crate::quants::q5_1(raw, out),
+        TensorType::Q4K => crate::quants::q4_k(raw, out),
+        TensorType::Q5K => crate::quants::q5_k(raw, out),
+        TensorType::Q6K => crate::quants::q6_k(raw, out),
     }
 }

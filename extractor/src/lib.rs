@@ -1,7 +1,7 @@
 //! Stage one: runs a language model over text and writes its MLP inputs and outputs to an activation cache
 //! through `cache-format`.
 //!
-//! - [`gguf`]: GGUF files, metadata and dequantisation;
+//! - [`gguf`]: GGUF files, metadata and dequantisation ([`quants`]: the 5-bit blocks and K-quants);
 //! - [`tokenizer`]: the tokenizer from GGUF metadata or a `tokenizer.json`;
 //! - [`corpus`]: documents from text files, directories, JSONL and Parquet;
 //! - [`sequences`]: documents → fixed-length token sequences, as sparsify's `chunk_and_tokenize`;
@@ -23,6 +23,7 @@ pub mod llama;
 pub mod model;
 pub mod neox;
 pub mod ops;
+pub mod quants;
 pub mod sequences;
 pub mod source;
 pub mod tokenizer;

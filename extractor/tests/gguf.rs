@@ -11,21 +11,37 @@ fn fixture_path() -> PathBuf {
 fn every_supported_type_dequantises_exactly_as_the_reference() {
     let g = GgufFile::open(&fixture_path()).unwrap();
     assert_eq!(g.get_u64("fixture.rows").unwrap(), 4);
-    for t in ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"] {
+    for (t, width) in [
+        ("f32", 64),
+        ("f16", 64),
+        ("bf16", 64),
+        ("q8_0", 64),
+        ("q4_0", 64),
+        ("q4_1", 64),
+        ("q5_0", 64),
+        ("q5_1", 64),
+        ("q4_k", 256),
+        ("q5_k", 256),
+        ("q6_k", 256),
+    ] {
         let ours = g.tensor_f32(&format!("x.{t}")).unwrap();
         let reference = g.tensor_f32(&format!("ref.{t}")).unwrap();
-        assert_eq!(ours.len(), 256);
-        assert_eq!(ours, reference, "{t}");
-        assert_eq!(g.tensor(&format!("x.{t}")).unwrap().dims, vec![64, 4]);
+        assert_eq!(ours.len(), 4 * width);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&ours), bits(&reference), "{t}: bitwise equal");
+        assert_eq!(
+            g.tensor(&format!("x.{t}")).unwrap().dims,
+            vec![width as u64, 4]
+        );
     }
 }
 
 #[test]
 fn unsupported_type_names_tensor_and_type() {
     let g = GgufFile::open(&fixture_path()).unwrap();
-    let err = g.tensor_f32("x.q5_0").unwrap_err().to_string();
+    let err = g.tensor_f32("x.q2_k").unwrap_err().to_string();
     assert!(
-        err.contains("tensor x.q5_0 has type Q5_0, which is not supported"),
+        err.contains("tensor x.q2_k has type Q2_K, which is not supported"),
         "{err}"
     );
     let err = g.tensor_f32("x.nope").unwrap_err().to_string();
