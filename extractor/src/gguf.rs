@@ -63,6 +63,9 @@ impl Value {
     }
 }
 
+/// The `general.architecture` values the forward pass runs from GGUF: Llama, and Qwen2 (Llama with Q/K/V biases).
+pub const GGUF_ARCHITECTURES: [&str; 2] = ["llama", "qwen2"];
+
 /// Tensor element types this reader can dequantise (GGML type codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TensorType {
@@ -326,6 +329,24 @@ impl GgufFile {
         self.metadata
             .get(key)
             .ok_or_else(|| anyhow!("{}: metadata key {key} is missing", self.path.display()))
+    }
+
+    /// `general.architecture`, refused (naming it) unless the forward pass runs it from GGUF.
+    pub fn architecture(&self) -> Result<&str> {
+        let arch = self.get_str("general.architecture")?;
+        if !GGUF_ARCHITECTURES.contains(&arch) {
+            bail!(
+                "{}: general.architecture is {arch:?}, which sparsecoder does not run from GGUF (it runs {})",
+                self.path.display(),
+                GGUF_ARCHITECTURES.join(", ")
+            );
+        }
+        Ok(arch)
+    }
+
+    /// Metadata `{architecture}.{key}` (e.g. `qwen2.block_count`).
+    pub fn arch_key(&self, key: &str) -> Result<String> {
+        Ok(format!("{}.{key}", self.architecture()?))
     }
 
     pub fn get_u64(&self, key: &str) -> Result<u64> {

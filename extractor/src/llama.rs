@@ -80,6 +80,8 @@ pub struct Layer {
     pub wq: Vec<f32>,
     pub wk: Vec<f32>,
     pub wv: Vec<f32>,
+    /// Qwen2's biases of the Q, K and V projections.
+    pub qkv_bias: Option<[Vec<f32>; 3]>,
     pub wo: Vec<f32>,
     /// Gemma 2's `post_attention_layernorm` (on the attention output, before the residual add).
     pub post_attn_norm: Option<Vec<f32>>,
@@ -143,21 +145,17 @@ impl Llama {
     }
 
     /// Loads layers `0..=max_layer` (all when `None`), and the output head when `with_head`.
+    ///
+    /// Llama's Q and K rows are stored permuted for interleaved rotary pairs ([`unpermute_qk`]); Qwen2's are
+    /// not (llama.cpp runs it with NeoX-style rotary, as transformers does), and it adds Q/K/V biases.
     pub fn from_gguf(g: &GgufFile, max_layer: Option<usize>, with_head: bool) -> Result<Llama> {
-        let arch = g.get_str("general.architecture")?;
-        if arch != "llama" {
-            bail!(
-                "{}: architecture {arch:?} is not supported from GGUF (supported: llama)",
-                g.path().display()
-            );
-        }
-        let num = |k: &str| g.get_u64(&format!("llama.{k}")).map(|v| v as usize);
+        let arch = g.architecture()?.to_string();
+        let qwen2 = arch == "qwen2";
+        let key = |k: &str| format!("{arch}.{k}");
+        let num = |k: &str| g.get_u64(&key(k)).map(|v| v as usize);
         let d_model = num("embedding_length")?;
         let heads = num("attention.head_count")?;
-        let kv_heads = g
-            .get_u64("llama.attention.head_count_kv")
-            .map(|v| v as usize)
-            .unwrap_or(heads);
+        let kv_heads = num("attention.head_count_kv").unwrap_or(heads);
         let vocab_size = g.tensor("token_embd.weight")?.dims[1] as usize;
         if heads == 0 || d_model % heads != 0 {
             bail!(
@@ -168,7 +166,7 @@ impl Llama {
         let head_dim = d_model / heads;
         let num_layers = num("block_count")?;
         let config = LlamaConfig {
-            architecture: "llama".into(),
+            architecture: arch.clone(),
             num_layers,
             d_model,
             d_ffn: num("feed_forward_length")?,
@@ -177,10 +175,10 @@ impl Llama {
             head_dim,
             rope: RopeSpec {
                 rotary_dims: head_dim,
-                base: g.get_f64("llama.rope.freq_base").unwrap_or(10000.0),
+                base: g.get_f64(&key("rope.freq_base")).unwrap_or(10000.0),
                 scaling: RopeScaling::None,
             },
-            rms_eps: g.get_f64("llama.attention.layer_norm_rms_epsilon")? as f32,
+            rms_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon"))? as f32,
             vocab_size,
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             attn_softcap: None,
@@ -213,11 +211,35 @@ impl Llama {
                     g.expect_dims(&full, dims)?;
                     g.tensor_f32(&full)
                 };
+                let bias = |name: &str, len: u64| -> Result<Option<Vec<f32>>> {
+                    if !qwen2 {
+                        return Ok(None);
+                    }
+                    let full = format!("blk.{l}.{name}.bias");
+                    g.expect_dims(&full, &[len])?;
+                    g.tensor_f32(&full).map(Some)
+                };
+                let qk = |name: &str, dims: &[u64], heads: usize| -> Result<Vec<f32>> {
+                    let w = t(name, dims)?;
+                    Ok(if qwen2 {
+                        w
+                    } else {
+                        unpermute_qk(&w, heads, hd, d_model)
+                    })
+                };
                 Ok(Layer {
                     attn_norm: t("attn_norm", &[d])?,
-                    wq: unpermute_qk(&t("attn_q", &[d, d])?, heads, hd, d_model),
-                    wk: unpermute_qk(&t("attn_k", &[d, kvd])?, kv_heads, hd, d_model),
+                    wq: qk("attn_q", &[d, d], heads)?,
+                    wk: qk("attn_k", &[d, kvd], kv_heads)?,
                     wv: t("attn_v", &[d, kvd])?,
+                    qkv_bias: match (
+                        bias("attn_q", d)?,
+                        bias("attn_k", kvd)?,
+                        bias("attn_v", kvd)?,
+                    ) {
+                        (Some(q), Some(k), Some(v)) => Some([q, k, v]),
+                        _ => None,
+                    },
                     wo: t("attn_output", &[d, d])?,
                     post_attn_norm: None,
                     ffn_norm: t("ffn_norm", &[d])?,
@@ -242,7 +264,7 @@ impl Llama {
         } else {
             None
         };
-        let name = g.get_str("general.name").unwrap_or("llama").to_string();
+        let name = g.get_str("general.name").unwrap_or(&arch).to_string();
         Ok(Llama::new(name, config, embed, layers, head))
     }
 }
@@ -274,7 +296,14 @@ impl Llama {
         let h = rms_norm(x, d, &w.attn_norm, c.rms_eps);
         let mut q = linear(&h, rows, d, &w.wq, qd);
         let mut k = linear(&h, rows, d, &w.wk, kvd);
-        let v = linear(&h, rows, d, &w.wv, kvd);
+        let mut v = linear(&h, rows, d, &w.wv, kvd);
+        if let Some([bq, bk, bv]) = &w.qkv_bias {
+            for (x, b) in [(&mut q, bq), (&mut k, bk), (&mut v, bv)] {
+                for row in x.chunks_mut(b.len()) {
+                    row.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                }
+            }
+        }
         let spec = AttentionSpec {
             heads: c.heads,
             kv_heads: c.kv_heads,

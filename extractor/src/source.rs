@@ -37,14 +37,14 @@ impl ModelSource {
 
     pub fn num_layers(&self) -> Result<usize> {
         match self {
-            ModelSource::Gguf(g) => Ok(g.get_u64("llama.block_count")? as usize),
+            ModelSource::Gguf(g) => Ok(g.get_u64(&g.arch_key("block_count")?)? as usize),
             ModelSource::HfFolder(h) => h.num_layers(),
         }
     }
 
     pub fn d_model(&self) -> Result<usize> {
         match self {
-            ModelSource::Gguf(g) => Ok(g.get_u64("llama.embedding_length")? as usize),
+            ModelSource::Gguf(g) => Ok(g.get_u64(&g.arch_key("embedding_length")?)? as usize),
             ModelSource::HfFolder(h) => h.d_model(),
         }
     }

@@ -14,6 +14,8 @@ use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokeni
 
 /// The Llama 3 split, used by the `llama-bpe`/`llama3` GGUF pre-tokenizers.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2's split (its `tokenizer.json`): Llama 3's, with every digit on its own.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 pub struct TextTokenizer {
     pub inner: Tokenizer,
@@ -68,14 +70,18 @@ impl TextTokenizer {
             "default" | "gpt2" => byte_level.into(),
             // SmolLM: every digit on its own, then GPT-2's split.
             "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
-            "llama3" | "llama-v3" | "llama-bpe" => Sequence::new(vec![
-                Split::new(SplitPattern::Regex(LLAMA3_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
-                    .map_err(|e| anyhow!("split regex: {e}"))?
-                    .into(),
+            "llama3" | "llama-v3" | "llama-bpe" | "qwen2" => Sequence::new(vec![
+                Split::new(
+                    SplitPattern::Regex(if pre == "qwen2" { QWEN2_SPLIT } else { LLAMA3_SPLIT }.into()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map_err(|e| anyhow!("split regex: {e}"))?
+                .into(),
                 ByteLevel::new(false, true, false).into(),
             ])
             .into(),
-            other => bail!("{path}: pre-tokenizer {other:?} is not supported (supported: default, gpt2, smollm, llama-bpe)"),
+            other => bail!("{path}: pre-tokenizer {other:?} is not supported (supported: default, gpt2, smollm, llama-bpe, qwen2)"),
         };
         tok.with_pre_tokenizer(Some(pre_tokenizer));
         tok.with_decoder(Some(ByteLevel::default()));

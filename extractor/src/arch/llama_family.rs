@@ -130,6 +130,7 @@ pub fn load(folder: &HfFolder, v: &Variant, last: usize, with_head: bool) -> Res
                 wq: t("self_attn.q_proj", &[qd, d])?,
                 wk: t("self_attn.k_proj", &[kvd, d])?,
                 wv: t("self_attn.v_proj", &[kvd, d])?,
+                qkv_bias: None,
                 wo: t("self_attn.o_proj", &[d, qd])?,
                 post_attn_norm: if gemma {
                     Some(n("post_attention_layernorm")?)
