@@ -209,6 +209,12 @@ impl LocalChat {
         (cache, seen, logits)
     }
 
+    /// Drops the KV cache kept from the previous call, so the next prompt is computed whole (for measuring what
+    /// the reuse of a shared prefix saves).
+    pub fn forget_prefix(&self) {
+        *self.last.lock().unwrap() = None;
+    }
+
     fn keep(&self, tokens: Vec<u32>, cache: KvCache) {
         *self.last.lock().unwrap() = Some((tokens, cache));
     }
