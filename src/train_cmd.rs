@@ -260,7 +260,6 @@ pub fn train(cli: TrainCli) -> Result<ExitCode> {
         eval_every: cli.eval_every,
         eval_rows: cli.eval_rows,
         part: cli.part.resolve()?,
-        sweep_names: Vec::new(),
     };
     let s = run(&args)?;
     println!(

@@ -101,9 +101,6 @@ pub struct TrainArgs {
     /// the whole sweep's list until [`run`] takes the share).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<Part>,
-    /// Every coder of the sweep, the names that may sit in `out` (filled by [`run`] before it cuts `coders`).
-    #[serde(skip)]
-    pub sweep_names: Vec<String>,
 }
 
 impl TrainArgs {
@@ -119,7 +116,6 @@ impl TrainArgs {
     /// These arguments with `coders` cut to this part's share of the sweep.
     fn own_share(&self) -> Result<TrainArgs> {
         let mut args = self.clone();
-        args.sweep_names = self.coders.iter().map(CoderSpec::name).collect();
         if let Some(p) = self.part {
             let n = self.coders.len();
             args.coders = (p.index as usize..n)
@@ -212,13 +208,15 @@ fn widths(cache: &Cache, spec: &CoderSpec) -> (usize, usize) {
 
 /// Trains every coder of `args` to the end (or resumes the run in `args.out` and finishes it).
 pub fn run(args: &TrainArgs) -> Result<TrainSummary> {
+    // Every coder of the sweep may sit in `out`, this part's or another's.
+    let sweep: Vec<String> = args.coders.iter().map(CoderSpec::name).collect();
     let args = &args.own_share()?;
     let plan = plan(args)?;
     refuse_out_in_cache(args)?;
     if let Some(p) = args.part {
         cache_format::parts::refuse_other_split(&args.out, p)?;
     }
-    refuse_unrelated_out(args)?;
+    refuse_unrelated_out(args, &sweep)?;
     // Held to the end: a second run into this folder is refused rather than interleaved. The parts of a
     // sweep lock their own run folders and write disjoint coders, so they run at once.
     let _lock = cache_format::fsutil::lock_dir(&args.run_dir())?;
@@ -391,13 +389,13 @@ fn refuse_out_in_cache(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// An existing `--out` without a training state must hold nothing but what a run of these coders writes
-/// before its first save (or what a killed one left), so that a typo never mixes a run into another folder.
-fn refuse_unrelated_out(args: &TrainArgs) -> Result<()> {
+/// An existing `--out` without a training state must hold nothing but what a run of `coders` (every coder of
+/// the sweep, and for a part the other parts' folders) writes before its first save (or what a killed one
+/// left), so that a typo never mixes a run into another folder.
+fn refuse_unrelated_out(args: &TrainArgs, coders: &[String]) -> Result<()> {
     if !args.out.is_dir() || args.run_dir().join(STATE_FILE).exists() {
         return Ok(());
     }
-    let coders = &args.sweep_names;
     for entry in std::fs::read_dir(&args.out)
         .with_context(|| format!("--out {}: cannot read", args.out.display()))?
     {
