@@ -248,8 +248,9 @@ pub fn locate_shard(shard: u64, shards: u64, count: u32) -> (Part, u64) {
     (part, shard - part.share(shards).start)
 }
 
-/// The parts found in `dir`, by index; all must have one count.
-fn find_parts(dir: &Path) -> Result<(u32, Vec<PathBuf>)> {
+/// The `part-I-of-N` folders in `dir` (an extraction's or a sweep's), by index: (N, their paths), refused unless
+/// all N are there and of one N.
+pub fn find_parts(dir: &Path) -> Result<(u32, Vec<PathBuf>)> {
     let mut found: Vec<(Part, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| CacheError::io(dir, e))? {
         let entry = entry.map_err(|e| CacheError::io(dir, e))?;
@@ -261,7 +262,7 @@ fn find_parts(dir: &Path) -> Result<(u32, Vec<PathBuf>)> {
     let Some(&(first, _)) = found.first() else {
         return Err(CacheError::invalid(
             dir,
-            "holds no part-I-of-N folders (made by extract --part); nothing to merge",
+            "holds no part-I-of-N folders (made by extract or train --part)",
         ));
     };
     if let Some((other, _)) = found.iter().find(|(p, _)| p.count != first.count) {
@@ -281,7 +282,10 @@ fn find_parts(dir: &Path) -> Result<(u32, Vec<PathBuf>)> {
     if let Some(missing) = (0..n).find(|i| !have.contains(i)) {
         return Err(CacheError::invalid(
             &dir.join(Part { index: missing, count: n }.dir_name()),
-            format!("missing: {n} parts make this cache and {} are here; run extract --part {missing}/{n}", have.len()),
+            format!(
+                "missing: {n} parts make the whole and {} are here; run that task (--part {missing}/{n})",
+                have.len()
+            ),
         ));
     }
     Ok((n, found.into_iter().map(|(_, p)| p).collect()))

@@ -61,33 +61,13 @@ fn run_dirs(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     if dir.join("summary.json").exists() {
         return Ok(vec![dir.to_path_buf()]);
     }
-    let mut parts: Vec<(cache_format::parts::Part, std::path::PathBuf)> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot read", dir.display()))?
-        .flatten()
-        .filter_map(|e| {
-            let part = cache_format::parts::Part::from_dir_name(e.file_name().to_str()?)?;
-            Some((part, e.path()))
-        })
-        .collect();
-    parts.sort_by_key(|(p, _)| p.index);
-    match parts.first() {
-        None => anyhow::bail!(
-            "{}: holds no summary.json (nor part-I-of-N folders of a sweep trained in parts)",
+    let (_, parts) = cache_format::parts::find_parts(dir).with_context(|| {
+        format!(
+            "{}: holds no summary.json, so it must be a sweep trained in parts",
             dir.display()
-        ),
-        Some((first, _))
-            if parts.len() != first.count as usize
-                || parts.iter().any(|(p, _)| p.count != first.count) =>
-        {
-            anyhow::bail!(
-                "{}: a sweep trained in {} parts needs all of them, one split, and has {}",
-                dir.display(),
-                first.count,
-                parts.len()
-            )
-        }
-        Some(_) => Ok(parts.into_iter().map(|(_, p)| p).collect()),
-    }
+        )
+    })?;
+    Ok(parts)
 }
 
 /// Adds the held-out FVU points of a metrics.jsonl to `curves`, by coder.
