@@ -4,6 +4,7 @@ mod cache_cmds;
 mod eval_cmd;
 mod extract_cmd;
 mod flags;
+mod interop_cmd;
 mod interp_cmd;
 mod train_cmd;
 
@@ -37,6 +38,12 @@ enum Command {
     /// detection and fuzzing scores, an HTML report; with the local model (offline) or an OpenAI-compatible
     /// server.
     Interp(interp_cmd::InterpCli),
+    /// Write coders in another tool's layout: SAELens `topk` SAEs, or a circuit-tracer transcoder set (one
+    /// transcoder per layer), with where they came from and held-out rows to check that tool against.
+    Export(interop_cmd::ExportCli),
+    /// Read a published coder (SAELens `topk`, a circuit-tracer TopK transcoder set) into our layout, so that
+    /// `eval` and `interp` take it.
+    Import(interop_cmd::ImportCli),
     /// One report over several layers' evaluated sweeps (each a `train` output folder holding `eval`'s
     /// eval.json): the paper's Tables 1 and 3 layout, its orderings checked, time to quality, held-out FVU
     /// curves (report.md and PNGs).
@@ -106,6 +113,8 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::train(args),
         Command::Eval(args) => eval_cmd::eval(args),
         Command::Interp(args) => interp_cmd::interp(args),
+        Command::Export(args) => interop_cmd::export(args),
+        Command::Import(args) => interop_cmd::import(args),
         Command::Report { sweeps, out } => eval_cmd::paper_report(&sweeps, &out),
         Command::Inspect { dir } => cache_cmds::inspect(&dir),
         Command::Validate { dir } => cache_cmds::validate(&dir),

@@ -8,7 +8,7 @@ use cache_format::Side;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-use trainer::checkpoint::LoadedCoder;
+use trainer::checkpoint::{Imported, LoadedCoder};
 use trainer::coder::Kind;
 use trainer::regression::LinearFit;
 
@@ -29,6 +29,9 @@ pub struct CoderEval {
     pub ce_patched: f64,
     pub ce_increase_pct: f64,
     pub kl: f64,
+    /// Where an imported coder came from (`sparsecoder import`); absent for coders we trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Imported>,
 }
 
 impl CoderEval {
@@ -56,6 +59,7 @@ impl CoderEval {
             ce_patched,
             ce_increase_pct: 100.0 * (ce_patched - ce_clean) / ce_clean,
             kl: losses.kl[j] / losses.positions as f64,
+            imported: c.meta.imported.clone(),
         }
     }
 }
@@ -153,7 +157,10 @@ impl Report {
         for c in &self.coders {
             println!(
                 "{:<26} {:>5} {:>4} {:>7} {:>8.4} {:>7.2} {:>7.2} {:>7.2} {:>9.4} {:>9.4} {:>7.2} {:>8.4}",
-                c.name,
+                match c.imported {
+                    Some(_) => format!("{}*", c.name),
+                    None => c.name.clone(),
+                },
                 c.kind.short(),
                 c.k,
                 c.num_latents,
@@ -173,6 +180,11 @@ impl Report {
                 "linear (ridge mlp_in→out)", "lin", "-", "-", l.fvu, "-", "-", "-", self.ce_clean, l.ce_patched,
                 l.ce_increase_pct, l.kl
             );
+        }
+        for c in &self.coders {
+            if let Some(i) = &c.imported {
+                println!("* {}: imported from {} ({})", c.name, i.source, i.format);
+            }
         }
     }
 

@@ -34,6 +34,20 @@ pub struct CoderMeta {
     pub layer: u32,
     pub step: u64,
     pub tokens: u64,
+    /// Where a coder made by `sparsecoder import` came from (None for coders we trained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Imported>,
+}
+
+/// The published coder an imported one was converted from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Imported {
+    /// The source layout: `saelens`, `circuit-tracer`, ...
+    pub format: String,
+    /// The file or folder read, as given.
+    pub source: String,
+    /// sha256 (hex) of the weights file read.
+    pub sha256: String,
 }
 
 impl CoderMeta {

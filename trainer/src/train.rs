@@ -786,6 +786,7 @@ impl Run<'_> {
                 layer: self.plan.cache.manifest().spec.layer,
                 step: at.step,
                 tokens: at.tokens,
+                imported: None,
             };
             save_coder(&l.dir, &l.state.coder, &meta, args.losses.multi_topk)?;
         }

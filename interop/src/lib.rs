@@ -1,0 +1,122 @@
+//! Other tools' formats: our coders exported to the layouts SAELens and circuit-tracer load, and their
+//! published coders imported into ours so that `eval` and `interp` take them.
+//!
+//! Each format is one module (`saelens`, `circuit_tracer`), holding both directions and the rules that
+//! decide whether a coder can be carried exactly. A coder whose function the target cannot compute is
+//! refused with one line naming the field, never exported as something else. Every export records where it
+//! came from ([`Provenance`]: our checkpoint's sha256 and the cache's id) and writes a sample of held-out rows
+//! with our coder's latents and output on them ([`sample`]), so that the other tool's own code can be checked
+//! against ours (`scripts/check_exports.py`).
+
+pub mod circuit_tracer;
+pub mod saelens;
+pub mod sample;
+mod tensors;
+
+use anyhow::{bail, Context, Result};
+use cache_format::{Cache, CacheSpec};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use trainer::checkpoint::{load_for_cache, LoadedCoder};
+
+/// The layouts `sparsecoder export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ExportFormat {
+    /// SAELens v6 `topk` SAEs (one folder per coder).
+    Saelens,
+    /// A circuit-tracer transcoder set (one file per layer).
+    CircuitTracer,
+}
+
+/// The layouts `sparsecoder import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ImportFormat {
+    Saelens,
+    CircuitTracer,
+}
+
+/// One of our coders, opened for export with the cache it was trained on.
+pub struct ExportSource {
+    pub dir: PathBuf,
+    pub loaded: LoadedCoder,
+    pub cache: Cache,
+    pub provenance: Provenance,
+}
+
+/// Where an exported file came from.
+#[derive(Clone, Debug, Serialize)]
+pub struct Provenance {
+    pub exported_by: String,
+    /// The coder's folder, as given.
+    pub checkpoint: String,
+    /// sha256 (hex) of its `sae.safetensors`.
+    pub checkpoint_sha256: String,
+    /// The cache's folder and id (`CacheSpec::id`: what the extraction computed).
+    pub cache: String,
+    pub cache_id: String,
+    pub model: String,
+    pub layer: u32,
+}
+
+/// Opens the coder in `dir` with its cache: `cache` when given, else the one its `sparsecoder.json` names.
+pub fn open_source(dir: &Path, cache: Option<&Path>) -> Result<ExportSource> {
+    let (_, meta) = trainer::checkpoint::load_coder(dir)?;
+    let cache_dir = cache.map_or_else(|| PathBuf::from(&meta.cache), Path::to_path_buf);
+    let cache = Cache::open(&cache_dir).with_context(|| {
+        format!(
+            "{}: an export needs the cache the coder was trained on (for its model, layer and held-out rows); \
+             pass --cache",
+            dir.display()
+        )
+    })?;
+    let spec = &cache.manifest().spec;
+    let loaded = load_for_cache(dir, spec)?;
+    let provenance = Provenance {
+        exported_by: format!("sparsecoder {}", env!("CARGO_PKG_VERSION")),
+        checkpoint: dir.display().to_string(),
+        checkpoint_sha256: sha256_file(&dir.join("sae.safetensors"))?,
+        cache: cache_dir.display().to_string(),
+        cache_id: spec.id(),
+        model: spec.model.name.clone(),
+        layer: spec.layer,
+    };
+    Ok(ExportSource {
+        dir: dir.to_path_buf(),
+        loaded,
+        cache,
+        provenance,
+    })
+}
+
+/// sha256 of a file's bytes, in hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The model name an export writes: `--model-name` when given, else the cache's.
+pub fn model_name(spec: &CacheSpec, given: Option<&str>) -> String {
+    given.map_or_else(|| spec.model.name.clone(), str::to_string)
+}
+
+/// Refuses an output folder that already holds files, so an export never mixes with an earlier one.
+pub fn fresh_out_dir(out: &Path) -> Result<()> {
+    if out.exists() {
+        let mut entries = std::fs::read_dir(out)
+            .with_context(|| format!("{}: cannot read output folder", out.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "{}: the output folder is not empty; give a new folder",
+                out.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create output folder", out.display()))
+}

@@ -1,0 +1,107 @@
+//! `sparsecoder export` and `sparsecoder import`: flags → the `interop` crate.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use interop::{
+    circuit_tracer, fresh_out_dir, model_name, open_source, saelens, ExportFormat, ImportFormat,
+};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use trainer::checkpoint::find_coders;
+
+#[derive(Args)]
+pub struct ExportCli {
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Coder folders, or folders holding coder folders (a sweep's output).
+    #[arg(required = true)]
+    coders: Vec<PathBuf>,
+    /// A new folder for the export.
+    #[arg(long)]
+    out: PathBuf,
+    /// The cache the coders were trained on (default: the one each coder's sparsecoder.json names).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// The model name written into the target's config (default: the cache's model name), e.g. the Hugging
+    /// Face id the other tool should load.
+    #[arg(long)]
+    model_name: Option<String>,
+    /// circuit-tracer's scan name (default: sparsecoder-<cache id>).
+    #[arg(long)]
+    scan: Option<String>,
+    /// Held-out rows written beside the export with our coder's latents and output on them, to check the
+    /// other tool against.
+    #[arg(long, default_value_t = 64)]
+    sample_rows: usize,
+}
+
+pub fn export(cli: ExportCli) -> Result<ExitCode> {
+    let dirs = find_coders(&cli.coders)?;
+    let sources = dirs
+        .iter()
+        .map(|d| open_source(d, cli.cache.as_deref()))
+        .collect::<Result<Vec<_>>>()?;
+    let name = model_name(&sources[0].cache.manifest().spec, cli.model_name.as_deref());
+    fresh_out_dir(&cli.out)?;
+    match cli.format {
+        ExportFormat::Saelens => {
+            for s in &sources {
+                // Several layers' sweeps share coder names: one folder per layer keeps them apart.
+                let folder = cli
+                    .out
+                    .join(format!("layer_{}", s.loaded.meta.layer))
+                    .join(&s.loaded.name);
+                saelens::export(s, &folder, &name, cli.sample_rows)?;
+                println!("{}", folder.display());
+            }
+        }
+        ExportFormat::CircuitTracer => {
+            let n = sources.len();
+            circuit_tracer::export(
+                sources,
+                &cli.out,
+                &name,
+                cli.scan.as_deref(),
+                cli.sample_rows,
+            )?;
+            println!("{} ({n} layers)", cli.out.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ImportCli {
+    #[arg(long, value_enum)]
+    format: ImportFormat,
+    /// The published coder's folder.
+    source: PathBuf,
+    /// A new folder for our layout (one coder folder per layer for a transcoder set).
+    #[arg(long)]
+    out: PathBuf,
+    /// TopK's k, for a circuit-tracer set whose config.yaml has none.
+    #[arg(long)]
+    k: Option<usize>,
+}
+
+pub fn import(cli: ImportCli) -> Result<ExitCode> {
+    if cli.k.is_some() && cli.format != ImportFormat::CircuitTracer {
+        bail!(
+            "--k: only a circuit-tracer set lacks k; {:?} files carry it",
+            cli.format
+        );
+    }
+    fresh_out_dir(&cli.out)?;
+    match cli.format {
+        ImportFormat::Saelens => {
+            saelens::import(&cli.source, &cli.out)?;
+            println!("{}", cli.out.display());
+        }
+        ImportFormat::CircuitTracer => {
+            for dir in circuit_tracer::import(&cli.source, &cli.out, cli.k)? {
+                println!("{}", dir.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
