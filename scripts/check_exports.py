@@ -4,6 +4,9 @@ export carries (sparsecoder_sample.safetensors: our coder's input x, its latents
 
   check_exports.py saelens DIR...          each DIR a SAELens folder (cfg.json, sae_weights.safetensors)
   check_exports.py circuit-tracer DIR      a transcoder set (config.yaml, layer_i.safetensors)
+  check_exports.py delphi HOOK_DIR --cache CACHE --coder CODER
+                                           a latent cache (latents/<hookpoint>), against the coder recomputed in
+                                           numpy on the cache's shards (scripts/read_shard.py)
 
 --reader tools   loads with the tools' own code: SAELens's SAE.load_from_disk, circuit-tracer's
                  load_transcoder_from_hub (needs their venv: scripts/check_exports.sh makes it)
@@ -178,13 +181,152 @@ def check_circuit_tracer(folder, reader):
     return ok
 
 
+# --- delphi latent caches ----------------------------------------------------------------------------
+
+def read_section(shard, section, tmp):
+    """A shard's section through scripts/read_shard.py, the numpy reader written from docs/cache-format.md."""
+    import subprocess
+
+    out = os.path.join(tmp, section + ".npy")
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "read_shard.py"), shard, section, out],
+                   check=True)
+    return np.load(out)
+
+
+def expected_firings(cache, coder):
+    """The coder on every row of the cache, from the shards and sparsify's checkpoint files alone: TopK of
+    ReLU(encoder.weight·x' + encoder.bias) (x' = x − b_dec for an SAE), grouped into whole sequences in shard
+    order as the export numbers them. Returns (tokens [n, ctx_len], {(seq, pos, latent): act})."""
+    import tempfile
+
+    manifest = json.load(open(os.path.join(cache, "manifest.json")))
+    ours = json.load(open(os.path.join(coder, "sparsecoder.json")))
+    cfg = json.load(open(os.path.join(coder, "cfg.json")))
+    w = load_file(os.path.join(coder, "sae.safetensors"))
+    side = ours.get("sae_on") or "mlp_out" if ours["config"]["kind"] == "sae" else "mlp_in"
+    ctx, k = manifest["ctx_len"], cfg["k"]
+    rows = {"x": [], "token_ids": [], "seq_ids": [], "positions": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for entry in manifest["shards"]:
+            shard = os.path.join(cache, entry["file"])
+            rows["x"].append(read_section(shard, side, tmp))
+            for name in ("token_ids", "seq_ids", "positions"):
+                rows[name].append(read_section(shard, name, tmp))
+    x = np.concatenate(rows["x"])
+    tok, seq, pos = (np.concatenate(rows[n]) for n in ("token_ids", "seq_ids", "positions"))
+    if ours["config"]["kind"] == "sae":
+        x = x - w["b_dec"]
+    pre = np.maximum(x @ w["encoder.weight"].T + w["encoder.bias"], 0)
+    top = np.argpartition(-pre, k - 1, axis=-1)[:, :k]
+    acts = np.take_along_axis(pre, top, axis=-1)
+    # The k-th and (k+1)-th pre-activations: where they nearly tie, another f32 summation order may keep the other.
+    edge = -np.sort(-pre, axis=-1)[:, k - 1:k + 1]
+    tokens, firings, ties, start = [], {}, set(), 0
+    for r in range(1, len(seq) + 1):
+        if r == len(seq) or seq[r] != seq[r - 1] or pos[r] != pos[r - 1] + 1:
+            if r - start == ctx and pos[start] == 0:
+                s = len(tokens)
+                tokens.append(tok[start:r])
+                for row in range(start, r):
+                    if edge[row, 0] - edge[row, 1] <= 1e-5 * max(abs(edge[row, 0]), 1e-6):
+                        ties.add((s, row - start))
+                    for j in range(k):
+                        if abs(acts[row, j]) > 1e-5:
+                            firings[(s, row - start, int(top[row, j]))] = float(acts[row, j])
+            start = r
+    return np.stack(tokens).astype(np.int64), firings, ties
+
+
+def delphi_files_numpy(hook_dir):
+    """Each split file as delphi's TensorBuffer.load reads it: locations (latent + the file's first latent),
+    activations, tokens."""
+    for name in sorted(os.listdir(hook_dir)):
+        if name.endswith(".safetensors"):
+            t = load_file(os.path.join(hook_dir, name))
+            loc = t["locations"].astype(np.int64)
+            loc[:, 2] += int(name.split("_")[0])
+            yield loc, t["activations"].astype(np.float32), t["tokens"].astype(np.int64)
+
+
+def delphi_files_tools(hook_dir):
+    from delphi.latents.loader import TensorBuffer
+
+    for name in sorted(os.listdir(hook_dir)):
+        if name.endswith(".safetensors"):
+            loc, act, tok = TensorBuffer(os.path.join(hook_dir, name), os.path.basename(hook_dir)).load()
+            yield loc.numpy(), act.float().numpy(), tok.numpy()
+
+
+def check_delphi(hook_dir, cache, coder, reader):
+    tokens, want, ties = expected_firings(cache, coder)
+    got = {}
+    for loc, act, tok in (delphi_files_tools if reader == "tools" else delphi_files_numpy)(hook_dir):
+        assert np.array_equal(tok, tokens), "tokens differ"
+        got.update({tuple(int(v) for v in l): float(a) for l, a in zip(loc, act)})
+    common = set(got) & set(want)
+    differ = set(got) ^ set(want)
+    at_ties = sum(1 for c in differ if c[:2] in ties)
+    err = max((abs(got[c] - want[c]) / max(abs(want[c]), 1e-3) for c in common), default=0.0)
+    # f16 activations: half a unit in the last place is 2^-11 relative.
+    ok = len(differ) == at_ties and err < 2 ** -10
+    print(f"{'ok  ' if ok else 'FAIL'} delphi {hook_dir}: {tokens.shape[0]} sequences identical, {len(common)} "
+          f"activations in both, {len(differ)} in one only ({at_ties} at a k-th/k+1-th tie within 1e-5), "
+          f"max rel err {err:.2e} (f16)")
+    if ok and reader == "tools":
+        ok = delphi_records(hook_dir, want)
+    return ok
+
+
+def delphi_records(hook_dir, want):
+    """delphi's LatentDataset builds records from the export: every example's activations are ours."""
+    from delphi.config import ConstructorConfig, SamplerConfig
+    from delphi.latents import LatentDataset
+
+    class Tokens:  # the records need only batch_decode; none is called for the activations compared here
+        def batch_decode(self, ids):
+            return [str(i) for i in ids]
+
+    raw_dir, module = os.path.split(hook_dir)
+    ds = LatentDataset(raw_dir, SamplerConfig(n_examples_train=5, n_examples_test=5, n_quantiles=5),
+                       ConstructorConfig(min_examples=1, example_ctx_len=16, n_non_activating=0,
+                                         non_activating_source="random"),
+                       tokenizer=Tokens(), modules=[module])
+    tokens = ds.tokens.numpy()
+    width = 16
+    windows = {}
+    for seq in range(tokens.shape[0]):
+        for start in range(0, tokens.shape[1], width):
+            windows.setdefault(tuple(tokens[seq, start:start + width]), []).append((seq, start))
+    records = examples = wrong = 0
+    for record in ds:
+        records += 1
+        latent = record.latent.latent_index
+        for ex in record.train:
+            examples += 1
+            acts = ex.activations.float().numpy()
+
+            def ours(seq, start):
+                return np.array([want.get((seq, start + p, latent), 0.0) for p in range(width)], np.float32)
+
+            places = windows.get(tuple(ex.tokens.numpy()), [])
+            if not any(np.allclose(acts, ours(*w), rtol=2 ** -10, atol=1e-6) for w in places):
+                wrong += 1
+    print(f"{'ok  ' if wrong == 0 else 'FAIL'} delphi LatentDataset: {records} latent records, {examples} training "
+          f"examples, {wrong} whose tokens and activations are not a window of ours")
+    return records > 0 and examples > 0 and wrong == 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("format", choices=["saelens", "circuit-tracer"])
+    ap.add_argument("format", choices=["saelens", "circuit-tracer", "delphi"])
     ap.add_argument("dirs", nargs="+")
     ap.add_argument("--reader", choices=["numpy", "tools"], default="numpy")
+    ap.add_argument("--cache", help="delphi: the cache the export was made from")
+    ap.add_argument("--coder", help="delphi: the coder folder the export was made from")
     a = ap.parse_args()
-    if a.format == "saelens":
+    if a.format == "delphi":
+        ok = all([check_delphi(d, a.cache, a.coder, a.reader) for d in a.dirs])
+    elif a.format == "saelens":
         ok = check_saelens(a.dirs, a.reader)
     else:
         ok = all([check_circuit_tracer(d, a.reader) for d in a.dirs])

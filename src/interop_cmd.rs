@@ -3,7 +3,8 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use interop::{
-    circuit_tracer, fresh_out_dir, model_name, open_source, saelens, ExportFormat, ImportFormat,
+    circuit_tracer, delphi, fresh_out_dir, model_name, open_source, saelens, ExportFormat,
+    ImportFormat,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,12 @@ pub struct ExportCli {
     /// other tool against.
     #[arg(long, default_value_t = 64)]
     sample_rows: usize,
+    /// delphi: tokens of whole sequences to record (default: all of the cache).
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// delphi: files per hookpoint, each holding a range of latents.
+    #[arg(long, default_value_t = 5)]
+    splits: usize,
 }
 
 pub fn export(cli: ExportCli) -> Result<ExitCode> {
@@ -65,6 +72,31 @@ pub fn export(cli: ExportCli) -> Result<ExitCode> {
                 cli.sample_rows,
             )?;
             println!("{} ({n} layers)", cli.out.display());
+        }
+        ExportFormat::Delphi => {
+            let mut layers = std::collections::BTreeSet::new();
+            for s in &sources {
+                if !layers.insert(s.loaded.meta.layer) {
+                    bail!(
+                        "{}: a second coder of layer {}: delphi's cache holds one coder per hookpoint",
+                        s.dir.display(),
+                        s.loaded.meta.layer
+                    );
+                }
+            }
+            for s in &sources {
+                let d = delphi::export(s, &cli.out, &name, cli.max_tokens, cli.splits)?;
+                println!(
+                    "{}: {} sequences, {} activations{}",
+                    cli.out.join("latents").join(&d.hookpoint).display(),
+                    d.sequences,
+                    d.activations,
+                    match d.partial_rows {
+                        0 => String::new(),
+                        n => format!(" ({n} rows of cut sequences left out)"),
+                    }
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

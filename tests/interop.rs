@@ -207,6 +207,48 @@ fn exports_read_by_the_tools_formulas_and_round_trips() {
 
     circuit_tracer_refusals(dir);
 
+    // delphi: both layers' skip transcoders, one hookpoint each, against the coders recomputed in numpy.
+    let (ok, out, err) = sc(&[
+        "export",
+        "--format",
+        "delphi",
+        &sst(0),
+        &sst(1),
+        "--out",
+        &p("delphi"),
+        "--splits",
+        "3",
+    ]);
+    assert!(ok && out.contains("128 sequences"), "{out}{err}");
+    for l in 0..2 {
+        let hook = dir.join(format!("delphi/latents/layers.{l}.mlp"));
+        assert_eq!(
+            std::fs::read_dir(&hook).unwrap().count(),
+            4,
+            "3 splits and config.json"
+        );
+        let script = common::root().join("scripts/check_exports.py");
+        let status = Command::new("python3")
+            .arg(script)
+            .args(["delphi", &hook.display().to_string(), "--cache"])
+            .arg(dir.join(format!("cache/layer-{l}")))
+            .arg("--coder")
+            .arg(sst(l))
+            .status()
+            .unwrap();
+        assert!(status.success(), "check_exports.py delphi layer {l}");
+    }
+    let (ok, _, err) = sc(&[
+        "export",
+        "--format",
+        "delphi",
+        &sst(0),
+        &sae(0).display().to_string(),
+        "--out",
+        &p("delphi2"),
+    ]);
+    assert!(!ok && err.contains("a second coder of layer 0"), "{err}");
+
     // The round trip evaluates as the original: every number of eval.json equal.
     let cache1 = dir.join("cache/layer-1");
     let rows = eval_rows(

@@ -1,7 +1,7 @@
 //! Other tools' formats: our coders exported to the layouts SAELens and circuit-tracer load, and their
 //! published coders imported into ours so that `eval` and `interp` take them.
 //!
-//! Each format is one module (`saelens`, `circuit_tracer`), holding both directions and the rules that
+//! Each format is one module (`saelens`, `circuit_tracer`, `delphi`), holding both directions and the rules that
 //! decide whether a coder can be carried exactly. A coder whose function the target cannot compute is
 //! refused with one line naming the field, never exported as something else. Every export records where it
 //! came from ([`Provenance`]: our checkpoint's sha256 and the cache's id) and writes a sample of held-out rows
@@ -9,6 +9,7 @@
 //! against ours (`scripts/check_exports.py`).
 
 pub mod circuit_tracer;
+pub mod delphi;
 pub mod saelens;
 pub mod sample;
 mod tensors;
@@ -28,6 +29,8 @@ pub enum ExportFormat {
     Saelens,
     /// A circuit-tracer transcoder set (one file per layer).
     CircuitTracer,
+    /// delphi's latent cache of a coder on our cache's sequences (one hookpoint per coder).
+    Delphi,
 }
 
 /// The layouts `sparsecoder import` reads.

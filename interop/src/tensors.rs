@@ -1,5 +1,5 @@
 //! safetensors files as the other tools write them: reading any of their float types into f32 (widening
-//! f16 and bf16 is exact), writing f32 and u32 tensors atomically, and the one transpose the layouts need.
+//! f16 and bf16 is exact), writing tensors atomically, and the one transpose the layouts need.
 
 use anyhow::{anyhow, bail, Context, Result};
 use cache_format::fsutil::write_atomic;
@@ -49,7 +49,10 @@ pub fn shape_of(st: &SafeTensors, name: &str) -> Option<Vec<usize>> {
 /// A tensor to write: its name, shape and values.
 pub enum Values<'a> {
     F32(&'a [f32]),
+    F16(&'a [half::f16]),
     U32(&'a [u32]),
+    U16(&'a [u16]),
+    I64(&'a [i64]),
 }
 
 /// Writes `tensors` (name, shape, values) and `metadata` to `path` atomically (temp, fsync, rename).
@@ -63,7 +66,10 @@ pub fn write(
         .map(|(name, shape, values)| {
             let (dtype, bytes): (Dtype, &[u8]) = match values {
                 Values::F32(v) => (Dtype::F32, bytemuck::cast_slice(v)),
+                Values::F16(v) => (Dtype::F16, bytemuck::cast_slice(v)),
                 Values::U32(v) => (Dtype::U32, bytemuck::cast_slice(v)),
+                Values::U16(v) => (Dtype::U16, bytemuck::cast_slice(v)),
+                Values::I64(v) => (Dtype::I64, bytemuck::cast_slice(v)),
             };
             Ok((name.clone(), TensorView::new(dtype, shape.clone(), bytes)?))
         })
