@@ -4,6 +4,9 @@ export carries (sparsecoder_sample.safetensors: our coder's input x, its latents
 
   check_exports.py saelens DIR...          each DIR a SAELens folder (cfg.json, sae_weights.safetensors)
   check_exports.py circuit-tracer DIR      a transcoder set (config.yaml, layer_i.safetensors)
+  check_exports.py import ORIGINAL EXPORT --kind K --layer L
+                                           an import: the published file ORIGINAL, read by its tool, against
+                                           an export of our imported coder (its held-out sample rows)
   check_exports.py delphi HOOK_DIR --cache CACHE --coder CODER
                                            a latent cache (latents/<hookpoint>), against the coder recomputed in
                                            numpy on the cache's shards (scripts/read_shard.py)
@@ -32,7 +35,8 @@ def dense_latents(sample, prefix, d_sae):
     idx = sample[prefix + "latent_idx"].astype(np.int64)
     acts = sample[prefix + "latent_acts"]
     dense = np.zeros((idx.shape[0], d_sae), dtype=np.float32)
-    np.put_along_axis(dense, idx, acts, axis=1)
+    # JumpReLU rows are padded with (latent 0, activation 0): add, so that padding never overwrites latent 0.
+    np.add.at(dense, (np.arange(idx.shape[0])[:, None], idx), acts)
     return dense
 
 
@@ -41,15 +45,25 @@ def rel(a, b):
     return float(np.abs(a - b).max()) / scale
 
 
-def compare(name, theirs_acts, theirs_out, sample, prefix):
+def compare(name, theirs_acts, theirs_out, sample, prefix, at_threshold=None):
+    """Latents and output against ours. `at_threshold` (JumpReLU): a mask of the (row, latent) whose
+    pre-activation is within float rounding of its threshold, where f32 summation order alone decides; a
+    latent active on one side only is accepted there, and its activation, and the output of its row, are
+    left out of the error."""
     ours_acts = dense_latents(sample, prefix, theirs_acts.shape[1])
     ours_out = sample[prefix + "out"]
-    same_active = np.array_equal(theirs_acts > 0, ours_acts > 0)
-    e_acts, e_out = rel(theirs_acts, ours_acts), rel(theirs_out, ours_out)
+    differ = (theirs_acts > 0) != (ours_acts > 0)
+    flips = differ & at_threshold if at_threshold is not None else np.zeros_like(differ)
+    same_active = not (differ & ~flips).any()
+    keep = ~flips.any(axis=1)
+    e_acts = rel(np.where(flips, 0, theirs_acts), np.where(flips, 0, ours_acts))
+    e_out = rel(theirs_out[keep], ours_out[keep]) if keep.any() else 0.0
     ok = same_active and e_acts < TOLERANCE and e_out < TOLERANCE
+    flipped = f" ({int(flips.sum())} at their threshold within rounding)" if flips.any() else ""
     print(
         f"{'ok  ' if ok else 'FAIL'} {name}: {ours_out.shape[0]} rows, active latents "
-        f"{'identical' if same_active else 'DIFFER'}, latents rel err {e_acts:.2e}, output rel err {e_out:.2e}"
+        f"{'identical' if same_active else 'DIFFER'}{flipped}, latents rel err {e_acts:.2e}, "
+        f"output rel err {e_out:.2e}"
     )
     return ok
 
@@ -58,7 +72,9 @@ def compare(name, theirs_acts, theirs_out, sample, prefix):
 
 def saelens_numpy(folder):
     cfg = json.load(open(os.path.join(folder, "cfg.json")))
-    assert cfg["architecture"] == "topk", cfg["architecture"]
+    if cfg["architecture"] != "topk":  # jumprelu, jumprelu_transcoder, jumprelu_skip_transcoder
+        pre, threshold, dec = original_layout("saelens", folder, 0)
+        return (lambda x: jumprelu(pre(x), threshold)), dec
     w = load_file(os.path.join(folder, "sae_weights.safetensors"))
     k = cfg["k"]
 
@@ -72,7 +88,7 @@ def saelens_numpy(folder):
         np.put_along_axis(acts, top, np.maximum(np.take_along_axis(pre, top, axis=-1), 0), axis=-1)
         return acts
 
-    def decode(acts):
+    def decode(acts, x):
         if cfg.get("rescale_acts_by_decoder_norm", False):
             acts = acts / np.linalg.norm(w["W_dec"], axis=-1)
         return acts @ w["W_dec"] + w["b_dec"]
@@ -90,11 +106,11 @@ def saelens_tools(folder):
         with torch.no_grad():
             return sae.encode(torch.from_numpy(x)).numpy()
 
-    def decode(acts):
+    def forward(acts, x):  # the tool's whole forward pass (a skip transcoder adds x·W_skipᵀ there)
         with torch.no_grad():
-            return sae.decode(torch.from_numpy(acts)).numpy()
+            return sae.forward(torch.from_numpy(x)).numpy()
 
-    return encode, decode
+    return encode, forward
 
 
 def check_saelens(folders, reader):
@@ -103,7 +119,7 @@ def check_saelens(folders, reader):
         sample = load_file(os.path.join(folder, "sparsecoder_sample.safetensors"))
         encode, decode = (saelens_tools if reader == "tools" else saelens_numpy)(folder)
         acts = encode(sample["x"])
-        ok &= compare(f"saelens {folder}", acts, decode(acts), sample, "")
+        ok &= compare(f"saelens {folder}", acts, decode(acts, sample["x"]), sample, "")
         sparsity = load_file(os.path.join(folder, "sparsity.safetensors"))["sparsity"]
         print(f"     sparsity: {sparsity.shape[0]} latents, log10 density {sparsity.min():.2f}…{sparsity.max():.2f}")
     return ok
@@ -121,6 +137,8 @@ def circuit_tracer_numpy(folder, k):
 
         def encode(x, w=w):
             pre = x @ w["W_enc"].T + w["b_enc"]
+            if k is None:  # a JumpReLU set: the loader builds JumpReLU from the threshold tensor
+                return jumprelu(pre, w["activation_function.threshold"]), pre
             top = np.argpartition(-pre, k - 1, axis=-1)[:, :k]
             gate = np.zeros_like(pre)
             np.put_along_axis(gate, top, 1.0, axis=-1)
@@ -142,11 +160,12 @@ def circuit_tracer_tools(folder, k):
     from circuit_tracer.utils.hf_utils import load_transcoder_from_hub
 
     transcoders, _ = load_transcoder_from_hub(os.path.abspath(folder), device=torch.device("cpu"))
-    top_k = TopK(k)
+    top_k = TopK(k) if k is not None else None
     layers = []
     for i in range(len(transcoders.transcoders)):
         t = transcoders.transcoders[i]
-        t.activation_function = lambda pre: F.relu(top_k(pre))
+        if k is not None:  # TopK sets: the loader made ReLU; ours is ReLU then TopK (see the export's note)
+            t.activation_function = lambda pre: F.relu(top_k(pre))
 
         def encode(x, t=t):
             with torch.no_grad():
@@ -165,7 +184,7 @@ def check_circuit_tracer(folder, reader):
     import yaml
 
     config = yaml.safe_load(open(os.path.join(folder, "config.yaml")))
-    k = int(config["k"])
+    k = int(config["k"]) if config.get("activation") != "jumprelu" else None
     sample = load_file(os.path.join(folder, "sparsecoder_sample.safetensors"))
     make = circuit_tracer_tools if reader == "tools" else circuit_tracer_numpy
     ok = True
@@ -176,8 +195,9 @@ def check_circuit_tracer(folder, reader):
         ok &= compare(f"circuit-tracer {folder} layer {i}", acts, decode(acts, x), sample, prefix)
         # circuit-tracer's own TopK keeps negative values: it differs from ours only on rows with fewer
         # than k positive pre-activations.
-        short = int(((pre > 0).sum(axis=1) < k).sum())
-        print(f"     rows where plain TopK(k) would differ (fewer than k positive): {short} of {x.shape[0]}")
+        if k is not None:
+            short = int(((pre > 0).sum(axis=1) < k).sum())
+            print(f"     rows where plain TopK(k) would differ (fewer than k positive): {short} of {x.shape[0]}")
     return ok
 
 
@@ -316,15 +336,109 @@ def delphi_records(hook_dir, want):
     return records > 0 and examples > 0 and wrong == 0
 
 
+# --- imports: the published file, read by its tool, against our imported coder ------------------------
+
+def jumprelu(pre, threshold):
+    return np.where(pre > threshold, pre, 0).astype(np.float32)
+
+
+def original_layout(kind, path, layer):
+    """The published file as its layout defines it (module docs of interop/src/gemma_scope.rs and saelens.rs):
+    (pre(x), threshold, decode(acts, x))."""
+    if kind in ("gemma-scope", "gemma-scope-2"):
+        w = dict(np.load(path)) if path.endswith(".npz") else load_file(path)
+        w = {k.lower(): v for k, v in w.items()}
+        skip = w.get("affine_skip_connection")
+        return (lambda x: x @ w["w_enc"] + w["b_enc"], w["threshold"],
+                lambda a, x: a @ w["w_dec"] + w["b_dec"] + (x @ skip if skip is not None else 0))
+    if kind == "saelens":
+        cfg = json.load(open(os.path.join(path, "cfg.json")))
+        w = load_file(os.path.join(path, "sae_weights.safetensors"))
+        b = w["b_dec"] * cfg.get("apply_b_dec_to_input", True) if "transcoder" not in cfg["architecture"] else 0
+        return (lambda x: (x - b) @ w["W_enc"] + w["b_enc"], w["threshold"],
+                lambda a, x: a @ w["W_dec"] + w["b_dec"] + (x @ w["W_skip"].T if "W_skip" in w else 0))
+    if kind == "circuit-tracer":
+        w = load_file(os.path.join(path, f"layer_{layer}.safetensors"))
+        return (lambda x: x @ w["W_enc"].T + w["b_enc"], w["activation_function.threshold"],
+                lambda a, x: a @ w["W_dec"] + w["b_dec"] + (x @ w["W_skip"].T if "W_skip" in w else 0))
+    raise SystemExit(f"unknown kind {kind}")
+
+
+def original_numpy(kind, path, layer):
+    pre, threshold, dec = original_layout(kind, path, layer)
+    return (lambda x: jumprelu(pre(x), threshold)), dec
+
+
+def original_tools(kind, path, layer):
+    """The published file loaded by the tool that reads it: circuit-tracer for Gemma Scope transcoders and
+    transcoder sets, SAELens for SAEs and SAELens folders."""
+    import torch
+
+    def wrap(encode, decode):
+        def enc(x):
+            with torch.no_grad():
+                return encode(torch.from_numpy(x)).numpy()
+
+        def dec(a, x):
+            with torch.no_grad():
+                return decode(torch.from_numpy(a), torch.from_numpy(x)).numpy()
+
+        return enc, dec
+
+    if kind == "gemma-scope" and "transcoder" in path:
+        from circuit_tracer.transcoder.single_layer_transcoder import load_gemma_scope_transcoder
+        t = load_gemma_scope_transcoder(path, layer, device=torch.device("cpu"))
+        return wrap(t.encode, lambda a, x: t.decode(a, x))
+    if kind == "gemma-scope":
+        # SAELens's gemma_2_sae_huggingface_loader: keys w_* -> W_*, a jumprelu SAE reading x as it is.
+        from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
+        w = {("W_" + k[2:] if k.startswith("w_") else k): torch.tensor(v) for k, v in np.load(path).items()}
+        sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=w["W_enc"].shape[0], d_sae=w["W_enc"].shape[1],
+                                            apply_b_dec_to_input=False))
+        sae.load_state_dict(w)
+        return wrap(sae.encode, lambda a, x: sae.decode(a))
+    if kind == "gemma-scope-2":
+        from circuit_tracer.transcoder.single_layer_transcoder import load_gemma_scope_2_transcoder
+        t = load_gemma_scope_2_transcoder(path, layer, device=torch.device("cpu"))
+        return wrap(t.encode, lambda a, x: t.decode(a, x))
+    if kind == "saelens":
+        return saelens_tools(path)
+    if kind == "circuit-tracer":
+        from circuit_tracer.utils.hf_utils import load_transcoder_from_hub
+        ts, _ = load_transcoder_from_hub(os.path.abspath(path), device=torch.device("cpu"))
+        t = ts.transcoders[layer]
+        return wrap(t.encode, lambda a, x: t.decode(a, x))
+    raise SystemExit(f"unknown kind {kind}")
+
+
+def check_import(kind, original, exported, layer, reader):
+    """`exported`: an export of our imported coder (its sample file holds our latents and output on held-out
+    rows); the original file, read by its tool (or its layout's formulas), must give the same on those rows."""
+    sample = load_file(os.path.join(exported, "sparsecoder_sample.safetensors"))
+    prefix = f"layer_{layer}." if f"layer_{layer}.x" in sample else ""
+    enc, dec = (original_tools if reader == "tools" else original_numpy)(kind, original, layer)
+    x = sample[prefix + "x"]
+    acts = enc(x)
+    pre, threshold, _ = original_layout(kind, original, layer)
+    p = pre(x)
+    at_threshold = np.abs(p - threshold) <= 1e-5 * np.abs(p).max(axis=1, keepdims=True)
+    return compare(f"import {kind} {original}", acts, dec(acts, x), sample, prefix, at_threshold)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("format", choices=["saelens", "circuit-tracer", "delphi"])
+    ap.add_argument("format", choices=["saelens", "circuit-tracer", "delphi", "import"])
     ap.add_argument("dirs", nargs="+")
     ap.add_argument("--reader", choices=["numpy", "tools"], default="numpy")
     ap.add_argument("--cache", help="delphi: the cache the export was made from")
     ap.add_argument("--coder", help="delphi: the coder folder the export was made from")
+    ap.add_argument("--kind", choices=["gemma-scope", "gemma-scope-2", "saelens", "circuit-tracer"],
+                    help="import: the original's layout (dirs: ORIGINAL EXPORT_OF_OUR_IMPORT)")
+    ap.add_argument("--layer", type=int, default=0, help="import: the original's layer")
     a = ap.parse_args()
-    if a.format == "delphi":
+    if a.format == "import":
+        ok = check_import(a.kind, a.dirs[0], a.dirs[1], a.layer, a.reader)
+    elif a.format == "delphi":
         ok = all([check_delphi(d, a.cache, a.coder, a.reader) for d in a.dirs])
     elif a.format == "saelens":
         ok = check_saelens(a.dirs, a.reader)

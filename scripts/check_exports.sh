@@ -36,10 +36,40 @@ $sc export --format circuit-tracer "$work"/run{0,1}/sst-k16-l1152 --out "$work/c
   --model-name HuggingFaceTB/SmolLM2-135M-Instruct
 $sc export --format delphi "$work"/run{0,1}/sst-k16-l1152 --out "$work/delphi" \
   --model-name HuggingFaceTB/SmolLM2-135M-Instruct
+# Published layouts (small files made by make_scope_fixtures.py), imported, then exported with our latents on
+# held-out rows: each original read by its tool must compute what our import does.
+shard="$work/cache/layer-1/shard-000003.bin"
+python3 scripts/read_shard.py "$shard" mlp_in "$work/in.npy"
+python3 scripts/read_shard.py "$shard" mlp_out "$work/out.npy"
+python3 scripts/make_scope_fixtures.py "$work/in.npy" "$work/out.npy" "$work/fx"
+imports=(
+  "gemma-scope:gemma-scope:gemma-scope-2b-pt-transcoders/layer_1/width_1k/average_l0_35/params.npz"
+  "gemma-scope:gemma-scope:gemma-scope-2b-pt-mlp/layer_1/width_1k/average_l0_35/params.npz"
+  "gemma-scope:gemma-scope-2:gemma-scope-2-pt/transcoder_all/layer_1_width_1k_l0_small_affine/params.safetensors"
+  "saelens:saelens:saelens-jumprelu-skip-transcoder"
+)
+for i in "${!imports[@]}"; do
+  IFS=: read -r format kind file <<< "${imports[$i]}"
+  $sc import --format "$format" "$work/fx/$file" --out "$work/imp$i" > /dev/null
+  $sc export --format saelens "$work/imp$i" --cache "$work/cache" --out "$work/exp$i" > /dev/null
+done
+$sc import --format circuit-tracer "$work/fx/circuit-tracer-jumprelu" --out "$work/imp-ct" > /dev/null
+$sc export --format circuit-tracer "$work/imp-ct" --cache "$work/cache" --out "$work/exp-ct" > /dev/null
 for reader in tools numpy; do
   echo "== reader: $reader"
   HF_HUB_OFFLINE=1 "$venv/bin/python" scripts/check_exports.py saelens "$work"/saelens/layer_*/* --reader $reader
   HF_HUB_OFFLINE=1 "$venv/bin/python" scripts/check_exports.py circuit-tracer "$work/circuit-tracer" --reader $reader
+  for i in "${!imports[@]}"; do
+    IFS=: read -r format kind file <<< "${imports[$i]}"
+    HF_HUB_OFFLINE=1 "$venv/bin/python" scripts/check_exports.py import "$work/fx/$file" "$work/exp$i/layer_1/imp$i" \
+      --kind "$kind" --layer 1 --reader $reader
+    HF_HUB_OFFLINE=1 "$venv/bin/python" scripts/check_exports.py saelens "$work/exp$i/layer_1/imp$i" --reader $reader
+  done
+  for l in 0 1; do
+    HF_HUB_OFFLINE=1 "$venv/bin/python" scripts/check_exports.py import "$work/fx/circuit-tracer-jumprelu" \
+      "$work/exp-ct" --kind circuit-tracer --layer $l --reader $reader
+  done
+  HF_HUB_OFFLINE=1 "$venv/bin/python" scripts/check_exports.py circuit-tracer "$work/exp-ct" --reader $reader
   for l in 0 1; do
     HF_HUB_OFFLINE=1 "$venv/bin/python" scripts/check_exports.py delphi "$work/delphi/latents/layers.$l.mlp" \
       --cache "$work/cache/layer-$l" --coder "$work/run$l/sst-k16-l1152" --reader $reader

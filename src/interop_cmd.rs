@@ -3,8 +3,8 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use interop::{
-    circuit_tracer, delphi, fresh_out_dir, model_name, open_source, saelens, ExportFormat,
-    ImportFormat,
+    circuit_tracer, delphi, fresh_out_dir, gemma_scope, model_name, open_source, saelens,
+    ExportFormat, ImportFormat,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +20,8 @@ pub struct ExportCli {
     /// A new folder for the export.
     #[arg(long)]
     out: PathBuf,
-    /// The cache the coders were trained on (default: the one each coder's sparsecoder.json names).
+    /// The cache the coders were trained on, or a multi-layer extraction holding one `layer-L` per coder's
+    /// layer (default: the one each coder's sparsecoder.json names; imported coders name none).
     #[arg(long)]
     cache: Option<PathBuf>,
     /// The model name written into the target's config (default: the cache's model name), e.g. the Hugging
@@ -114,12 +115,24 @@ pub struct ImportCli {
     /// TopK's k, for a circuit-tracer set whose config.yaml has none.
     #[arg(long)]
     k: Option<usize>,
+    /// Gemma Scope: the layer, when the path has no `layer_L`.
+    #[arg(long)]
+    layer: Option<u32>,
+    /// Gemma Scope: what the file codes, when its path does not say (a `transcoder` or `mlp` folder).
+    #[arg(long, value_enum)]
+    site: Option<gemma_scope::Site>,
 }
 
 pub fn import(cli: ImportCli) -> Result<ExitCode> {
     if cli.k.is_some() && cli.format != ImportFormat::CircuitTracer {
         bail!(
             "--k: only a circuit-tracer set lacks k; {:?} files carry it",
+            cli.format
+        );
+    }
+    if (cli.layer.is_some() || cli.site.is_some()) && cli.format != ImportFormat::GemmaScope {
+        bail!(
+            "--layer and --site are for --format gemma-scope; {:?} files say them",
             cli.format
         );
     }
@@ -133,6 +146,10 @@ pub fn import(cli: ImportCli) -> Result<ExitCode> {
             for dir in circuit_tracer::import(&cli.source, &cli.out, cli.k)? {
                 println!("{}", dir.display());
             }
+        }
+        ImportFormat::GemmaScope => {
+            gemma_scope::import(&cli.source, &cli.out, cli.layer, cli.site)?;
+            println!("{}", cli.out.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -173,21 +173,23 @@ fn record(
         let shard = cache.open_shard(i)?;
         let n = (shard.rows().min(left)) as usize;
         left -= n as u64;
-        let (mut acts, mut idx) = (
-            Vec::with_capacity(n * coder.cfg.k),
-            Vec::with_capacity(n * coder.cfg.k),
-        );
         const CHUNK: usize = 2048;
-        for first in (0..n).step_by(CHUNK) {
-            let rows = CHUNK.min(n - first);
-            let mut x = vec![0f32; rows * d];
-            shard.read_rows_f32(input, first, &mut x);
-            let enc = encoder.encode(&x, rows);
-            acts.extend(enc.acts);
-            idx.extend(enc.idx);
+        let encoded: Vec<_> = (0..n)
+            .step_by(CHUNK)
+            .map(|first| {
+                let rows = CHUNK.min(n - first);
+                let mut x = vec![0f32; rows * d];
+                shard.read_rows_f32(input, first, &mut x);
+                encoder.encode(&x, rows)
+            })
+            .collect();
+        // One stride for the shard: k for TopK, the most active latents of any row for JumpReLU.
+        let k = encoded.iter().map(|e| e.per_row).max().unwrap_or(1);
+        let (mut acts, mut idx) = (Vec::with_capacity(n * k), Vec::with_capacity(n * k));
+        for enc in &encoded {
+            enc.append_padded(k, &mut acts, &mut idx);
         }
         let (tokens, seqs, positions) = (shard.token_ids(), shard.seq_ids(), shard.positions());
-        let k = coder.cfg.k;
         let mut start = 0;
         for r in 1..=n {
             if r == n || seqs[r] != seqs[r - 1] || positions[r] != positions[r - 1] + 1 {

@@ -5,7 +5,7 @@
 
 mod common;
 use common::{extract_small_cache, model, sc};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use trainer::checkpoint::load_coder;
 
@@ -398,7 +398,8 @@ fn exports_and_imports_refuse_what_the_target_cannot_express() {
     assert!(!ok && err.contains("config.yaml: cannot read"), "{err}");
 }
 
-/// Imports of the exported set `dir/ct`, edited: no k (refused, then given), a JumpReLU layer, no layer files.
+/// Imports of the exported set `dir/ct`, edited: no k (refused, then given), a negative JumpReLU threshold,
+/// no layer files.
 fn circuit_tracer_refusals(dir: &Path) {
     let (ct, bad) = (dir.join("ct"), dir.join("ct-bad"));
     std::fs::create_dir_all(&bad).unwrap();
@@ -424,18 +425,18 @@ fn circuit_tracer_refusals(dir: &Path) {
     );
     let (ok, _, err) = import("c2", &["--k", "16"]);
     assert!(ok, "{err}");
-    // A JumpReLU layer: a threshold tensor added to layer 1 (with the safetensors package).
+    // A layer with a negative JumpReLU threshold (added with the safetensors package): refused.
     let layer1 = bad.join("layer_1.safetensors").display().to_string();
     let added = Command::new("python3")
         .args(["-c", "import sys, numpy as np; from safetensors.numpy import load_file, save_file; \
-            t = load_file(sys.argv[1]); t['activation_function.threshold'] = np.zeros(1152, np.float32); \
+            t = load_file(sys.argv[1]); t['activation_function.threshold'] = np.full(1152, -1, np.float32); \
             save_file(t, sys.argv[1])", &layer1])
         .status()
         .unwrap();
     assert!(added.success());
     let (ok, _, err) = import("c3", &["--k", "16"]);
     assert!(
-        !ok && err.contains("layer_1.safetensors: has activation_function.threshold"),
+        !ok && err.contains("layer_1.safetensors: threshold of latent 0 is -1"),
         "{err}"
     );
     for f in ["layer_0.safetensors", "layer_1.safetensors"] {
@@ -443,4 +444,170 @@ fn circuit_tracer_refusals(dir: &Path) {
     }
     let (ok, _, err) = import("c4", &["--k", "16"]);
     assert!(!ok && err.contains("holds no layer_0.safetensors"), "{err}");
+}
+
+fn python(args: &[&str]) {
+    let out = Command::new("python3")
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "python3 {args:?} failed");
+}
+
+#[test]
+fn imports_of_published_layouts_compute_what_their_layouts_define() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    two_layers(dir);
+    let p = |s: &str| dir.join(s).display().to_string();
+    let script = |s: &str| common::root().join("scripts").join(s).display().to_string();
+    // Real rows of layer 1's held-out shard calibrate the fixtures' thresholds.
+    let shard = p("cache/layer-1/shard-000003.bin");
+    python(&[&script("read_shard.py"), &shard, "mlp_in", &p("in.npy")]);
+    python(&[&script("read_shard.py"), &shard, "mlp_out", &p("out.npy")]);
+    python(&[
+        &script("make_scope_fixtures.py"),
+        &p("in.npy"),
+        &p("out.npy"),
+        &p("fx"),
+    ]);
+    let cases = [
+        (
+            "gemma-scope",
+            "gemma-scope",
+            "gemma-scope-2b-pt-transcoders/layer_1/width_1k/average_l0_35/params.npz",
+        ),
+        (
+            "gemma-scope",
+            "gemma-scope",
+            "gemma-scope-2b-pt-mlp/layer_1/width_1k/average_l0_35/params.npz",
+        ),
+        (
+            "gemma-scope",
+            "gemma-scope-2",
+            "gemma-scope-2-pt/transcoder_all/layer_1_width_1k_l0_small_affine/params.safetensors",
+        ),
+        ("saelens", "saelens", "saelens-jumprelu-skip-transcoder"),
+    ];
+    let mut imported = Vec::new();
+    for (i, (format, kind, file)) in cases.iter().enumerate() {
+        let (source, coder, export) = (
+            p(&format!("fx/{file}")),
+            p(&format!("imp{i}")),
+            p(&format!("exp{i}")),
+        );
+        let (ok, _, err) = sc(&["import", "--format", format, &source, "--out", &coder]);
+        assert!(ok, "{file}: {err}");
+        // Our coder's latents and output on held-out rows come with an export; the original file, read by
+        // its layout's formulas, must give the same there. The export itself is read back by SAELens's.
+        let (ok, _, err) = sc(&[
+            "export",
+            "--format",
+            "saelens",
+            &coder,
+            "--cache",
+            &p("cache"),
+            "--out",
+            &export,
+        ]);
+        assert!(ok, "{file}: {err}");
+        let exported = format!("{export}/layer_1/imp{i}");
+        python(&[
+            &script("check_exports.py"),
+            "import",
+            &source,
+            &exported,
+            "--kind",
+            kind,
+            "--layer",
+            "1",
+        ]);
+        python(&[&script("check_exports.py"), "saelens", &exported]);
+        imported.push(dir.join(format!("imp{i}")));
+    }
+    // circuit-tracer's JumpReLU set: both layers, exported again as a set.
+    let (ok, _, err) = sc(&[
+        "import",
+        "--format",
+        "circuit-tracer",
+        &p("fx/circuit-tracer-jumprelu"),
+        "--out",
+        &p("ct"),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = sc(&[
+        "export",
+        "--format",
+        "circuit-tracer",
+        &p("ct"),
+        "--cache",
+        &p("cache"),
+        "--out",
+        &p("ct-exp"),
+    ]);
+    assert!(ok, "{err}");
+    for l in ["0", "1"] {
+        python(&[
+            &script("check_exports.py"),
+            "import",
+            &p("fx/circuit-tracer-jumprelu"),
+            &p("ct-exp"),
+            "--kind",
+            "circuit-tracer",
+            "--layer",
+            l,
+        ]);
+    }
+    python(&[&script("check_exports.py"), "circuit-tracer", &p("ct-exp")]);
+
+    // eval takes them, marking each as imported.
+    let refs: Vec<&Path> = imported.iter().map(PathBuf::as_path).collect();
+    let rows = eval_rows(&dir.join("cache/layer-1"), &refs, &dir.join("ev"));
+    assert_eq!(rows.len(), 4);
+    assert!(rows
+        .iter()
+        .all(|r| r["activation"] == "jumprelu" && r["imported"]["sha256"].is_string()));
+
+    // A JumpReLU set with a TopK coder; a negative threshold.
+    let (ok, _, err) = sc(&[
+        "export",
+        "--format",
+        "circuit-tracer",
+        &p("ct/layer_0"),
+        &p("run1/sst-k16-l1152"),
+        "--cache",
+        &p("cache"),
+        "--out",
+        &p("mixed"),
+    ]);
+    assert!(
+        !ok && err.contains("config.activation is TopK, but") && err.lines().count() == 1,
+        "{err}"
+    );
+    let file = p(
+        "fx/gemma-scope-2-pt/transcoder_all/layer_1_width_1k_l0_small_affine/params.safetensors",
+    );
+    python(&[
+        "-c",
+        "import sys, numpy as np; from safetensors.numpy import load_file, save_file; \
+        t = load_file(sys.argv[1]); t['threshold'][7] = -0.5; save_file(t, sys.argv[1])",
+        &file,
+    ]);
+    let (ok, _, err) = sc(&[
+        "import",
+        "--format",
+        "gemma-scope",
+        &file,
+        "--out",
+        &p("neg"),
+    ]);
+    assert!(
+        !ok && err.contains("threshold of latent 7 is -0.5"),
+        "{err}"
+    );
 }

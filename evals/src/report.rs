@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use trainer::checkpoint::{Imported, LoadedCoder};
-use trainer::coder::Kind;
+use trainer::coder::{Activation, Kind};
 use trainer::regression::LinearFit;
 
 #[derive(Serialize, Deserialize)]
@@ -32,6 +32,9 @@ pub struct CoderEval {
     /// Where an imported coder came from (`sparsecoder import`); absent for coders we trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<Imported>,
+    /// JumpReLU for an imported coder that uses it (then `k` is `num_latents`, a bound that never binds).
+    #[serde(default, skip_serializing_if = "Activation::is_topk")]
+    pub activation: Activation,
 }
 
 impl CoderEval {
@@ -60,6 +63,7 @@ impl CoderEval {
             ce_increase_pct: 100.0 * (ce_patched - ce_clean) / ce_clean,
             kl: losses.kl[j] / losses.positions as f64,
             imported: c.meta.imported.clone(),
+            activation: c.meta.activation,
         }
     }
 }
@@ -183,7 +187,19 @@ impl Report {
         }
         for c in &self.coders {
             if let Some(i) = &c.imported {
-                println!("* {}: imported from {} ({})", c.name, i.source, i.format);
+                let jump = if c.activation.is_topk() {
+                    ""
+                } else {
+                    ", JumpReLU: k is its width"
+                };
+                let hooks = i
+                    .hooks
+                    .as_deref()
+                    .map_or(String::new(), |h| format!(", hooks {h}"));
+                println!(
+                    "* {}: imported from {} ({}{jump}{hooks})",
+                    c.name, i.source, i.format
+                );
             }
         }
     }

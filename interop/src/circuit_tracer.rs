@@ -14,8 +14,9 @@
 //! pre-activations and zeroes the negative ones, as `TopK(ReLU(pre))` does. `scripts/check_exports.py` does
 //! exactly this and compares on our held-out rows; the set needs layers 0…n−1 (the loader asserts it).
 //!
-//! Import reads such a set (ours or anyone's, TopK with `k` in config.yaml or given) into one coder folder
-//! per layer. A JumpReLU or ReLU set is refused: our coders are TopK.
+//! Import reads such a set (ours or anyone's) into one coder folder per layer: JumpReLU where a layer has
+//! `activation_function.threshold`, else TopK with `k` from config.yaml or `--k`. A plain ReLU set (no
+//! threshold, no k) is refused: our coders cannot compute it.
 
 use crate::tensors::{self, Values};
 use crate::{sample, ExportSource};
@@ -24,7 +25,6 @@ use cache_format::fsutil::write_atomic;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use trainer::checkpoint::{save_coder, CoderMeta, Imported};
 use trainer::coder::{CoderConfig, Kind, SparseCoder};
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
@@ -54,6 +54,11 @@ fn check_set(sources: Vec<ExportSource>) -> Result<Vec<ExportSource>> {
             );
         }
         for (field, here, there) in [
+            (
+                "activation",
+                format!("{:?}", s.loaded.meta.activation),
+                format!("{:?}", first.loaded.meta.activation),
+            ),
             (
                 "kind",
                 c.kind.short().to_string(),
@@ -119,20 +124,27 @@ pub fn export(
         samples.push((format!("layer_{i}."), sample::take(s, sample_rows)?));
     }
     sample::write(out, &samples)?;
-    let config = json!({
+    let mut config = json!({
         "model_name": model_name,
         "model_kind": "transcoder_set",
         "feature_input_hook": INPUT_HOOK,
         "feature_output_hook": OUTPUT_HOOKS[0],
         "scan": scan,
-        "activation": "topk",
-        "k": c0.k,
         "sparsecoder": {
-            "note": "TopK after ReLU: after loading, set each transcoder's activation_function to \
-                     relu(TopK(k)(x)); circuit-tracer's loader reads no k",
             "layers": sources.iter().map(|s| &s.provenance).collect::<Vec<_>>(),
         },
     });
+    if sources[0].loaded.coder.threshold.is_some() {
+        // circuit-tracer's loader makes a layer JumpReLU from its threshold tensor by itself.
+        config["activation"] = json!("jumprelu");
+    } else {
+        config["activation"] = json!("topk");
+        config["k"] = json!(c0.k);
+        config["sparsecoder"]["note"] = json!(
+            "TopK after ReLU: after loading, set each transcoder's activation_function to relu(TopK(k)(x)); \
+             circuit-tracer's loader reads no k"
+        );
+    }
     let text = to_yaml(&config)?;
     write_atomic(&out.join(CONFIG), |w| w.write_all(text.as_bytes()))?;
     Ok(())
@@ -149,6 +161,13 @@ fn write_layer(s: &ExportSource, path: &Path) -> Result<()> {
     ];
     if let Some(w_skip) = &c.w_skip {
         list.push(("W_skip", vec![d_out, d_in], Values::F32(w_skip)));
+    }
+    if let Some(t) = &c.threshold {
+        list.push((
+            "activation_function.threshold",
+            vec![latents],
+            Values::F32(t),
+        ));
     }
     let list: Vec<_> = list
         .into_iter()
@@ -255,31 +274,35 @@ pub fn import(dir: &Path, out: &Path, k: Option<usize>) -> Result<Vec<PathBuf>> 
         );
     }
     let k = match (config["k"].as_i64(), k) {
-        (_, Some(k)) => k,
-        (Some(k), None) if k > 0 => k as usize,
-        _ => bail!(
-            "{}: k is missing: circuit-tracer's files say nothing of TopK; give --k if the set is TopK",
-            cfg_path.display()
-        ),
+        (_, Some(k)) => Some(k),
+        (Some(k), None) if k > 0 => Some(k as usize),
+        _ => None,
     };
+    let hooks = format!("{input} → {output}");
     let mut made = Vec::new();
     for (layer, path) in layer_paths(dir, &config, &cfg_path)?.iter().enumerate() {
         let target = out.join(format!("layer_{layer}"));
-        import_layer(path, layer as u32, k, &target)?;
+        let coder = read_layer(path, k, &cfg_path)?;
+        crate::save_imported(
+            &target,
+            crate::ImportedCoder {
+                coder,
+                layer: layer as u32,
+                format: "circuit-tracer",
+                source: path.clone(),
+                hooks: Some(hooks.clone()),
+            },
+        )?;
         made.push(target);
     }
     Ok(made)
 }
 
-fn import_layer(path: &Path, layer: u32, k: usize, out: &Path) -> Result<()> {
+/// One layer's transcoder: JumpReLU when the file has `activation_function.threshold`, else TopK with `k`
+/// (refused without one: circuit-tracer's loader would make it a ReLU transcoder, which ours cannot be).
+fn read_layer(path: &Path, k: Option<usize>, cfg_path: &Path) -> Result<SparseCoder> {
     let bytes = tensors::read_file(path)?;
     let st = tensors::parse(&bytes, path)?;
-    if st.tensor("activation_function.threshold").is_ok() {
-        bail!(
-            "{}: has activation_function.threshold: a JumpReLU transcoder, which our TopK coders cannot compute",
-            path.display()
-        );
-    }
     let shape = |name: &str| {
         tensors::shape_of(&st, name)
             .ok_or_else(|| anyhow!("{}: tensor {name} is missing", path.display()))
@@ -292,9 +315,24 @@ fn import_layer(path: &Path, layer: u32, k: usize, out: &Path) -> Result<()> {
         ),
     };
     let d_in = shape("W_enc")?.last().copied().unwrap_or(0);
-    if k == 0 || k > latents {
-        bail!("{}: k is {k}, expected 1…{latents}", path.display());
-    }
+    let threshold = match tensors::shape_of(&st, "activation_function.threshold") {
+        Some(_) => Some(tensors::read_f32(
+            &st,
+            "activation_function.threshold",
+            &[latents],
+            path,
+        )?),
+        None => None,
+    };
+    let k = match (&threshold, k) {
+        (Some(_), _) => latents,
+        (None, Some(k)) if (1..=latents).contains(&k) => k,
+        (None, Some(k)) => bail!("{}: k is {k}, expected 1…{latents}", path.display()),
+        (None, None) => bail!(
+            "{}: k is missing: circuit-tracer's files say nothing of TopK; give --k if the set is TopK",
+            cfg_path.display()
+        ),
+    };
     let w_skip = match tensors::shape_of(&st, "W_skip") {
         Some(_) => Some(tensors::read_f32(&st, "W_skip", &[d_out, d_in], path)?),
         None => None,
@@ -304,7 +342,7 @@ fn import_layer(path: &Path, layer: u32, k: usize, out: &Path) -> Result<()> {
     } else {
         Kind::Transcoder
     };
-    let coder = SparseCoder {
+    Ok(SparseCoder {
         cfg: CoderConfig {
             kind,
             d_in,
@@ -317,19 +355,6 @@ fn import_layer(path: &Path, layer: u32, k: usize, out: &Path) -> Result<()> {
         w_dec: tensors::read_f32(&st, "W_dec", &[latents, d_out], path)?,
         b_dec: tensors::read_f32(&st, "b_dec", &[d_out], path)?,
         w_skip,
-    };
-    let meta = CoderMeta {
-        config: coder.cfg.clone(),
-        sae_on: None,
-        cache: String::new(),
-        layer,
-        step: 0,
-        tokens: 0,
-        imported: Some(Imported {
-            format: "circuit-tracer".into(),
-            source: path.display().to_string(),
-            sha256: crate::sha256_file(path)?,
-        }),
-    };
-    save_coder(out, &coder, &meta, false)
+        threshold,
+    })
 }

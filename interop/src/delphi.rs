@@ -79,7 +79,7 @@ fn collect(src: &ExportSource, max_sequences: usize) -> Result<(Firings, u64)> {
     let coder = &src.loaded.coder;
     let (input, _) = src.loaded.meta.sides();
     let encoder = coder.encoder();
-    let (k, d) = (coder.cfg.k, coder.cfg.d_in);
+    let d = coder.cfg.d_in;
     let (mut f, mut open, mut partial) = (Firings::default(), Open::default(), 0u64);
     'shards: for i in 0..src.cache.num_shards() {
         let shard = src.cache.open_shard(i)?;
@@ -100,7 +100,7 @@ fn collect(src: &ExportSource, max_sequences: usize) -> Result<(Firings, u64)> {
                 }
                 let pos = open.tokens.len() as u32;
                 open.tokens.push(tokens[row] as i64);
-                for j in r * k..(r + 1) * k {
+                for j in r * enc.per_row..(r + 1) * enc.per_row {
                     if enc.acts[j].abs() > ACTIVE {
                         open.active.push((pos, enc.idx[j], enc.acts[j]));
                     }

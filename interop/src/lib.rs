@@ -10,16 +10,19 @@
 
 pub mod circuit_tracer;
 pub mod delphi;
+pub mod gemma_scope;
+mod npz;
 pub mod saelens;
 pub mod sample;
 mod tensors;
 
 use anyhow::{bail, Context, Result};
-use cache_format::{Cache, CacheSpec};
+use cache_format::{Cache, CacheSpec, Side};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use trainer::checkpoint::{load_for_cache, LoadedCoder};
+use trainer::checkpoint::{load_for_cache, save_coder, CoderMeta, Imported, LoadedCoder};
+use trainer::coder::{Activation, Kind, SparseCoder};
 
 /// The layouts `sparsecoder export` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +40,64 @@ pub enum ExportFormat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ImportFormat {
+    /// A SAELens folder: `topk`, `jumprelu`, `jumprelu_transcoder`, `jumprelu_skip_transcoder`.
     Saelens,
+    /// A circuit-tracer transcoder set (TopK with k, or JumpReLU).
     CircuitTracer,
+    /// Gemma Scope's `params.npz` (1) or `params.safetensors` (2, lowercase keys, affine skip).
+    GemmaScope,
+}
+
+/// A coder read from another tool's files, before it is saved in our layout.
+pub struct ImportedCoder {
+    pub coder: SparseCoder,
+    pub layer: u32,
+    /// The `Imported` record: format, file read (its sha256 is taken here), hooks.
+    pub format: &'static str,
+    pub source: PathBuf,
+    pub hooks: Option<String>,
+}
+
+/// Saves an imported coder into `out` in our layout (sparsify's files + sparsecoder.json saying where it came
+/// from). JumpReLU thresholds below 0 are refused: the releases' definitions differ there.
+pub fn save_imported(out: &Path, c: ImportedCoder) -> Result<()> {
+    if let Some(t) = &c.coder.threshold {
+        if let Some((latent, v)) = trainer::jump_relu::negative_threshold(t) {
+            bail!(
+                "{}: threshold of latent {latent} is {v}: JumpReLU thresholds must be at least 0",
+                c.source.display()
+            );
+        }
+    }
+    let meta = CoderMeta {
+        config: c.coder.cfg.clone(),
+        sae_on: (c.coder.cfg.kind == Kind::Sae).then_some(Side::MlpOut),
+        cache: String::new(),
+        layer: c.layer,
+        step: 0,
+        tokens: 0,
+        imported: Some(Imported {
+            format: c.format.to_string(),
+            source: c.source.display().to_string(),
+            sha256: sha256_file(&c.source)?,
+            hooks: c.hooks,
+        }),
+        activation: match c.coder.threshold {
+            Some(_) => Activation::JumpRelu,
+            None => Activation::TopK,
+        },
+    };
+    save_coder(out, &c.coder, &meta, false)
+}
+
+/// For an SAE whose encoder reads x (not x − b_dec, as ours does): b_enc' = b_enc + W_enc·b_dec makes ours
+/// compute the same pre-activations.
+pub fn fold_input_bias(c: &mut SparseCoder) {
+    let d = c.cfg.d_in;
+    for (l, b) in c.b_enc.iter_mut().enumerate() {
+        let row = &c.w_enc[l * d..(l + 1) * d];
+        *b += row.iter().zip(&c.b_dec).map(|(w, x)| w * x).sum::<f32>();
+    }
 }
 
 /// One of our coders, opened for export with the cache it was trained on.
@@ -64,10 +123,15 @@ pub struct Provenance {
     pub layer: u32,
 }
 
-/// Opens the coder in `dir` with its cache: `cache` when given, else the one its `sparsecoder.json` names.
+/// Opens the coder in `dir` with its cache: `cache` when given (for a multi-layer extraction, its
+/// `layer-L` for the coder's layer), else the one its `sparsecoder.json` names.
 pub fn open_source(dir: &Path, cache: Option<&Path>) -> Result<ExportSource> {
     let (_, meta) = trainer::checkpoint::load_coder(dir)?;
-    let cache_dir = cache.map_or_else(|| PathBuf::from(&meta.cache), Path::to_path_buf);
+    let cache_dir = match cache {
+        None => PathBuf::from(&meta.cache),
+        Some(c) if c.join("manifest.json").exists() => c.to_path_buf(),
+        Some(c) => c.join(format!("layer-{}", meta.layer)),
+    };
     let cache = Cache::open(&cache_dir).with_context(|| {
         format!(
             "{}: an export needs the cache the coder was trained on (for its model, layer and held-out rows); \

@@ -12,8 +12,12 @@
 //! different function. Only an SAE on the MLP's output has a TransformerLens hook that holds what it read
 //! (`blocks.L.hook_mlp_out`); our mlp_in is the MLP's input after the RMSNorm weight, which no TL hook holds.
 //!
-//! Import reads `topk` SAEs, folding `apply_b_dec_to_input: false` into b_enc and
-//! `rescale_acts_by_decoder_norm: true` into W_enc, b_enc and W_dec (both exact up to rounding).
+//! Import reads `topk` and `jumprelu` SAEs and `jumprelu_transcoder`/`jumprelu_skip_transcoder`s (W_dec
+//! `[d_sae × d_out]`, W_skip `[d_out × d_in]`, `threshold [d_sae]`), folding `apply_b_dec_to_input: false`
+//! into b_enc and `rescale_acts_by_decoder_norm: true` into W_enc, b_enc and W_dec (exact up to rounding). A
+//! transcoder's input hook is recorded as its files name it: SAELens's Gemma Scope configs name
+//! `ln2.hook_normalized` or `hook_mlp_in`, which are not exactly our `mlp_in` (the MLP's input after the
+//! RMSNorm gain); see docs/interop.md.
 
 use crate::tensors::{self, Values};
 use crate::{sample, ExportSource};
@@ -23,7 +27,6 @@ use cache_format::Side;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
-use trainer::checkpoint::{save_coder, CoderMeta, Imported};
 use trainer::coder::{CoderConfig, Kind, SparseCoder};
 
 pub const CFG: &str = "cfg.json";
@@ -34,10 +37,26 @@ pub const SPARSITY: &str = "sparsity.safetensors";
 /// a dead latent reads -10.
 const SPARSITY_EPS: f64 = 1e-10;
 
-/// The TransformerLens hook holding what an SAE of ours read, or a one-line refusal.
-fn hook_name(src: &ExportSource) -> Result<String> {
+/// What an export of ours is in SAELens: its architecture and hooks (input, and output for a transcoder), or a
+/// one-line refusal.
+fn target(src: &ExportSource) -> Result<(&'static str, String, Option<String>)> {
     let meta = &src.loaded.meta;
-    if meta.config.kind != Kind::Sae {
+    let jump = src.loaded.coder.threshold.is_some();
+    if meta.config.kind == Kind::Sae {
+        return match meta.sae_on.unwrap_or(Side::MlpOut) {
+            Side::MlpOut => Ok((
+                if jump { "jumprelu" } else { "topk" },
+                format!("blocks.{}.hook_mlp_out", meta.layer),
+                None,
+            )),
+            Side::MlpIn => bail!(
+                "{}: sae_on is mlp_in: no TransformerLens hook holds the MLP's input after the RMSNorm weight \
+                 (ln2.hook_normalized is taken before it), so SAELens could not run this SAE where it was trained",
+                src.dir.display()
+            ),
+        };
+    }
+    if !jump {
         bail!(
             "{}: config.kind is {}: SAELens 6's transcoder and skip_transcoder are ReLU or JumpReLU and read \
              no k, so a TopK transcoder there would compute a different function; use --format circuit-tracer",
@@ -45,34 +64,38 @@ fn hook_name(src: &ExportSource) -> Result<String> {
             meta.config.kind.short()
         );
     }
-    match meta.sae_on.unwrap_or(Side::MlpOut) {
-        Side::MlpOut => Ok(format!("blocks.{}.hook_mlp_out", meta.layer)),
-        Side::MlpIn => bail!(
-            "{}: sae_on is mlp_in: no TransformerLens hook holds the MLP's input after the RMSNorm weight \
-             (ln2.hook_normalized is taken before it), so SAELens could not run this SAE where it was trained",
+    // A JumpReLU transcoder is an import: its hooks are the ones its release named.
+    let hooks = meta.imported.as_ref().and_then(|i| i.hooks.as_deref());
+    let Some((h_in, h_out)) = hooks.and_then(|h| h.split_once(" → ")) else {
+        bail!(
+            "{}: imported.hooks does not name an input and an output hook, which SAELens's cfg needs",
             src.dir.display()
-        ),
-    }
+        );
+    };
+    let arch = match meta.config.kind {
+        Kind::SkipTranscoder => "jumprelu_skip_transcoder",
+        _ => "jumprelu_transcoder",
+    };
+    Ok((arch, h_in.to_string(), Some(h_out.to_string())))
 }
 
-/// Exports one SAE into `out` (a new folder): cfg.json, the weights, the held-out sparsity and our check
+/// Exports one coder into `out` (a new folder): cfg.json, the weights, the held-out sparsity and our check
 /// rows.
 pub fn export(src: &ExportSource, out: &Path, model_name: &str, sample_rows: usize) -> Result<()> {
-    let hook = hook_name(src)?;
+    let (arch, hook, hook_out) = target(src)?;
     let c = &src.loaded.coder;
-    let (d, latents) = (c.cfg.d_in, c.cfg.num_latents);
+    let (d_in, d_out, latents) = (c.cfg.d_in, c.cfg.d_out, c.cfg.num_latents);
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let cfg = json!({
-        "architecture": "topk",
-        "d_in": d,
+    let mut cfg = json!({
+        "architecture": arch,
+        "d_in": d_in,
         "d_sae": latents,
-        "k": c.cfg.k,
         "dtype": "float32",
         "device": "cpu",
-        "apply_b_dec_to_input": true,
+        // Our SAE encodes x − b_dec; transcoders never subtract it (and SAELens requires false for them).
+        "apply_b_dec_to_input": c.cfg.kind == Kind::Sae,
         "normalize_activations": "none",
         "reshape_activations": "none",
-        "rescale_acts_by_decoder_norm": false,
         "metadata": {
             "model_name": model_name,
             "hook_name": hook,
@@ -81,14 +104,31 @@ pub fn export(src: &ExportSource, out: &Path, model_name: &str, sample_rows: usi
             "sparsecoder": src.provenance,
         },
     });
-    let w_enc = tensors::transpose(&c.w_enc, latents, d);
-    let weights = [
-        ("W_enc", vec![d, latents], Values::F32(&w_enc)),
+    if arch == "topk" {
+        cfg["k"] = json!(c.cfg.k);
+        cfg["rescale_acts_by_decoder_norm"] = json!(false);
+    }
+    if let Some(h) = hook_out {
+        cfg["d_out"] = json!(d_out);
+        cfg["metadata"]["hook_name_out"] = json!(h);
+    }
+    let w_enc = tensors::transpose(&c.w_enc, latents, d_in);
+    let mut weights = vec![
+        ("W_enc", vec![d_in, latents], Values::F32(&w_enc)),
         ("b_enc", vec![latents], Values::F32(&c.b_enc)),
-        ("W_dec", vec![latents, d], Values::F32(&c.w_dec)),
-        ("b_dec", vec![d], Values::F32(&c.b_dec)),
-    ]
-    .map(|(n, s, v)| (n.to_string(), s, v));
+        ("W_dec", vec![latents, d_out], Values::F32(&c.w_dec)),
+        ("b_dec", vec![d_out], Values::F32(&c.b_dec)),
+    ];
+    if let Some(t) = &c.threshold {
+        weights.push(("threshold", vec![latents], Values::F32(t)));
+    }
+    if let Some(w) = &c.w_skip {
+        weights.push(("W_skip", vec![d_out, d_in], Values::F32(w)));
+    }
+    let weights: Vec<_> = weights
+        .into_iter()
+        .map(|(n, s, v)| (n.to_string(), s, v))
+        .collect();
     let provenance = HashMap::from([(
         "sparsecoder".to_string(),
         serde_json::to_string(&src.provenance)?,
@@ -155,7 +195,27 @@ fn layer_of_hook(hook: &str, path: &Path) -> Result<u32> {
         })
 }
 
-/// Imports the SAELens `topk` SAE in `dir` into our layout in `out`.
+/// The architectures we import, and what each is in our terms: (kind, JumpReLU?).
+fn our_terms(arch: &str) -> Option<(Kind, bool)> {
+    match arch {
+        "topk" => Some((Kind::Sae, false)),
+        "jumprelu" => Some((Kind::Sae, true)),
+        "jumprelu_transcoder" => Some((Kind::Transcoder, true)),
+        "jumprelu_skip_transcoder" => Some((Kind::SkipTranscoder, true)),
+        _ => None,
+    }
+}
+
+/// The layer of a TransformerLens hook `blocks.L.…`.
+fn hook_layer(hook: &str) -> Option<u32> {
+    hook.strip_prefix("blocks.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Imports the SAELens SAE or transcoder in `dir` (see [`our_terms`]) into our layout in `out`.
 pub fn import(dir: &Path, out: &Path) -> Result<()> {
     let cfg_path = dir.join(CFG);
     let text =
@@ -163,13 +223,13 @@ pub fn import(dir: &Path, out: &Path) -> Result<()> {
     let cfg: Value = serde_json::from_slice(&text)
         .with_context(|| format!("{}: not valid JSON", cfg_path.display()))?;
     let arch = field(&cfg, "architecture", &cfg_path)?;
-    if arch != "topk" {
+    let Some((kind, jump)) = arch.as_str().and_then(our_terms) else {
         bail!(
-            "{}: architecture is {arch}, expected \"topk\" (our coders are TopK; SAELens's other architectures \
-             compute a different function)",
+            "{}: architecture is {arch}, expected \"topk\", \"jumprelu\", \"jumprelu_transcoder\" or \
+             \"jumprelu_skip_transcoder\" (ReLU, gated and the rest compute functions our coders do not)",
             cfg_path.display()
         );
-    }
+    };
     for (name, want) in [
         ("normalize_activations", "none"),
         ("reshape_activations", "none"),
@@ -178,35 +238,18 @@ pub fn import(dir: &Path, out: &Path) -> Result<()> {
             bail!("{}: {name} is {v}, expected \"{want}\"", cfg_path.display());
         }
     }
-    let (d, latents, k) = (
+    let (d_in, latents) = (
         usize_field(&cfg, "d_in", &cfg_path)?,
         usize_field(&cfg, "d_sae", &cfg_path)?,
-        usize_field(&cfg, "k", &cfg_path)?,
     );
-    let hook = cfg
-        .pointer("/metadata/hook_name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("{}: metadata.hook_name is missing", cfg_path.display()))?;
-    let layer = layer_of_hook(hook, &cfg_path)?;
-    let flag =
-        |name: &str, default: bool| cfg.get(name).and_then(Value::as_bool).unwrap_or(default);
-    let weights_path = dir.join(WEIGHTS);
-    let bytes = tensors::read_file(&weights_path)?;
-    let st = tensors::parse(&bytes, &weights_path)?;
-    let w_enc_t = tensors::read_f32(&st, "W_enc", &[d, latents], &weights_path)?;
-    let mut coder = SparseCoder {
-        cfg: CoderConfig {
-            kind: Kind::Sae,
-            d_in: d,
-            d_out: d,
-            num_latents: latents,
-            k,
-        },
-        w_enc: tensors::transpose(&w_enc_t, d, latents),
-        b_enc: tensors::read_f32(&st, "b_enc", &[latents], &weights_path)?,
-        w_dec: tensors::read_f32(&st, "W_dec", &[latents, d], &weights_path)?,
-        b_dec: tensors::read_f32(&st, "b_dec", &[d], &weights_path)?,
-        w_skip: None,
+    let d_out = match kind {
+        Kind::Sae => d_in,
+        _ => usize_field(&cfg, "d_out", &cfg_path)?,
+    };
+    let k = if jump {
+        latents
+    } else {
+        usize_field(&cfg, "k", &cfg_path)?
     };
     if k > latents {
         bail!(
@@ -214,35 +257,84 @@ pub fn import(dir: &Path, out: &Path) -> Result<()> {
             cfg_path.display()
         );
     }
-    if !flag("apply_b_dec_to_input", true) {
-        fold_input_bias(&mut coder);
+    let (layer, hooks) = layer_and_hooks(&cfg, kind, &cfg_path)?;
+    let flag =
+        |name: &str, default: bool| cfg.get(name).and_then(Value::as_bool).unwrap_or(default);
+    let weights_path = dir.join(WEIGHTS);
+    let bytes = tensors::read_file(&weights_path)?;
+    let st = tensors::parse(&bytes, &weights_path)?;
+    let read = |name: &str, shape: &[usize]| tensors::read_f32(&st, name, shape, &weights_path);
+    let w_enc_t = read("W_enc", &[d_in, latents])?;
+    let mut coder = SparseCoder {
+        cfg: CoderConfig {
+            kind,
+            d_in,
+            d_out,
+            num_latents: latents,
+            k,
+        },
+        w_enc: tensors::transpose(&w_enc_t, d_in, latents),
+        b_enc: read("b_enc", &[latents])?,
+        w_dec: read("W_dec", &[latents, d_out])?,
+        b_dec: read("b_dec", &[d_out])?,
+        w_skip: match kind {
+            Kind::SkipTranscoder => Some(read("W_skip", &[d_out, d_in])?),
+            _ => None,
+        },
+        threshold: if jump {
+            Some(read("threshold", &[latents])?)
+        } else {
+            None
+        },
+    };
+    // Transcoders never subtract b_dec from their input, in SAELens as in ours.
+    if kind == Kind::Sae && !flag("apply_b_dec_to_input", true) {
+        crate::fold_input_bias(&mut coder);
     }
     if flag("rescale_acts_by_decoder_norm", false) {
+        if jump {
+            bail!(
+                "{}: rescale_acts_by_decoder_norm is only read for topk",
+                cfg_path.display()
+            );
+        }
         fold_decoder_norm(&mut coder);
     }
-    let meta = CoderMeta {
-        config: coder.cfg.clone(),
-        sae_on: Some(Side::MlpOut),
-        cache: String::new(),
-        layer,
-        step: 0,
-        tokens: 0,
-        imported: Some(Imported {
-            format: "saelens".into(),
-            source: dir.display().to_string(),
-            sha256: crate::sha256_file(&weights_path)?,
-        }),
-    };
-    save_coder(out, &coder, &meta, false)
+    crate::save_imported(
+        out,
+        crate::ImportedCoder {
+            coder,
+            layer,
+            format: "saelens",
+            source: weights_path,
+            hooks: Some(hooks),
+        },
+    )
 }
 
-/// SAELens without `apply_b_dec_to_input` encodes W·x + b; ours encodes W·(x − b_dec) + b', so b' = b + W·b_dec.
-fn fold_input_bias(c: &mut SparseCoder) {
-    let d = c.cfg.d_in;
-    for (l, b) in c.b_enc.iter_mut().enumerate() {
-        let row = &c.w_enc[l * d..(l + 1) * d];
-        *b += row.iter().zip(&c.b_dec).map(|(w, x)| w * x).sum::<f32>();
+/// The layer and the hooks of a SAELens cfg.json: an SAE must read `blocks.L.hook_mlp_out`; a transcoder
+/// must write the MLP output of a layer and read a hook of the same layer.
+fn layer_and_hooks(cfg: &Value, kind: Kind, cfg_path: &Path) -> Result<(u32, String)> {
+    let hook = |name: &str| {
+        cfg.pointer(&format!("/metadata/{name}"))
+            .or_else(|| cfg.get(name))
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("{}: metadata.{name} is missing", cfg_path.display()))
+    };
+    if kind == Kind::Sae {
+        let h = hook("hook_name")?;
+        return Ok((layer_of_hook(h, cfg_path)?, h.to_string()));
     }
+    let (h_in, h_out) = (hook("hook_name")?, hook("hook_name_out")?);
+    let layer = layer_of_hook(h_out, cfg_path)?;
+    if hook_layer(h_in) != Some(layer) {
+        bail!(
+            "{}: metadata.hook_name is {h_in:?}, expected a hook of layer {layer} (the layer its output hook \
+             {h_out:?} names)",
+            cfg_path.display()
+        );
+    }
+    Ok((layer, format!("{h_in} → {h_out}")))
 }
 
 /// `rescale_acts_by_decoder_norm`: SAELens ranks pre·‖W_dec[l]‖ and decodes acts/‖W_dec[l]‖·W_dec[l]; scaling

@@ -12,7 +12,7 @@
 //! generation first and switches the pointer last, so a crash at any moment leaves a resumable run.
 
 use crate::adam::Moments;
-use crate::coder::{CoderConfig, Kind, SparseCoder};
+use crate::coder::{Activation, CoderConfig, Kind, SparseCoder};
 use crate::regression::AffineMap;
 use crate::tensors::Tensors;
 use anyhow::{anyhow, bail, Context, Result};
@@ -37,6 +37,9 @@ pub struct CoderMeta {
     /// Where a coder made by `sparsecoder import` came from (None for coders we trained).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<Imported>,
+    /// TopK, or JumpReLU for an imported coder (its thresholds are the tensor `threshold`).
+    #[serde(default, skip_serializing_if = "Activation::is_topk")]
+    pub activation: Activation,
 }
 
 /// The published coder an imported one was converted from.
@@ -48,6 +51,10 @@ pub struct Imported {
     pub source: String,
     /// sha256 (hex) of the weights file read.
     pub sha256: String,
+    /// The hooks it read and wrote, as its files name them (e.g. `blocks.3.ln2.hook_normalized →
+    /// blocks.3.hook_mlp_out`), where they say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<String>,
 }
 
 impl CoderMeta {
@@ -99,7 +106,7 @@ pub fn save_coder(
         .with_context(|| format!("{}: cannot create checkpoint folder", dir.display()))?;
     let c = &coder.cfg;
     let cfg = serde_json::json!({
-        "activation": "topk",
+        "activation": if coder.threshold.is_some() { "jumprelu" } else { "topk" },
         "expansion_factor": c.num_latents / c.d_in.max(1),
         "normalize_decoder": c.kind == Kind::Sae,
         "num_latents": c.num_latents,
@@ -109,10 +116,24 @@ pub fn save_coder(
         "transcode": c.kind.transcodes(),
         "d_in": c.d_in,
     });
-    let tensors: Vec<_> = params_of(coder)
+    let mut tensors: Vec<_> = params_of(coder)
         .into_iter()
         .map(|(n, s, d)| (n.to_string(), s, bytemuck::cast_slice(d), Dtype::F32))
         .collect();
+    if let Some(t) = &coder.threshold {
+        tensors.push((
+            "threshold".into(),
+            vec![t.len()],
+            bytemuck::cast_slice(t),
+            Dtype::F32,
+        ));
+    }
+    if coder.threshold.is_some() != (meta.activation == Activation::JumpRelu) {
+        bail!(
+            "{}: a JumpReLU coder needs thresholds, a TopK one none",
+            dir.display()
+        );
+    }
     let st = serialize(&tensors, None)?;
     write_atomic(&dir.join("sae.safetensors"), |w| w.write_all(&st))?;
     write_atomic(&dir.join("cfg.json"), |w| {
@@ -258,6 +279,10 @@ pub fn parse_coder(
             Some(f32s(&st, "W_skip", &[c.d_out, c.d_in], &path)?)
         } else {
             None
+        },
+        threshold: match meta.activation {
+            Activation::JumpRelu => Some(f32s(&st, "threshold", &[c.num_latents], &path)?),
+            Activation::TopK => None,
         },
         cfg: c,
     };

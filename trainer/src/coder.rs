@@ -43,6 +43,24 @@ impl Kind {
     }
 }
 
+/// The nonlinearity between a coder's encoder and decoder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    /// The k largest of ReLU(pre): what we train.
+    #[default]
+    TopK,
+    /// pre where pre > the latent's threshold ([`crate::jump_relu`]): imported coders only.
+    #[serde(rename = "jumprelu")]
+    JumpRelu,
+}
+
+impl Activation {
+    pub fn is_topk(&self) -> bool {
+        *self == Activation::TopK
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CoderConfig {
     pub kind: Kind,
@@ -60,6 +78,9 @@ pub struct SparseCoder {
     pub w_dec: Vec<f32>,
     pub b_dec: Vec<f32>,
     pub w_skip: Option<Vec<f32>>,
+    /// JumpReLU's per-latent thresholds, for an imported coder that uses it in place of TopK (then `cfg.k` is
+    /// `num_latents`, a bound that never binds); None for TopK. Inference only: never trained.
+    pub threshold: Option<Vec<f32>>,
 }
 
 /// Gradients, dense in shape; `touched` lists the latents whose W_enc/W_dec/b_enc rows are non-zero.
@@ -118,10 +139,30 @@ impl Encoder<'_> {
     }
 }
 
-/// The encoder's output for a batch: `rows × k` activations and latent indices.
+/// The encoder's output for a batch: `rows × per_row` activations and latent indices (`per_row` = k for
+/// TopK; for JumpReLU the most any row has, shorter rows padded with activation 0).
 pub struct Encoded {
     pub acts: Vec<f32>,
     pub idx: Vec<u32>,
+    pub per_row: usize,
+}
+
+impl Encoded {
+    /// Appends this encoding's rows to `acts`/`idx`, each widened to `per_row` entries with activation 0 (to
+    /// put several batches' encodings on one stride).
+    pub fn append_padded(&self, per_row: usize, acts: &mut Vec<f32>, idx: &mut Vec<u32>) {
+        assert!(per_row >= self.per_row);
+        for (a, i) in self
+            .acts
+            .chunks(self.per_row)
+            .zip(self.idx.chunks(self.per_row))
+        {
+            acts.extend_from_slice(a);
+            idx.extend_from_slice(i);
+            acts.resize(acts.len() + per_row - self.per_row, 0.0);
+            idx.resize(idx.len() + per_row - self.per_row, 0);
+        }
+    }
 }
 
 impl SparseCoder {
@@ -151,6 +192,7 @@ impl SparseCoder {
                 .then(|| huge_pages::zeros(cfg.d_out * cfg.d_in)),
             w_enc,
             w_dec,
+            threshold: None,
             cfg,
         };
         coder.normalize_decoder();
@@ -269,7 +311,7 @@ impl SparseCoder {
     /// use [`SparseCoder::encoder`].
     #[doc(hidden)]
     pub fn quantize_encoder(&self) -> Option<QuantizedEncoder> {
-        fused_topk::available()
+        (fused_topk::available() && self.threshold.is_none())
             .then(|| QuantizedEncoder::new(&self.w_enc, self.cfg.num_latents, self.cfg.d_in))
     }
 
@@ -284,7 +326,8 @@ impl SparseCoder {
         self.encode_input(&self.encoder_input(x), rows, quantized)
     }
 
-    /// TopK(ReLU(x'·W_encᵀ + b_enc), k) from the encoder's input x': screened in integers and fused with the
+    /// TopK(ReLU(x'·W_encᵀ + b_enc), k) from the encoder's input x' (JumpReLU for a coder with thresholds:
+    /// the dense pre-activations, then [`crate::jump_relu::select_above`]): screened in integers and fused with the
     /// selection where the CPU allows (`fused_topk`, exact all the same), else the dense pre-activations and then
     /// the selection.
     fn encode_input(
@@ -294,6 +337,12 @@ impl SparseCoder {
         quantized: Option<&QuantizedEncoder>,
     ) -> Encoded {
         let c = &self.cfg;
+        if let Some(threshold) = &self.threshold {
+            let pre = self.pre_activations(xc, rows);
+            let (acts, idx, per_row) =
+                crate::jump_relu::select_above(&pre, &self.b_enc, threshold, c.num_latents);
+            return Encoded { acts, idx, per_row };
+        }
         let made;
         let w = match quantized {
             Some(w) => w,
@@ -310,6 +359,7 @@ impl SparseCoder {
         let mut enc = Encoded {
             acts: vec![0.0; rows * c.k],
             idx: vec![0; rows * c.k],
+            per_row: c.k,
         };
         fused_topk::encode_topk(
             xc,
@@ -334,6 +384,7 @@ impl SparseCoder {
         let mut enc = Encoded {
             acts: vec![0.0; rows * kt],
             idx: vec![0; rows * kt],
+            per_row: kt,
         };
         topk_relu(
             pre,
@@ -348,7 +399,7 @@ impl SparseCoder {
 
     pub fn decode(&self, enc: &Encoded, x: &[f32], rows: usize) -> Vec<f32> {
         let c = &self.cfg;
-        let mut out = self.sparse_decode(&enc.acts, &enc.idx, c.k, rows, true);
+        let mut out = self.sparse_decode(&enc.acts, &enc.idx, enc.per_row, rows, true);
         if let Some(w_skip) = &self.w_skip {
             matmul(
                 &mut out,
@@ -410,6 +461,10 @@ impl SparseCoder {
         quantized: Option<&QuantizedEncoder>,
     ) -> (StepStats, Encoded) {
         let c = &self.cfg;
+        assert!(
+            self.threshold.is_none(),
+            "JumpReLU coders are never trained"
+        );
         let (k, d_in, d_out, n) = (c.k, c.d_in, c.d_out, c.num_latents);
         let xc = self.encoder_input(x);
         // Multi-TopK and AuxK select again from the same pre-activations, so they keep the dense matrix.

@@ -5,6 +5,7 @@
 //! - [`topk`], [`fused_topk`]: the selection it is built on (the second screens the encoder's product in
 //!   16-bit integers fused with its selection, then finishes it exactly, on AVX2 CPUs); dense products and
 //!   vector helpers come from `compute::cpu`;
+//! - [`jump_relu`]: JumpReLU's selection, for imported coders (inference only);
 //! - [`huge_pages`]: 2 MiB pages for the large tensors;
 //! - [`adam`]: the fused Adam step and sparsify's learning-rate schedule;
 //! - [`tensors`]: a coder's parameter tensors by name (parameters, moments, device copies);
@@ -26,6 +27,7 @@ pub mod cuda;
 pub mod fused_topk;
 pub mod heldout;
 pub mod huge_pages;
+pub mod jump_relu;
 pub mod regression;
 pub mod step;
 pub mod tensors;

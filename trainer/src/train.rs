@@ -787,6 +787,7 @@ impl Run<'_> {
                 step: at.step,
                 tokens: at.tokens,
                 imported: None,
+                activation: Default::default(),
             };
             save_coder(&l.dir, &l.state.coder, &meta, args.losses.multi_topk)?;
         }
