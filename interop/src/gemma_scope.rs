@@ -18,7 +18,8 @@
 //! attention SAEs are refused: our coders read one MLP. The hooks are recorded as the releases define them
 //! (docs/interop.md says where they differ from our sides).
 
-use crate::{npz, tensors, ImportedCoder};
+use crate::npz::{self, Array};
+use crate::{tensors, ImportedCoder};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,12 +81,12 @@ fn site_in_path(path: &Path) -> Result<Option<Site>> {
     Ok(text.contains("mlp").then_some(Site::MlpOut))
 }
 
-/// Every array of the file as (shape, f32 values), keys lowercased.
-fn arrays(file: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+/// Every array of the file, keys lowercased.
+fn arrays(file: &Path) -> Result<BTreeMap<String, Array>> {
     let mut out = BTreeMap::new();
     if file.extension().is_some_and(|e| e == "npz") {
         for (name, a) in npz::read(file)? {
-            out.insert(name.to_lowercase(), (a.shape, a.values));
+            out.insert(name.to_lowercase(), a);
         }
         return Ok(out);
     }
@@ -94,7 +95,7 @@ fn arrays(file: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
     for name in st.names() {
         let shape = tensors::shape_of(&st, name).unwrap_or_default();
         let values = tensors::read_f32(&st, name, &shape, file)?;
-        out.insert(name.to_lowercase(), (shape, values));
+        out.insert(name.to_lowercase(), Array { shape, values });
     }
     Ok(out)
 }
@@ -117,6 +118,7 @@ pub fn import(path: &Path, out: &Path, layer: Option<u32>, site: Option<Site>) -
     let mut a = arrays(&file)?;
     let mut take = |name: &str| {
         a.remove(name)
+            .map(|a| (a.shape, a.values))
             .ok_or_else(|| anyhow!("{}: array {name} is missing", file.display()))
     };
     let (enc_shape, w_enc_t) = take("w_enc")?;
@@ -149,7 +151,10 @@ pub fn import(path: &Path, out: &Path, layer: Option<u32>, site: Option<Site>) -
         vector("b_dec", d_out)?,
         vector("threshold", latents)?,
     );
-    let w_skip = match a.remove("affine_skip_connection") {
+    let w_skip = match a
+        .remove("affine_skip_connection")
+        .map(|a| (a.shape, a.values))
+    {
         Some((shape, v)) if shape == [d_in, d_out] => Some(tensors::transpose(&v, d_in, d_out)),
         Some((shape, _)) => bail!(
             "{}: affine_skip_connection has shape {shape:?}, expected [{d_in}, {d_out}]",
