@@ -8,8 +8,9 @@
 //! ```
 //! ReLU after TopK keeps the same latents as our TopK after ReLU (only the positive ones survive either way),
 //! so an SAE is carried exactly: W_enc is our encoder transposed, the rest is copied. SAELens's transcoder
-//! classes are ReLU or JumpReLU and read no k, so our transcoders are refused rather than exported as a
-//! different function. Only an SAE on the MLP's output has a TransformerLens hook that holds what it read
+//! classes are ReLU or JumpReLU and read no k, so our TopK transcoders are refused rather than exported as a
+//! different function; JumpReLU coders (imports) go to `jumprelu`, `jumprelu_transcoder` and
+//! `jumprelu_skip_transcoder` exactly, with the hooks their release named. Only an SAE on the MLP's output has a TransformerLens hook that holds what it read
 //! (`blocks.L.hook_mlp_out`); our mlp_in is the MLP's input after the RMSNorm weight, which no TL hook holds.
 //!
 //! Import reads `topk` and `jumprelu` SAEs and `jumprelu_transcoder`/`jumprelu_skip_transcoder`s (W_dec
