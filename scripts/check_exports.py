@@ -7,6 +7,9 @@ export carries (sparsecoder_sample.safetensors: our coder's input x, its latents
   check_exports.py import ORIGINAL EXPORT --kind K --layer L
                                            an import: the published file ORIGINAL, read by its tool, against
                                            an export of our imported coder (its held-out sample rows)
+  check_exports.py features SET --records L=latents.jsonl...
+                                           a set's feature files, read as circuit-tracer's frontend reads them,
+                                           against interp's records
   check_exports.py delphi HOOK_DIR --cache CACHE --coder CODER
                                            a latent cache (latents/<hookpoint>), against the coder recomputed in
                                            numpy on the cache's shards (scripts/read_shard.py)
@@ -425,9 +428,64 @@ def check_import(kind, original, exported, layer, reader):
     return compare(f"import {kind} {original}", acts, dec(acts, x), sample, prefix, at_threshold)
 
 
+# --- circuit-tracer feature files ---------------------------------------------------------------------
+
+def cantor_unpair(z):
+    """util.js cantorUnpair."""
+    w = int((np.sqrt(8 * z + 1) - 1) // 2)
+    t = (w * w + w) // 2
+    return w - (z - t), z - t
+
+
+def frontend_feature(features_dir, feature_id):
+    """A feature as init-feature-examples.js loadFeatureFromBinary reads it: index.json.gz (pako.inflate
+    auto-detects gzip), the layer's offsets, the byte range offsets[f]..offsets[f+1] inclusive, a u32 LE length,
+    then pako.inflate (zlib) of that many bytes, parsed as JSON."""
+    import gzip
+    import zlib
+
+    layer, feat = cantor_unpair(feature_id)
+    index = json.loads(gzip.decompress(open(os.path.join(features_dir, "index.json.gz"), "rb").read()))
+    offsets = index[layer]["offsets"]
+    data = open(os.path.join(features_dir, index[layer]["filename"]), "rb").read()
+    chunk = data[offsets[feat]:offsets[feat + 1] + 1]
+    length = int.from_bytes(chunk[:4], "little")
+    return json.loads(zlib.decompress(chunk[4:4 + length]).decode())
+
+
+def check_features(set_dir, records):
+    features_dir = os.path.join(set_dir, "features")
+    ok, shown = True, 0
+    for arg in records:
+        layer, path = arg.split("=", 1)
+        layer = int(layer)
+        for line in open(path):
+            r = json.loads(line)
+            feat = r["latent"]
+            z = (layer + feat) * (layer + feat + 1) // 2 + feat
+            f = frontend_feature(features_dir, z)
+            # Examples grouped by quantile, strongest first; each one's tokens and activations (f32 both sides).
+            got = [(q["quantile_name"], e["tokens"], np.float32(e["tokens_acts_list"]))
+                   for q in f["examples_quantiles"] for e in q["examples"]]
+            want = sorted([(f"Quantile {w['quantile'] or 0}", w["tokens"], np.float32(w["acts"]))
+                           for w in r["explain_examples"]], key=lambda w: -int(w[0].split()[1]))
+            same = (f["index"] == feat and f["layer"] == layer and len(got) == len(want)
+                    and all(g[0] == w[0] and g[1] == w[1] and np.array_equal(g[2], w[2]) for g, w in zip(got, want)))
+            if r["explain_examples"]:
+                legacy = json.load(open(os.path.join(features_dir, f"{z}.json")))
+                same &= legacy == f
+                shown += 1
+            if not same:
+                print(f"FAIL feature layer {layer} latent {feat}: examples differ from {path}")
+                ok = False
+    print(f"{'ok  ' if ok else 'FAIL'} features {features_dir}: {shown} features with examples read as the "
+          f"frontend reads them, equal to interp's records")
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("format", choices=["saelens", "circuit-tracer", "delphi", "import"])
+    ap.add_argument("format", choices=["saelens", "circuit-tracer", "delphi", "import", "features"])
     ap.add_argument("dirs", nargs="+")
     ap.add_argument("--reader", choices=["numpy", "tools"], default="numpy")
     ap.add_argument("--cache", help="delphi: the cache the export was made from")
@@ -435,8 +493,11 @@ def main():
     ap.add_argument("--kind", choices=["gemma-scope", "gemma-scope-2", "saelens", "circuit-tracer"],
                     help="import: the original's layout (dirs: ORIGINAL EXPORT_OF_OUR_IMPORT)")
     ap.add_argument("--layer", type=int, default=0, help="import: the original's layer")
+    ap.add_argument("--records", nargs="*", default=[], help="features: LAYER=latents.jsonl, as given to export")
     a = ap.parse_args()
-    if a.format == "import":
+    if a.format == "features":
+        ok = check_features(a.dirs[0], a.records)
+    elif a.format == "import":
         ok = check_import(a.kind, a.dirs[0], a.dirs[1], a.layer, a.reader)
     elif a.format == "delphi":
         ok = all([check_delphi(d, a.cache, a.coder, a.reader) for d in a.dirs])

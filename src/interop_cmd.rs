@@ -35,6 +35,10 @@ pub struct ExportCli {
     /// other tool against.
     #[arg(long, default_value_t = 64)]
     sample_rows: usize,
+    /// circuit-tracer: the feature files its graph frontend shows, from interp's records of each layer's
+    /// coder: LAYER=INTERP_OUT/<coder>/latents.jsonl, once per layer with records.
+    #[arg(long, num_args = 1..)]
+    features: Vec<String>,
     /// delphi: tokens of whole sequences to record (default: all of the cache).
     #[arg(long)]
     max_tokens: Option<u64>,
@@ -50,6 +54,9 @@ pub fn export(cli: ExportCli) -> Result<ExitCode> {
         .map(|d| open_source(d, cli.cache.as_deref()))
         .collect::<Result<Vec<_>>>()?;
     let name = model_name(&sources[0].cache.manifest().spec, cli.model_name.as_deref());
+    if !cli.features.is_empty() && cli.format != ExportFormat::CircuitTracer {
+        bail!("--features: feature files are circuit-tracer's; give --format circuit-tracer");
+    }
     fresh_out_dir(&cli.out)?;
     match cli.format {
         ExportFormat::Saelens => {
@@ -65,12 +72,18 @@ pub fn export(cli: ExportCli) -> Result<ExitCode> {
         }
         ExportFormat::CircuitTracer => {
             let n = sources.len();
+            let features = cli
+                .features
+                .iter()
+                .map(|f| interop::features::parse_arg(f))
+                .collect::<Result<Vec<_>>>()?;
             circuit_tracer::export(
                 sources,
                 &cli.out,
                 &name,
                 cli.scan.as_deref(),
                 cli.sample_rows,
+                &features,
             )?;
             println!("{} ({n} layers)", cli.out.display());
         }

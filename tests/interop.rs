@@ -206,6 +206,7 @@ fn exports_read_by_the_tools_formulas_and_round_trips() {
     }
 
     circuit_tracer_refusals(dir);
+    feature_files(dir);
 
     // delphi: both layers' skip transcoders, one hookpoint each, against the coders recomputed in numpy.
     let (ok, out, err) = sc(&[
@@ -608,6 +609,71 @@ fn imports_of_published_layouts_compute_what_their_layouts_define() {
     ]);
     assert!(
         !ok && err.contains("threshold of latent 7 is -0.5"),
+        "{err}"
+    );
+}
+
+/// The set's feature files from interp's records of layer 1's coder (2 latents, top-tokens explanations),
+/// read as circuit-tracer's frontend reads them.
+fn feature_files(dir: &Path) {
+    let p = |s: &str| dir.join(s).display().to_string();
+    let (ok, _, err) = sc(&[
+        "interp",
+        "--model",
+        &model(),
+        "--cache",
+        &p("cache/layer-1"),
+        "--checkpoints",
+        &p("run1/sst-k16-l1152"),
+        "--latents",
+        "2",
+        "--explainer",
+        "top-tokens",
+        "--score-per-quantile",
+        "1",
+        "--non-activating",
+        "2",
+        "--no-calibration",
+        "--out",
+        &p("interp1"),
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let records = format!("1={}", p("interp1/sst-k16-l1152/latents.jsonl"));
+    let (ok, _, err) = sc(&[
+        "export",
+        "--format",
+        "circuit-tracer",
+        &p("run0/sst-k16-l1152"),
+        &p("run1/sst-k16-l1152"),
+        "--out",
+        &p("ct-features"),
+        "--features",
+        &records,
+    ]);
+    assert!(ok, "{err}");
+    python(&[
+        &common::root()
+            .join("scripts/check_exports.py")
+            .display()
+            .to_string(),
+        "features",
+        &p("ct-features"),
+        "--records",
+        &records,
+    ]);
+    let (ok, _, err) = sc(&[
+        "export",
+        "--format",
+        "saelens",
+        &p("run1/sae-mlp_out-k16-l1152"),
+        "--out",
+        &p("x"),
+        "--features",
+        &records,
+    ]);
+    assert!(
+        !ok && err.contains("--features: feature files are circuit-tracer's"),
         "{err}"
     );
 }

@@ -111,6 +111,7 @@ pub fn export(
     model_name: &str,
     scan: Option<&str>,
     sample_rows: usize,
+    features: &[(u32, PathBuf)],
 ) -> Result<()> {
     let sources = check_set(sources)?;
     let c0 = &sources[0].loaded.coder.cfg;
@@ -144,6 +145,13 @@ pub fn export(
             "TopK after ReLU: after loading, set each transcoder's activation_function to relu(TopK(k)(x)); \
              circuit-tracer's loader reads no k"
         );
+    }
+    if !features.is_empty() {
+        let widths: Vec<usize> = sources
+            .iter()
+            .map(|s| s.loaded.coder.cfg.num_latents)
+            .collect();
+        crate::features::write(out, &scan, &widths, features)?;
     }
     let text = to_yaml(&config)?;
     write_atomic(&out.join(CONFIG), |w| w.write_all(text.as_bytes()))?;

@@ -10,6 +10,7 @@
 
 pub mod circuit_tracer;
 pub mod delphi;
+pub mod features;
 pub mod gemma_scope;
 mod npz;
 pub mod saelens;
