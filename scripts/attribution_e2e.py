@@ -44,7 +44,6 @@ def main():
     ap.add_argument("--prompt", default="The capital of the state containing Dallas is")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    torch.set_grad_enabled(False)
     t0 = time.time()
     hf = hf_folder(a.gguf, os.path.join(a.out, "hf-model"))
     print(f"model folder: {hf} ({time.time() - t0:.0f} s)")
@@ -69,6 +68,7 @@ def main():
     # (1) the export's held-out rows, through circuit-tracer's transcoders
     sample = load_file(os.path.join(a.set, "sparsecoder_sample.safetensors"))
     worst = 0.0
+    torch.set_grad_enabled(False)  # for the checks; attribute needs gradients
     for i, t in enumerate(transcoders.transcoders):
         x = torch.from_numpy(sample[f"layer_{i}.x"])
         out = t.decode(t.encode(x), x).numpy()
@@ -92,24 +92,32 @@ def main():
     print(f"(2) prompt of {len(tokens)} tokens: max rel err, circuit-tracer's transcoders vs our checkpoint "
           f"files (numpy) on the model's MLP inputs {worst:.2e}")
     ok &= worst < 1e-5
+    torch.set_grad_enabled(True)
 
     t1 = time.time()
     graph = attribute(a.prompt, model, max_n_logits=5, desired_logit_prob=0.9, batch_size=64,
                       max_feature_nodes=2048, verbose=False)
     print(f"attribute: {time.time() - t1:.0f} s; {graph.active_features.shape[0]} active features, "
-          f"{len(graph.logit_tokens)} logit nodes, adjacency {tuple(graph.adjacency_matrix.shape)}")
+          f"{len(graph.logit_token_ids)} logit nodes, adjacency {tuple(graph.adjacency_matrix.shape)}")
 
     # (3) replacement logits with error nodes = the model's
     from transformers import AutoModelForCausalLM
+    torch.set_grad_enabled(False)
     hf_model = AutoModelForCausalLM.from_pretrained(hf, torch_dtype=torch.float32)
     clean = hf_model(tokens[None]).logits[0, -1]
     probs = torch.softmax(clean, -1)
     top = torch.topk(probs, 5)
     names = [model.tokenizer.decode([int(i)]) for i in top.indices]
-    graph_tokens = [int(t) for t in graph.logit_tokens]
+    graph_tokens = [int(t) for t in graph.logit_token_ids]
+    # The graph's logit nodes carry the probabilities the replacement model (transcoders plus error nodes,
+    # which make it exact) gave them: they must be the model's own.
+    theirs = graph.logit_probabilities.float().numpy()
+    want = probs[graph_tokens].numpy()
+    err = float(np.abs(theirs - want).max() / want.max())
     print(f"(3) the model's top next tokens {list(zip(names, [round(float(p), 3) for p in top.values]))}; "
-          f"the graph's logit nodes {[model.tokenizer.decode([t]) for t in graph_tokens]}")
-    ok &= int(top.indices[0]) in graph_tokens
+          f"the graph's logit nodes {[model.tokenizer.decode([t]) for t in graph_tokens]}, their probabilities "
+          f"vs the model's: max rel err {err:.2e}")
+    ok &= int(top.indices[0]) in graph_tokens and err < 1e-4
 
     path = os.path.join(a.out, "graph.pt")
     graph.to_pt(path)
@@ -127,9 +135,14 @@ def capture_mlp(hf, tokens, n):
 
     model = AutoModelForCausalLM.from_pretrained(hf, torch_dtype=torch.float32)
     ins, outs = {}, {}
-    hooks = [layer.mlp.register_forward_hook(
-        lambda m, i, o, l=l: (ins.__setitem__(l, i[0][0].numpy().copy()), outs.__setitem__(l, o[0].numpy().copy())))
-        for l, layer in enumerate(model.model.layers[:n])]
+
+    def keep(layer):
+        def hook(module, inputs, output):  # returns None: the output is left as it is
+            ins[layer] = inputs[0][0].numpy().copy()
+            outs[layer] = output[0].numpy().copy()
+        return hook
+
+    hooks = [layer.mlp.register_forward_hook(keep(l)) for l, layer in enumerate(model.model.layers[:n])]
     model(tokens[None])
     for h in hooks:
         h.remove()
