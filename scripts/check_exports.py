@@ -360,6 +360,16 @@ def original_layout(kind, path, layer):
         b = w["b_dec"] * cfg.get("apply_b_dec_to_input", True) if "transcoder" not in cfg["architecture"] else 0
         return (lambda x: (x - b) @ w["W_enc"] + w["b_enc"], w["threshold"],
                 lambda a, x: a @ w["W_dec"] + w["b_dec"] + (x @ w["W_skip"].T if "W_skip" in w else 0))
+    if kind == "llama-scope":
+        # As SAELens reads it (its Llama Scope loader, then fold_activation_norm_scaling_factor), with the
+        # output's own factor for a transcoder.
+        h = json.load(open(os.path.join(path, "hyperparams.json")))
+        w = load_file(os.path.join(path, "checkpoints", "final.safetensors"))
+        norms = h["dataset_average_activation_norm"]
+        s_in, s_out = np.sqrt(h["d_model"]) / norms["in"], np.sqrt(h["d_model"]) / norms["out"]
+        return (lambda x: s_in * (x @ w["encoder.weight"].T) + w["encoder.bias"],
+                np.float32(h["jump_relu_threshold"] * s_in),
+                lambda a, x: (a @ w["decoder.weight"].T + w["decoder.bias"]) / s_out)
     if kind == "circuit-tracer":
         w = load_file(os.path.join(path, f"layer_{layer}.safetensors"))
         return (lambda x: x @ w["W_enc"].T + w["b_enc"], w["activation_function.threshold"],
@@ -400,6 +410,22 @@ def original_tools(kind, path, layer):
                                             apply_b_dec_to_input=False))
         sae.load_state_dict(w)
         return wrap(sae.encode, lambda a, x: sae.decode(a))
+    if kind == "llama-scope" and "TC" not in os.path.basename(path.rstrip("/")):
+        # SAELens: get_llama_scope_config_from_hf and llama_scope_sae_huggingface_loader (threshold scaled by
+        # the norm factor, weights transposed), then SAE.from_pretrained's fold_activation_norm_scaling_factor.
+        from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
+        h = json.load(open(os.path.join(path, "hyperparams.json")))
+        w = load_file(os.path.join(path, "checkpoints", "final.safetensors"))
+        s = h["d_model"] ** 0.5 / h["dataset_average_activation_norm"]["in"]
+        sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=h["d_model"], d_sae=h["d_sae"], apply_b_dec_to_input=False))
+        sae.load_state_dict({"W_enc": torch.tensor(w["encoder.weight"].T.copy()),
+                             "W_dec": torch.tensor(w["decoder.weight"].T.copy()),
+                             "b_enc": torch.tensor(w["encoder.bias"]), "b_dec": torch.tensor(w["decoder.bias"]),
+                             "threshold": torch.ones(h["d_sae"]) * h["jump_relu_threshold"] * s})
+        sae.fold_activation_norm_scaling_factor(s)
+        return wrap(sae.encode, lambda a, x: sae.decode(a))
+    if kind == "llama-scope":  # transcoders: SAELens has no reader for them
+        return original_numpy(kind, path, layer)
     if kind == "gemma-scope-2":
         from circuit_tracer.transcoder.single_layer_transcoder import load_gemma_scope_2_transcoder
         t = load_gemma_scope_2_transcoder(path, layer, device=torch.device("cpu"))
@@ -490,7 +516,7 @@ def main():
     ap.add_argument("--reader", choices=["numpy", "tools"], default="numpy")
     ap.add_argument("--cache", help="delphi: the cache the export was made from")
     ap.add_argument("--coder", help="delphi: the coder folder the export was made from")
-    ap.add_argument("--kind", choices=["gemma-scope", "gemma-scope-2", "saelens", "circuit-tracer"],
+    ap.add_argument("--kind", choices=["gemma-scope", "gemma-scope-2", "saelens", "circuit-tracer", "llama-scope"],
                     help="import: the original's layout (dirs: ORIGINAL EXPORT_OF_OUR_IMPORT)")
     ap.add_argument("--layer", type=int, default=0, help="import: the original's layer")
     ap.add_argument("--records", nargs="*", default=[], help="features: LAYER=latents.jsonl, as given to export")

@@ -47,6 +47,8 @@ imports=(
   "gemma-scope:gemma-scope:gemma-scope-2b-pt-mlp/layer_1/width_1k/average_l0_35/params.npz"
   "gemma-scope:gemma-scope-2:gemma-scope-2-pt/transcoder_all/layer_1_width_1k_l0_small_affine/params.safetensors"
   "saelens:saelens:saelens-jumprelu-skip-transcoder"
+  "llama-scope:llama-scope:llama-scope/Llama3_1-8B-Base-L1M-8x"
+  "llama-scope:llama-scope:llama-scope/Llama3_1-8B-Base-L1TC-8x"
 )
 for i in "${!imports[@]}"; do
   IFS=: read -r format kind file <<< "${imports[$i]}"

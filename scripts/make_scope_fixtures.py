@@ -14,6 +14,8 @@ Writes, under OUT_DIR:
                                                                             Gemma Scope 2 skip transcoder
   saelens-jumprelu-skip-transcoder/{cfg.json,sae_weights.safetensors}       SAELens v6 folder
   circuit-tracer-jumprelu/{config.yaml,layer_0.safetensors,layer_1.safetensors}  JumpReLU transcoder set
+  llama-scope/Llama3_1-8B-Base-L{L}{M,TC}-8x/{hyperparams.json,checkpoints/final.safetensors}
+                                                                            Llama Scope MLP SAE and transcoder
 """
 import argparse
 import json
@@ -88,6 +90,23 @@ def main():
                             "hook_name": f"blocks.{layer}.ln2.hook_normalized",
                             "hook_name_out": f"blocks.{layer}.hook_mlp_out"}},
               open(os.path.join(path, "cfg.json"), "w"), indent=2)
+    # Llama Scope (old lm-saes layout): torch Linear weights, one scalar threshold, dataset-wise norms.
+    for name, x, hook_in in (("M", x_out, f"blocks.{layer}.hook_mlp_out"), ("TC", x_in, f"blocks.{layer}.ln2.hook_normalized")):
+        norm_in = float(np.linalg.norm(x, axis=1).mean())
+        norm_out = float(np.linalg.norm(x_out, axis=1).mean())
+        s_in = np.sqrt(d) / norm_in
+        p = coder(rng, x * s_in, d, L, skip=False)
+        # SAELens compares pre = s_in·(W·x) + b with s_in·jump_relu_threshold.
+        theta = float(np.median(p["threshold"])) / s_in
+        path = folder("llama-scope", f"Llama3_1-8B-Base-L{layer}{name}-8x")
+        checkpoints = folder("llama-scope", f"Llama3_1-8B-Base-L{layer}{name}-8x", "checkpoints")
+        save_file({"encoder.weight": np.ascontiguousarray(p["w_enc"].T), "encoder.bias": p["b_enc"],
+                   "decoder.weight": np.ascontiguousarray(p["w_dec"].T), "decoder.bias": p["b_dec"]},
+                  os.path.join(checkpoints, "final.safetensors"))
+        json.dump({"d_model": d, "d_sae": L, "hook_point_in": hook_in, "hook_point_out": f"blocks.{layer}.hook_mlp_out",
+                   "act_fn": "jumprelu", "jump_relu_threshold": theta, "norm_activation": "dataset-wise",
+                   "dataset_average_activation_norm": {"in": norm_in, "out": norm_out}},
+                  open(os.path.join(path, "hyperparams.json"), "w"), indent=2)
     # circuit-tracer JumpReLU set, layers 0 and 1: W_enc [d_sae, d_model], activation_function.threshold.
     path = folder("circuit-tracer-jumprelu")
     for i in range(2):

@@ -3,8 +3,8 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use interop::{
-    circuit_tracer, delphi, fresh_out_dir, gemma_scope, model_name, open_source, saelens,
-    ExportFormat, ImportFormat,
+    circuit_tracer, delphi, fresh_out_dir, gemma_scope, llama_scope, model_name, open_source,
+    saelens, ExportFormat, ImportFormat,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -159,6 +159,10 @@ pub fn import(cli: ImportCli) -> Result<ExitCode> {
             for dir in circuit_tracer::import(&cli.source, &cli.out, cli.k)? {
                 println!("{}", dir.display());
             }
+        }
+        ImportFormat::LlamaScope => {
+            llama_scope::import(&cli.source, &cli.out)?;
+            println!("{}", cli.out.display());
         }
         ImportFormat::GemmaScope => {
             gemma_scope::import(&cli.source, &cli.out, cli.layer, cli.site)?;

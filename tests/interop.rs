@@ -494,6 +494,16 @@ fn imports_of_published_layouts_compute_what_their_layouts_define() {
             "gemma-scope-2-pt/transcoder_all/layer_1_width_1k_l0_small_affine/params.safetensors",
         ),
         ("saelens", "saelens", "saelens-jumprelu-skip-transcoder"),
+        (
+            "llama-scope",
+            "llama-scope",
+            "llama-scope/Llama3_1-8B-Base-L1M-8x",
+        ),
+        (
+            "llama-scope",
+            "llama-scope",
+            "llama-scope/Llama3_1-8B-Base-L1TC-8x",
+        ),
     ];
     let mut imported = Vec::new();
     for (i, (format, kind, file)) in cases.iter().enumerate() {
@@ -569,7 +579,7 @@ fn imports_of_published_layouts_compute_what_their_layouts_define() {
     // eval takes them, marking each as imported.
     let refs: Vec<&Path> = imported.iter().map(PathBuf::as_path).collect();
     let rows = eval_rows(&dir.join("cache/layer-1"), &refs, &dir.join("ev"));
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 6);
     assert!(rows
         .iter()
         .all(|r| r["activation"] == "jumprelu" && r["imported"]["sha256"].is_string()));

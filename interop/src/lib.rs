@@ -1,7 +1,7 @@
 //! Other tools' formats: our coders exported to the layouts SAELens and circuit-tracer load, and their
 //! published coders imported into ours so that `eval` and `interp` take them.
 //!
-//! Each format is one module (`saelens`, `circuit_tracer`, `delphi`), holding both directions and the rules that
+//! Each format is one module (`saelens`, `circuit_tracer`, `delphi`, `features`, `gemma_scope`, `llama_scope`), holding both directions and the rules that
 //! decide whether a coder can be carried exactly. A coder whose function the target cannot compute is
 //! refused with one line naming the field, never exported as something else. Every export records where it
 //! came from ([`Provenance`]: our checkpoint's sha256 and the cache's id) and writes a sample of held-out rows
@@ -12,6 +12,7 @@ pub mod circuit_tracer;
 pub mod delphi;
 pub mod features;
 pub mod gemma_scope;
+pub mod llama_scope;
 mod npz;
 pub mod saelens;
 pub mod sample;
@@ -47,6 +48,8 @@ pub enum ImportFormat {
     CircuitTracer,
     /// Gemma Scope's `params.npz` (1) or `params.safetensors` (2, lowercase keys, affine skip).
     GemmaScope,
+    /// Llama Scope's `hyperparams.json` + `checkpoints/final.safetensors` (MLP-output SAEs, transcoders).
+    LlamaScope,
 }
 
 /// A coder read from another tool's files, before it is saved in our layout.
