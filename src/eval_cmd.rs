@@ -60,10 +60,11 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
     let densities: Vec<Density> = report
         .coders
         .iter()
-        .zip(&done.fired)
-        .map(|(c, fired)| Density {
+        .zip(done.fired.iter().zip(&done.mean_activation))
+        .map(|(c, (fired, mean_activation))| Density {
             name: &c.name,
             fired,
+            mean_activation,
             rows: report.held_out_rows,
         })
         .collect();

@@ -42,7 +42,28 @@ fn eval_reports_every_coder_of_a_sweep() {
             .map(|v| v.as_u64().unwrap())
             .sum();
         assert_eq!(latents, 1152);
+        let mean = c["mean_activation_histogram"].as_object().unwrap();
+        assert_eq!(
+            mean.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+            1152
+        );
+        assert_eq!(mean.get("dead"), c["density_histogram"].get("dead"));
     }
+    // Both histograms against numpy's recomputation from the shards and sparsify's checkpoint files.
+    let check = std::process::Command::new("python3")
+        .arg(root().join("scripts/check_density.py"))
+        .arg(&cache)
+        .arg(tmp.path().join("run/eval.json"))
+        .arg(&run)
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
     let csv = std::fs::read_to_string(tmp.path().join("run/eval.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4);
     for png in ["density.png", "fvu_vs_ce.png"] {

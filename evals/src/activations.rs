@@ -16,6 +16,8 @@ pub struct ActivationStats {
     pub l0: f64,
     /// Rows each latent fired on.
     pub fired: Vec<u64>,
+    /// Each latent's activations summed over all rows (f64).
+    pub act_sum: Vec<f64>,
     pub rows: u64,
 }
 
@@ -37,17 +39,36 @@ impl ActivationStats {
 
     /// Latents per log10 firing frequency bin: key = floor(log10 f), "dead" for never.
     pub fn density_histogram(&self) -> BTreeMap<String, u64> {
-        let mut hist = BTreeMap::new();
-        for &f in &self.fired {
-            let key = if f == 0 {
-                "dead".to_string()
-            } else {
-                format!("{}", (f as f64 / self.rows as f64).log10().floor() as i32)
-            };
-            *hist.entry(key).or_insert(0) += 1;
-        }
-        hist
+        log10_histogram(self.fired.iter().map(|&f| f as f64 / self.rows as f64))
     }
+
+    /// Each latent's mean activation over all held-out rows (silent rows count as 0), as in the paper's
+    /// Appendix B beside the density.
+    pub fn mean_activation(&self) -> Vec<f64> {
+        self.act_sum
+            .iter()
+            .map(|s| s / self.rows.max(1) as f64)
+            .collect()
+    }
+
+    /// Latents per log10 bin of [`ActivationStats::mean_activation`]: key = floor(log10 m), "dead" for never.
+    pub fn mean_activation_histogram(&self) -> BTreeMap<String, u64> {
+        log10_histogram(self.mean_activation().into_iter())
+    }
+}
+
+/// Values per floor(log10 v) bin; "dead" for 0.
+fn log10_histogram(values: impl Iterator<Item = f64>) -> BTreeMap<String, u64> {
+    let mut hist = BTreeMap::new();
+    for v in values {
+        let key = if v <= 0.0 {
+            "dead".to_string()
+        } else {
+            format!("{}", v.log10().floor() as i32)
+        };
+        *hist.entry(key).or_insert(0) += 1;
+    }
+    hist
 }
 
 /// Rows read and encoded at a time.
@@ -64,11 +85,13 @@ pub fn stats(
     let mut fvu = FvuSums::new(coder.cfg.d_out);
     let mut l0 = 0f64;
     let mut fired = vec![0u64; coder.cfg.num_latents];
+    let mut act_sum = vec![0f64; coder.cfg.num_latents];
     cache.for_each_chunk(held, meta.sides(), CHUNK, |x, y, rows| {
         let enc = encoder.encode(x, rows);
         fvu.add(&coder.decode(&enc, x, rows), y, rows);
-        for l in SparseCoder::fired(&enc) {
+        for (&l, &a) in enc.idx.iter().zip(&enc.acts).filter(|(_, &a)| a > 0.0) {
             fired[l as usize] += 1;
+            act_sum[l as usize] += a as f64;
             l0 += 1.0;
         }
     })?;
@@ -76,6 +99,7 @@ pub fn stats(
         fvu: fvu.fvu(),
         l0: l0 / fvu.rows() as f64,
         fired,
+        act_sum,
         rows: fvu.rows(),
     })
 }

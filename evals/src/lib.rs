@@ -48,10 +48,12 @@ pub struct EvalConfig {
     pub linear_baseline: bool,
 }
 
-/// A finished evaluation: the report, and each coder's firing counts (for the density plot).
+/// A finished evaluation: the report, and each coder's firing counts and mean activations (for the density
+/// plot).
 pub struct Evaluation {
     pub report: Report,
     pub fired: Vec<Vec<u64>>,
+    pub mean_activation: Vec<Vec<f64>>,
 }
 
 /// Evaluates every coder under `cfg.checkpoints` on the cache's held-out shards and sequences.
@@ -112,10 +114,11 @@ pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
         None => None,
     };
     let mut rows = Vec::new();
-    let mut fired = Vec::new();
+    let (mut fired, mut mean_activation) = (Vec::new(), Vec::new());
     for (j, c) in coders.iter().enumerate() {
         let a = activations::stats(&cache, &held, &c.coder, &encoders[j], &c.meta)?;
         rows.push(CoderEval::new(c, &a, &losses, j));
+        mean_activation.push(a.mean_activation());
         fired.push(a.fired);
     }
     let report = Report {
@@ -128,5 +131,9 @@ pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
         coders: rows,
         linear_baseline,
     };
-    Ok(Evaluation { report, fired })
+    Ok(Evaluation {
+        report,
+        fired,
+        mean_activation,
+    })
 }

@@ -1,4 +1,4 @@
-//! PNG plots of an evaluation: latent density histograms, FVU against CE-loss increase (the paper's Figure 1
+//! PNG plots of an evaluation: latent density and mean-activation histograms, FVU against CE-loss increase (the paper's Figure 1
 //! axes), and lines such as held-out FVU against training tokens. Text is drawn with the DejaVu Sans font of
 //! the system (Debian's fonts-dejavu-core).
 
@@ -27,52 +27,88 @@ fn font() -> Result<()> {
     .map_err(|e| anyhow!(e))
 }
 
-/// One coder's firing counts over `rows` held-out rows.
+/// One coder's firing counts over `rows` held-out rows, and its latents' mean activations over those rows.
 pub struct Density<'a> {
     pub name: &'a str,
     pub fired: &'a [u64],
+    pub mean_activation: &'a [f64],
     pub rows: u64,
 }
 
-/// Histogram of log10 firing frequency, one line per coder; dead latents are counted in the legend.
-pub fn density_histograms(path: &Path, coders: &[Density]) -> Result<()> {
-    const LO: f64 = -6.0;
+/// Per coder, a histogram line of log10(v) over its latents' values in `lo..hi` (bins of 0.25; values below
+/// `lo` in the first bin, above `hi` in the last), dead latents (v = 0) counted in the legend.
+fn log10_lines(
+    coders: &[Density],
+    value: impl Fn(&Density, usize) -> f64,
+    lo: f64,
+    hi: f64,
+) -> Vec<(String, Vec<(f64, f64)>)> {
     const BIN: f64 = 0.25;
-    let bins = (-LO / BIN) as usize;
-    let series: Vec<(String, Vec<(f64, f64)>)> = coders
+    let bins = ((hi - lo) / BIN) as usize;
+    coders
         .iter()
         .map(|c| {
-            let mut counts = vec![0f64; bins];
-            let mut dead = 0;
-            for &f in c.fired {
-                if f == 0 {
+            let (mut counts, mut dead) = (vec![0f64; bins], 0);
+            for l in 0..c.fired.len() {
+                let v = value(c, l);
+                if v <= 0.0 {
                     dead += 1;
                     continue;
                 }
-                let x = (f as f64 / c.rows as f64).log10();
-                counts[(((x - LO) / BIN) as usize).min(bins - 1)] += 1.0;
+                let at = ((v.log10() - lo) / BIN).max(0.0) as usize;
+                counts[at.min(bins - 1)] += 1.0;
             }
             let pts = counts
                 .iter()
                 .enumerate()
-                .map(|(i, &n)| (LO + (i as f64 + 0.5) * BIN, n))
+                .map(|(i, &n)| (lo + (i as f64 + 0.5) * BIN, n))
                 .collect();
             (format!("{} (dead {dead})", c.name), pts)
         })
-        .collect();
-    let ymax = series
+        .collect()
+}
+
+fn top(series: &[(String, Vec<(f64, f64)>)]) -> f64 {
+    series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.1))
         .fold(1.0, f64::max)
-        * 1.1;
+        * 1.1
+}
+
+/// Two histograms side by side, one line per coder (the paper's Appendix B): log10 firing frequency, and log10
+/// mean activation over all held-out tokens.
+pub fn density_histograms(path: &Path, coders: &[Density]) -> Result<()> {
+    let density = log10_lines(
+        coders,
+        |c, l| c.fired[l] as f64 / c.rows.max(1) as f64,
+        -6.0,
+        0.0,
+    );
+    let mean = log10_lines(coders, |c, l| c.mean_activation[l], -6.0, 1.0);
+    font()?;
+    let root = BitMapBackend::new(path, (1500, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(750);
     let axes = Axes {
         caption: "Latent density on held-out tokens",
         x_desc: "log10(firing frequency)",
         y_desc: "latents",
-        x: LO..0.0,
-        y: 0.0..ymax,
+        x: -6.0..0.0,
+        y: 0.0..top(&density),
     };
-    lines(path, &axes, &series)
+    draw_lines(&left, &axes, &density)?;
+    let axes = Axes {
+        caption: "Mean activation over held-out tokens",
+        x_desc: "log10(mean activation)",
+        y_desc: "latents",
+        x: -6.0..1.0,
+        y: 0.0..top(&mean),
+    };
+    draw_lines(&right, &axes, &mean)?;
+    root.present()
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
 }
 
 /// A chart's title, axis names and ranges.
@@ -89,7 +125,19 @@ pub fn lines(path: &Path, axes: &Axes, series: &[(String, Vec<(f64, f64)>)]) -> 
     font()?;
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
+    draw_lines(&root, axes, series)?;
+    root.present()
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
+
+/// [`lines`] drawn on an area of a figure.
+fn draw_lines(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    axes: &Axes,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    let mut chart = ChartBuilder::on(area)
         .caption(axes.caption, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
@@ -117,8 +165,6 @@ pub fn lines(path: &Path, axes: &Axes, series: &[(String, Vec<(f64, f64)>)]) -> 
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
         .draw()?;
-    root.present()
-        .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }
 

@@ -26,6 +26,9 @@ pub struct CoderEval {
     pub dense_pct: f64,
     /// Latents per log10 firing frequency bin: key = floor(log10 f) ("dead" for never).
     pub density_histogram: BTreeMap<String, u64>,
+    /// Latents per log10 bin of their mean activation over all held-out tokens ("dead" for never).
+    #[serde(default)]
+    pub mean_activation_histogram: BTreeMap<String, u64>,
     pub ce_patched: f64,
     pub ce_increase_pct: f64,
     pub kl: f64,
@@ -59,6 +62,7 @@ impl CoderEval {
             dead_pct: a.dead_pct(),
             dense_pct: a.dense_pct(),
             density_histogram: a.density_histogram(),
+            mean_activation_histogram: a.mean_activation_histogram(),
             ce_patched,
             ce_increase_pct: 100.0 * (ce_patched - ce_clean) / ce_clean,
             kl: losses.kl[j] / losses.positions as f64,
