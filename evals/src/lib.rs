@@ -9,6 +9,7 @@
 //! - the linear baseline (with `linear_baseline`): the ridge map mlp_in → mlp_out of `trainer::regression`,
 //!   fit on the training shards, on the same held-out rows and sequences as the coders;
 //! - [`report`]: the per-coder table, eval.json and eval.csv;
+//! - [`logistic`]: the L2 logistic-regression probe of sparse probing and absorption (scikit-learn's objective);
 //! - [`plots`]: density histograms, FVU against CE increase and line charts, as PNG;
 //! - [`paper_report`]: several layers' sweeps in the layout of the paper's Tables 1 and 3, with its orderings
 //!   checked, time to quality and the held-out FVU curves (`sparsecoder report`).
@@ -16,6 +17,7 @@
 //! New evaluations (absorption, sparse probing, simulation scoring) belong here too.
 
 pub mod activations;
+pub mod logistic;
 pub mod paper_report;
 pub mod patched;
 pub mod plots;
