@@ -1,6 +1,6 @@
 //! `sparsecoder eval` end to end on the real model: a small cache, a small sweep, the table and its files.
 mod common;
-use common::{model, root, sc, small_cache_and_sweep, small_cache_and_sweep_with};
+use common::{model, python, root, sc, small_cache_and_sweep, small_cache_and_sweep_with};
 
 #[test]
 fn eval_reports_every_coder_of_a_sweep() {
@@ -50,20 +50,15 @@ fn eval_reports_every_coder_of_a_sweep() {
         assert_eq!(mean.get("dead"), c["density_histogram"].get("dead"));
     }
     // Both histograms against numpy's recomputation from the shards and sparsify's checkpoint files.
-    let check = std::process::Command::new("python3")
-        .arg(root().join("scripts/check_density.py"))
-        .arg(&cache)
-        .arg(tmp.path().join("run/eval.json"))
-        .arg(&run)
-        .output()
-        .unwrap();
-    println!("{}", String::from_utf8_lossy(&check.stdout));
-    assert!(
-        check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    python(&[
+        &root()
+            .join("scripts/check_density.py")
+            .display()
+            .to_string(),
+        &cache,
+        &tmp.path().join("run/eval.json").display().to_string(),
+        &run,
+    ]);
     let csv = std::fs::read_to_string(tmp.path().join("run/eval.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4);
     for png in ["density.png", "fvu_vs_ce.png"] {
@@ -132,20 +127,14 @@ fn eval_linear_baseline_matches_numpy() {
         csv.lines().last().unwrap().starts_with("linear,linear,"),
         "{csv}"
     );
-    let script = root().join("scripts/check_linear_baseline.py");
-    let check = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(&cache)
-        .arg(&eval_json)
-        .output()
-        .unwrap();
-    println!("{}", String::from_utf8_lossy(&check.stdout));
-    assert!(
-        check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    python(&[
+        &root()
+            .join("scripts/check_linear_baseline.py")
+            .display()
+            .to_string(),
+        &cache,
+        &eval_json.display().to_string(),
+    ]);
 }
 
 /// `train --eval-every`: the held-out FVU curve in metrics.jsonl (after every third step and the last), and

@@ -4,73 +4,36 @@
 //! refusals.
 
 mod common;
-use common::{extract_small_cache, model, sc};
+use common::{model, python, sc, small_cache_and_sweep};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use trainer::checkpoint::load_coder;
 
 /// A cache of layers 0 and 1 and, for each, an SAE and a skip transcoder: `dir/cache/layer-L`, `dir/runL`.
 fn two_layers(dir: &Path) {
-    let cache = dir.join("cache").display().to_string();
-    let (ok, _, err) = sc(&[
-        "extract",
-        "--model",
-        &model(),
-        "--text",
-        &common::tutorial_text(),
-        "--layers",
-        "0,1",
-        "--ctx-len",
-        "64",
-        "--max-tokens",
-        "8192",
-        "--shard-rows",
-        "2048",
-        "--out",
-        &cache,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
+    common::extract_small_cache_of_layers(&dir.join("cache").display().to_string(), 0, "0,1");
     for layer in 0..2 {
         let (cache, run) = (
             dir.join(format!("cache/layer-{layer}")),
             dir.join(format!("run{layer}")),
         );
-        let (ok, _, err) = sc(&[
-            "train",
-            "--cache",
+        common::train_small_sweep(
             &cache.display().to_string(),
-            "--sweep",
-            "kind=sae,sst",
-            "--latents",
-            "1152",
-            "--k",
-            "16",
-            "--batch",
-            "512",
-            "--warmup",
-            "2",
-            "--out",
+            "sae,sst",
             &run.display().to_string(),
-            "--quiet",
-            "--device",
-            "cpu",
-        ]);
-        assert!(ok, "{err}");
+            &[],
+        );
     }
 }
 
 fn check_exports(format: &str, dirs: &[&Path]) {
-    let script = common::root().join("scripts/check_exports.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(format)
-        .args(dirs)
-        .output()
-        .expect("python3 runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "check_exports.py {format} failed");
+    let script = common::root()
+        .join("scripts/check_exports.py")
+        .display()
+        .to_string();
+    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let mut args = vec![script.as_str(), format];
+    args.extend(dirs.iter().map(String::as_str));
+    let text = python(&args);
     assert!(text.lines().filter(|l| l.starts_with("ok")).count() >= dirs.len());
 }
 
@@ -229,15 +192,16 @@ fn exports_read_by_the_tools_formulas_and_round_trips() {
             "3 splits and config.json"
         );
         let script = common::root().join("scripts/check_exports.py");
-        let status = Command::new("python3")
-            .arg(script)
-            .args(["delphi", &hook.display().to_string(), "--cache"])
-            .arg(dir.join(format!("cache/layer-{l}")))
-            .arg("--coder")
-            .arg(sst(l))
-            .status()
-            .unwrap();
-        assert!(status.success(), "check_exports.py delphi layer {l}");
+        let (cache, coder) = (p(&format!("cache/layer-{l}")), sst(l));
+        python(&[
+            &script.display().to_string(),
+            "delphi",
+            &hook.display().to_string(),
+            "--cache",
+            &cache,
+            "--coder",
+            &coder,
+        ]);
     }
     let (ok, _, err) = sc(&[
         "export",
@@ -279,29 +243,8 @@ fn exports_read_by_the_tools_formulas_and_round_trips() {
 fn exports_and_imports_refuse_what_the_target_cannot_express() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    extract_small_cache(&dir.join("cache").display().to_string(), 0);
+    small_cache_and_sweep(dir, "sae,st");
     let p = |s: &str| dir.join(s).display().to_string();
-    let (ok, _, err) = sc(&[
-        "train",
-        "--cache",
-        &p("cache"),
-        "--sweep",
-        "kind=sae,st",
-        "--latents",
-        "1152",
-        "--k",
-        "16",
-        "--batch",
-        "512",
-        "--warmup",
-        "2",
-        "--out",
-        &p("run"),
-        "--quiet",
-        "--device",
-        "cpu",
-    ]);
-    assert!(ok, "{err}");
     let refused = |args: &[&str], words: &str| {
         let (ok, _, err) = sc(args);
         assert!(
@@ -428,13 +371,9 @@ fn circuit_tracer_refusals(dir: &Path) {
     assert!(ok, "{err}");
     // A layer with a negative JumpReLU threshold (added with the safetensors package): refused.
     let layer1 = bad.join("layer_1.safetensors").display().to_string();
-    let added = Command::new("python3")
-        .args(["-c", "import sys, numpy as np; from safetensors.numpy import load_file, save_file; \
-            t = load_file(sys.argv[1]); t['activation_function.threshold'] = np.full(1152, -1, np.float32); \
-            save_file(t, sys.argv[1])", &layer1])
-        .status()
-        .unwrap();
-    assert!(added.success());
+    python(&["-c", "import sys, numpy as np; from safetensors.numpy import load_file, save_file; \
+        t = load_file(sys.argv[1]); t['activation_function.threshold'] = np.full(1152, -1, np.float32); \
+        save_file(t, sys.argv[1])", &layer1]);
     let (ok, _, err) = import("c3", &["--k", "16"]);
     assert!(
         !ok && err.contains("layer_1.safetensors: threshold of latent 0 is -1"),
@@ -445,19 +384,6 @@ fn circuit_tracer_refusals(dir: &Path) {
     }
     let (ok, _, err) = import("c4", &["--k", "16"]);
     assert!(!ok && err.contains("holds no layer_0.safetensors"), "{err}");
-}
-
-fn python(args: &[&str]) {
-    let out = Command::new("python3")
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    eprintln!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "python3 {args:?} failed");
 }
 
 #[test]

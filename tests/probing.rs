@@ -48,21 +48,15 @@ fn logistic_probe_equals_scikit_learn() {
             rows,
             1,
         );
-        let out = std::process::Command::new("python3")
-            .arg(common::root().join("scripts/check_logistic.py"))
-            .args([&xp, &yp])
-            .args([
-                c.to_string(),
-                (if balanced { "balanced" } else { "none" }).to_string(),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let script = common::root().join("scripts/check_logistic.py");
+        let stdout = common::python(&[
+            &script.display().to_string(),
+            &xp.display().to_string(),
+            &yp.display().to_string(),
+            &c.to_string(),
+            if balanced { "balanced" } else { "none" },
+        ]);
+        let theirs: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         let w: Vec<f64> = theirs["w"]
             .as_array()
             .unwrap()

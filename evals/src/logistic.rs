@@ -7,8 +7,11 @@
 //! ```
 //! The objective is strictly convex in w, so its minimiser is unique and every exact solver (sklearn's lbfgs,
 //! newton-cholesky) reaches the same coefficients to its tolerance. Here: Newton's method in f64 on the
-//! (d + 1)-dimensional problem, the Hessian solved by Cholesky, each step halved until the objective falls;
-//! stopped when the largest gradient entry is below 1e-9 of its starting value (or after 100 steps).
+//! (d + 1)-dimensional problem, the Hessian solved by `trainer::regression`'s Cholesky (the ridge baseline's),
+//! each step halved until the objective falls; stopped when the largest gradient entry is below 1e-9 of its
+//! starting value (or after 100 steps).
+
+use trainer::regression::{cholesky, cholesky_solve};
 
 /// A fitted probe: `w·x + b > 0` predicts the positive class.
 #[derive(Clone, Debug)]
@@ -86,13 +89,18 @@ pub fn fit(x: &[f32], d: usize, y: &[bool], c: f64, balanced: bool) -> Probe {
     };
     let mut first = None;
     for _ in 0..100 {
-        let (g, h) = gradient_and_hessian(&p, x, d, y, &s, c);
+        let (g, mut h) = gradient_and_hessian(&p, x, d, y, &s, c);
         let gmax = g.iter().fold(0f64, |m, v| m.max(v.abs()));
         let start = *first.get_or_insert(gmax);
         if gmax <= 1e-9 * start.max(1e-300) {
             break;
         }
-        let step = cholesky_solve(h, &g, d + 1);
+        // The Hessian is the identity on w plus a positive semi-definite sum: positive definite, unless the
+        // intercept's curvature underflows, where no Newton step is left to take.
+        let Some(l) = cholesky(&mut h, d + 1) else {
+            break;
+        };
+        let step = cholesky_solve(l, d + 1, &g, 1);
         let (before, mut t) = (objective(&p), 1.0);
         loop {
             let next = Probe {
@@ -109,7 +117,8 @@ pub fn fit(x: &[f32], d: usize, y: &[bool], c: f64, balanced: bool) -> Probe {
     p
 }
 
-/// The objective's gradient (w then b) and its Hessian, `(d + 1)²` row-major.
+/// The objective's gradient (w then b) and the lower triangle of its Hessian, `(d + 1)²` row-major (what
+/// `cholesky` reads).
 fn gradient_and_hessian(
     p: &Probe,
     x: &[f32],
@@ -143,43 +152,5 @@ fn gradient_and_hessian(
             }
         }
     }
-    for a in 0..n {
-        for b in 0..a {
-            h[b * n + a] = h[a * n + b];
-        }
-    }
     (g, h)
-}
-
-/// Solves `h·z = g` for symmetric positive definite `h` (`n × n`), by Cholesky.
-fn cholesky_solve(mut h: Vec<f64>, g: &[f64], n: usize) -> Vec<f64> {
-    for j in 0..n {
-        let mut diag = h[j * n + j];
-        for k in 0..j {
-            diag -= h[j * n + k] * h[j * n + k];
-        }
-        let l = diag.max(1e-300).sqrt();
-        h[j * n + j] = l;
-        for i in j + 1..n {
-            let mut v = h[i * n + j];
-            for k in 0..j {
-                v -= h[i * n + k] * h[j * n + k];
-            }
-            h[i * n + j] = v / l;
-        }
-    }
-    let mut z = g.to_vec();
-    for i in 0..n {
-        for k in 0..i {
-            z[i] -= h[i * n + k] * z[k];
-        }
-        z[i] /= h[i * n + i];
-    }
-    for i in (0..n).rev() {
-        for k in i + 1..n {
-            z[i] -= h[k * n + i] * z[k];
-        }
-        z[i] /= h[i * n + i];
-    }
-    z
 }

@@ -86,29 +86,25 @@ pub fn density_histograms(path: &Path, coders: &[Density]) -> Result<()> {
         0.0,
     );
     let mean = log10_lines(coders, |c, l| c.mean_activation[l], -6.0, 1.0);
-    font()?;
-    let root = BitMapBackend::new(path, (1500, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(750);
-    let axes = Axes {
-        caption: "Latent density on held-out tokens",
-        x_desc: "log10(firing frequency)",
-        y_desc: "latents",
-        x: -6.0..0.0,
-        y: 0.0..top(&density),
-    };
-    draw_lines(&left, &axes, &density)?;
-    let axes = Axes {
-        caption: "Mean activation over held-out tokens",
-        x_desc: "log10(mean activation)",
-        y_desc: "latents",
-        x: -6.0..1.0,
-        y: 0.0..top(&mean),
-    };
-    draw_lines(&right, &axes, &mean)?;
-    root.present()
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+    figure(path, (1500, 560), |root| {
+        let (left, right) = root.split_horizontally(750);
+        let axes = Axes {
+            caption: "Latent density on held-out tokens",
+            x_desc: "log10(firing frequency)",
+            y_desc: "latents",
+            x: -6.0..0.0,
+            y: 0.0..top(&density),
+        };
+        draw_lines(&left, &axes, &density)?;
+        let axes = Axes {
+            caption: "Mean activation over held-out tokens",
+            x_desc: "log10(mean activation)",
+            y_desc: "latents",
+            x: -6.0..1.0,
+            y: 0.0..top(&mean),
+        };
+        draw_lines(&right, &axes, &mean)
+    })
 }
 
 /// A chart's title, axis names and ranges.
@@ -122,21 +118,25 @@ pub struct Axes<'a> {
 
 /// One line per named series of (x, y) points, with a legend.
 pub fn lines(path: &Path, axes: &Axes, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+    figure(path, (900, 560), |root| draw_lines(root, axes, series))
+}
+
+/// A part of a figure, or all of it.
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// A white figure of `size` pixels drawn by `draw`, then written to `path` as PNG.
+fn figure(path: &Path, size: (u32, u32), draw: impl FnOnce(&Area) -> Result<()>) -> Result<()> {
     font()?;
-    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE)?;
-    draw_lines(&root, axes, series)?;
+    draw(&root)?;
     root.present()
         .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }
 
 /// [`lines`] drawn on an area of a figure.
-fn draw_lines(
-    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
-    axes: &Axes,
-    series: &[(String, Vec<(f64, f64)>)],
-) -> Result<()> {
+fn draw_lines(area: &Area, axes: &Axes, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
     let mut chart = ChartBuilder::on(area)
         .caption(axes.caption, ("sans-serif", 22))
         .margin(15)
@@ -170,49 +170,46 @@ fn draw_lines(
 
 /// FVU (x) against CE-loss increase in % (y), one labelled point per coder.
 pub fn fvu_vs_ce(path: &Path, points: &[(String, f64, f64)]) -> Result<()> {
-    font()?;
     let (xmax, ymax) = points
         .iter()
         .fold((0.1f64, 0.1f64), |(a, b), p| (a.max(p.1), b.max(p.2)));
     let ymin = points.iter().map(|p| p.2).fold(0.0f64, f64::min);
-    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "FVU vs CE-loss increase with the coder patched in",
-            ("sans-serif", 22),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..xmax * 1.15, ymin * 1.15..ymax * 1.15)?;
-    chart
-        .configure_mesh()
-        .x_desc("FVU (held out)")
-        .y_desc("CE increase (%)")
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    for (i, (name, x, y)) in points.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        // The label sits beside its point (pixel offsets), alternating above and below for crowded points.
-        let dy = if i % 2 == 0 { -18 } else { 6 };
+    figure(path, (900, 560), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "FVU vs CE-loss increase with the coder patched in",
+                ("sans-serif", 22),
+            )
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..xmax * 1.15, ymin * 1.15..ymax * 1.15)?;
         chart
-            .draw_series(std::iter::once(
-                EmptyElement::at((*x, *y))
-                    + Circle::new((0, 0), 6, color.filled())
-                    + Text::new(name.clone(), (9, dy), ("sans-serif", 14).into_font()),
-            ))?
-            .label(name.as_str())
-            .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
-    root.present()
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+            .configure_mesh()
+            .x_desc("FVU (held out)")
+            .y_desc("CE increase (%)")
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        for (i, (name, x, y)) in points.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            // The label sits beside its point (pixel offsets), alternating above and below for crowded points.
+            let dy = if i % 2 == 0 { -18 } else { 6 };
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((*x, *y))
+                        + Circle::new((0, 0), 6, color.filled())
+                        + Text::new(name.clone(), (9, dy), ("sans-serif", 14).into_font()),
+                ))?
+                .label(name.as_str())
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()?;
+        Ok(())
+    })
 }

@@ -23,7 +23,7 @@ use cache_format::{Cache, CacheSpec, Side};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use trainer::checkpoint::{load_for_cache, save_coder, CoderMeta, Imported, LoadedCoder};
+use trainer::checkpoint::{for_cache, save_coder, CoderMeta, Imported, LoadedCoder};
 use trainer::coder::{Activation, Kind, SparseCoder};
 
 /// The layouts `sparsecoder export` writes.
@@ -94,6 +94,23 @@ pub fn save_imported(out: &Path, c: ImportedCoder) -> Result<()> {
     save_coder(out, &c.coder, &meta, false)
 }
 
+/// The layer L of the hook `blocks.L.hook_mlp_out` (the MLP's output), None for any other hook.
+pub(crate) fn mlp_out_layer(hook: &str) -> Option<u32> {
+    hook.strip_prefix("blocks.")?
+        .strip_suffix(".hook_mlp_out")?
+        .parse()
+        .ok()
+}
+
+/// The layer of a TransformerLens hook `blocks.L.…`.
+pub(crate) fn hook_layer(hook: &str) -> Option<u32> {
+    hook.strip_prefix("blocks.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// For an SAE whose encoder reads x (not x − b_dec, as ours does): b_enc' = b_enc + W_enc·b_dec makes ours
 /// compute the same pre-activations.
 pub fn fold_input_bias(c: &mut SparseCoder) {
@@ -130,7 +147,7 @@ pub struct Provenance {
 /// Opens the coder in `dir` with its cache: `cache` when given (for a multi-layer extraction, its
 /// `layer-L` for the coder's layer), else the one its `sparsecoder.json` names.
 pub fn open_source(dir: &Path, cache: Option<&Path>) -> Result<ExportSource> {
-    let (_, meta) = trainer::checkpoint::load_coder(dir)?;
+    let (coder, meta) = trainer::checkpoint::load_coder(dir)?;
     let cache_dir = match cache {
         None => PathBuf::from(&meta.cache),
         Some(c) if c.join("manifest.json").exists() => c.to_path_buf(),
@@ -144,7 +161,7 @@ pub fn open_source(dir: &Path, cache: Option<&Path>) -> Result<ExportSource> {
         )
     })?;
     let spec = &cache.manifest().spec;
-    let loaded = load_for_cache(dir, spec)?;
+    let loaded = for_cache(dir, coder, meta, spec)?;
     let provenance = Provenance {
         exported_by: format!("sparsecoder {}", env!("CARGO_PKG_VERSION")),
         checkpoint: dir.display().to_string(),
@@ -188,6 +205,5 @@ pub fn fresh_out_dir(out: &Path) -> Result<()> {
             );
         }
     }
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("{}: cannot create output folder", out.display()))
+    Ok(cache_format::fsutil::prepare_output_dir(out)?)
 }

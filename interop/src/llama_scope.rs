@@ -31,15 +31,6 @@ fn number(h: &Value, pointer: &str, path: &Path) -> Result<f64> {
     })
 }
 
-/// The layer of a `blocks.L.…` hook.
-fn hook_layer(hook: &str) -> Option<u32> {
-    hook.strip_prefix("blocks.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Imports the Llama Scope coder in `dir` (holding hyperparams.json and checkpoints/final.safetensors).
 pub fn import(dir: &Path, out: &Path) -> Result<()> {
     let hp_path = dir.join("hyperparams.json");
@@ -65,7 +56,7 @@ pub fn import(dir: &Path, out: &Path) -> Result<()> {
             .ok_or_else(|| anyhow!("{}: {name} is missing", hp_path.display()))
     };
     let (h_in, h_out) = (hook("hook_point_in")?, hook("hook_point_out")?);
-    let layer = hook_layer(h_out).filter(|_| h_out.ends_with(".hook_mlp_out")).ok_or_else(|| {
+    let layer = crate::mlp_out_layer(h_out).ok_or_else(|| {
         anyhow!(
             "{}: hook_point_out is {h_out:?}, expected blocks.L.hook_mlp_out (our coders read one MLP)",
             hp_path.display()
@@ -76,7 +67,7 @@ pub fn import(dir: &Path, out: &Path) -> Result<()> {
     } else {
         Kind::Transcoder
     };
-    if kind == Kind::Transcoder && hook_layer(h_in) != Some(layer) {
+    if kind == Kind::Transcoder && crate::hook_layer(h_in) != Some(layer) {
         bail!(
             "{}: hook_point_in {h_in:?} is not of layer {layer}",
             hp_path.display()

@@ -183,17 +183,13 @@ fn usize_field(cfg: &Value, name: &str, path: &Path) -> Result<usize> {
 }
 
 /// The layer of a `blocks.L.hook_mlp_out` hook, or a refusal naming what was found.
-fn layer_of_hook(hook: &str, path: &Path) -> Result<u32> {
-    hook.strip_prefix("blocks.")
-        .and_then(|rest| rest.strip_suffix(".hook_mlp_out"))
-        .and_then(|l| l.parse().ok())
-        .ok_or_else(|| {
-            anyhow!(
-                "{}: metadata.hook_name is {hook:?}, expected blocks.L.hook_mlp_out (our coders read one MLP's \
-                 input or output)",
-                path.display()
-            )
-        })
+fn layer_of_hook(hook: &str, field: &str, path: &Path) -> Result<u32> {
+    crate::mlp_out_layer(hook).ok_or_else(|| {
+        anyhow!(
+            "{}: {field} is {hook:?}, expected blocks.L.hook_mlp_out (our coders read one MLP's input or output)",
+            path.display()
+        )
+    })
 }
 
 /// The architectures we import, and what each is in our terms: (kind, JumpReLU?).
@@ -205,15 +201,6 @@ fn our_terms(arch: &str) -> Option<(Kind, bool)> {
         "jumprelu_skip_transcoder" => Some((Kind::SkipTranscoder, true)),
         _ => None,
     }
-}
-
-/// The layer of a TransformerLens hook `blocks.L.…`.
-fn hook_layer(hook: &str) -> Option<u32> {
-    hook.strip_prefix("blocks.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Imports the SAELens SAE or transcoder in `dir` (see [`our_terms`]) into our layout in `out`.
@@ -324,11 +311,14 @@ fn layer_and_hooks(cfg: &Value, kind: Kind, cfg_path: &Path) -> Result<(u32, Str
     };
     if kind == Kind::Sae {
         let h = hook("hook_name")?;
-        return Ok((layer_of_hook(h, cfg_path)?, h.to_string()));
+        return Ok((
+            layer_of_hook(h, "metadata.hook_name", cfg_path)?,
+            h.to_string(),
+        ));
     }
     let (h_in, h_out) = (hook("hook_name")?, hook("hook_name_out")?);
-    let layer = layer_of_hook(h_out, cfg_path)?;
-    if hook_layer(h_in) != Some(layer) {
+    let layer = layer_of_hook(h_out, "metadata.hook_name_out", cfg_path)?;
+    if crate::hook_layer(h_in) != Some(layer) {
         bail!(
             "{}: metadata.hook_name is {h_in:?}, expected a hook of layer {layer} (the layer its output hook \
              {h_out:?} names)",

@@ -43,6 +43,11 @@ pub fn tutorial_text() -> String {
 /// Extracts the small cache (layer 1 of the tutorial texts, 8192 tokens in shards of 2048) into `cache`, its
 /// sequences shuffled with `seed`.
 pub fn extract_small_cache(cache: &str, seed: u64) {
+    extract_small_cache_of_layers(cache, seed, "1");
+}
+
+/// [`extract_small_cache`] of the comma-separated `layers` (several write `cache/layer-L`).
+pub fn extract_small_cache_of_layers(cache: &str, seed: u64, layers: &str) {
     let text = tutorial_text();
     let seed = seed.to_string();
     let (ok, _, err) = sc(&[
@@ -52,7 +57,7 @@ pub fn extract_small_cache(cache: &str, seed: u64) {
         "--text",
         &text,
         "--layers",
-        "1",
+        layers,
         "--ctx-len",
         "64",
         "--max-tokens",
@@ -81,11 +86,17 @@ pub fn small_cache_and_sweep_with(dir: &Path, kinds: &str, extra: &[&str]) -> (S
         dir.join("run").display().to_string(),
     );
     extract_small_cache(&cache, 0);
+    train_small_sweep(&cache, kinds, &run, extra);
+    (cache, run)
+}
+
+/// Trains `kinds` (a --sweep kind list; k 16, 1152 latents) on `cache` into `run`, with `extra` arguments.
+pub fn train_small_sweep(cache: &str, kinds: &str, run: &str, extra: &[&str]) {
     let sweep = format!("kind={kinds}");
     let mut args = vec![
         "train",
         "--cache",
-        &cache,
+        cache,
         "--sweep",
         &sweep,
         "--latents",
@@ -97,7 +108,7 @@ pub fn small_cache_and_sweep_with(dir: &Path, kinds: &str, extra: &[&str]) -> (S
         "--warmup",
         "2",
         "--out",
-        &run,
+        run,
         "--quiet",
         "--device",
         "cpu",
@@ -105,5 +116,22 @@ pub fn small_cache_and_sweep_with(dir: &Path, kinds: &str, extra: &[&str]) -> (S
     args.extend_from_slice(extra);
     let (ok, _, err) = sc(&args);
     assert!(ok, "{err}");
-    (cache, run)
+}
+
+/// Runs `python3 args`, showing what it printed; panics unless it succeeds. Returns its stdout.
+pub fn python(args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    println!("{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "python3 {args:?} failed:\n{stdout}{stderr}"
+    );
+    stdout
 }

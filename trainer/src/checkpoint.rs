@@ -439,6 +439,17 @@ pub fn find_coders(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// The coder in `dir`, refused unless it was trained on the cache's layer and width.
 pub fn load_for_cache(dir: &Path, spec: &CacheSpec) -> Result<LoadedCoder> {
     let (coder, meta) = load_coder(dir)?;
+    for_cache(dir, coder, meta, spec)
+}
+
+/// A coder already read from `dir` ([`load_coder`]), refused unless it was trained on the cache's layer and
+/// width.
+pub fn for_cache(
+    dir: &Path,
+    coder: SparseCoder,
+    meta: CoderMeta,
+    spec: &CacheSpec,
+) -> Result<LoadedCoder> {
     if meta.layer != spec.layer || coder.cfg.d_in != spec.d_in as usize {
         bail!(
             "{}: trained on layer {} width {}, but the cache holds layer {} width {}",

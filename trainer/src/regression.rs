@@ -149,8 +149,9 @@ impl NormalEquations {
     }
 }
 
-/// In-place lower Cholesky factor of the symmetric `p × p` matrix `a`; None unless positive definite.
-fn cholesky(a: &mut [f64], p: usize) -> Option<&[f64]> {
+/// In-place lower Cholesky factor of the symmetric `p × p` matrix `a` (only its lower triangle is read); None
+/// unless positive definite.
+pub fn cholesky(a: &mut [f64], p: usize) -> Option<&[f64]> {
     for j in 0..p {
         let mut d = a[j * p + j];
         for k in 0..j {
@@ -173,7 +174,7 @@ fn cholesky(a: &mut [f64], p: usize) -> Option<&[f64]> {
 }
 
 /// `X` with `L Lᵀ X = B` for `B` of `cols` columns, by forward then backward substitution.
-fn cholesky_solve(l: &[f64], p: usize, b: &[f64], cols: usize) -> Vec<f64> {
+pub fn cholesky_solve(l: &[f64], p: usize, b: &[f64], cols: usize) -> Vec<f64> {
     let mut x = b.to_vec();
     for c in 0..cols {
         for i in 0..p {
