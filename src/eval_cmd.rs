@@ -1,11 +1,12 @@
 //! `sparsecoder eval`: flags → `evals::evaluate`, then the table, eval.json/eval.csv and the plots; and
 //! `sparsecoder report`, several layers' evaluations in one report.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use evals::paper_report::{self, LayerResults};
 use evals::plots::{density_histograms, fvu_vs_ce, Density};
-use evals::{evaluate, EvalConfig};
+use evals::probing::ProbingConfig;
+use evals::{evaluate, probing_tasks, EvalConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -35,6 +36,31 @@ pub struct EvalCli {
     /// term chosen on the last of them), its held-out FVU and the CE/KL with it patched in.
     #[arg(long)]
     linear_baseline: bool,
+    /// Also sparse probing (SAEBench's method) on these tasks: `builtin` (all built-in tasks), `docs-section`,
+    /// `code-vs-prose`, or a .jsonl/.parquet file with a text and a label column. Writes probing.json too.
+    #[arg(long, num_args = 1..)]
+    probing: Vec<String>,
+    /// The Python docs' sources the built-in probing tasks are made from.
+    #[arg(long, default_value = "data/python-3.11-docs")]
+    probing_corpus: PathBuf,
+    /// Training examples drawn per class of a probing task.
+    #[arg(long, default_value_t = 200)]
+    probing_train: usize,
+    /// Test examples drawn per class of a probing task.
+    #[arg(long, default_value_t = 50)]
+    probing_test: usize,
+    /// Tokens each probing example is cut to (SAEBench: 128).
+    #[arg(long, default_value_t = 128)]
+    probing_ctx: usize,
+    /// The text column of a probing file.
+    #[arg(long, default_value = "text")]
+    probing_text_field: String,
+    /// The label column of a probing file (string, integer or boolean).
+    #[arg(long, default_value = "label")]
+    probing_label_field: String,
+    /// Seed of the probing examples' draw.
+    #[arg(long, default_value_t = 42)]
+    probing_seed: u64,
     /// Where eval.json and eval.csv go (default: the first checkpoints folder).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -45,6 +71,7 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| cli.checkpoints[0].clone());
+    let probing = probing_config(&cli)?;
     let done = evaluate(&EvalConfig {
         model: cli.model,
         cache: cli.cache,
@@ -53,10 +80,14 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
         holdout_shards: cli.holdout_shards,
         batch_seqs: cli.batch_seqs,
         linear_baseline: cli.linear_baseline,
+        probing,
     })?;
     let report = &done.report;
     report.print();
     report.save(&out)?;
+    if let Some(p) = &done.probing {
+        p.save(&out)?;
+    }
     let densities: Vec<Density> = report
         .coders
         .iter()
@@ -79,6 +110,51 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
         Err(e) => eprintln!("warning: no plots: {e:#}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The probing tasks `--probing` names, loaded (before the model runs, so that bad input fails at once).
+fn probing_config(cli: &EvalCli) -> Result<Option<ProbingConfig>> {
+    if cli.probing.is_empty() {
+        return Ok(None);
+    }
+    for (flag, v) in [
+        ("--probing-train", cli.probing_train),
+        ("--probing-test", cli.probing_test),
+        ("--probing-ctx", cli.probing_ctx),
+    ] {
+        if v == 0 {
+            bail!("{flag} must be at least 1, found 0");
+        }
+    }
+    let mut specs: Vec<&str> = Vec::new();
+    for spec in &cli.probing {
+        match spec.as_str() {
+            "builtin" => specs.extend(probing_tasks::BUILTIN),
+            s => specs.push(s),
+        }
+    }
+    let tasks = specs
+        .into_iter()
+        .map(|s| {
+            probing_tasks::load_task(
+                s,
+                &cli.probing_corpus,
+                &cli.probing_text_field,
+                &cli.probing_label_field,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = ProbingConfig {
+        tasks,
+        train_per_class: cli.probing_train,
+        test_per_class: cli.probing_test,
+        ctx_len: cli.probing_ctx,
+        seed: cli.probing_seed,
+    };
+    for task in &cfg.tasks {
+        evals::probing::check_task(task, &cfg)?;
+    }
+    Ok(Some(cfg))
 }
 
 /// `sparsecoder report`: several layers' evaluated sweeps in one report.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// One side of the MLP: what it reads (`mlp_in`) or what it returns (`mlp_out`). A transcoder maps one to the
 /// other; an SAE reconstructs one of them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Side {
     #[serde(rename = "mlp_in")]

@@ -10,24 +10,28 @@
 //!   fit on the training shards, on the same held-out rows and sequences as the coders;
 //! - [`report`]: the per-coder table, eval.json and eval.csv;
 //! - [`logistic`]: the L2 logistic-regression probe of sparse probing and absorption (scikit-learn's objective);
+//! - [`probing`] (with `probing`): SAEBench's sparse probing on the tasks of [`probing_tasks`], every coder
+//!   and the raw activations of both sides;
 //! - [`plots`]: density histograms, FVU against CE increase and line charts, as PNG;
 //! - [`paper_report`]: several layers' sweeps in the layout of the paper's Tables 1 and 3, with its orderings
 //!   checked, time to quality and the held-out FVU curves (`sparsecoder report`).
 //!
-//! New evaluations (absorption, sparse probing, simulation scoring) belong here too.
+//! New evaluations (absorption) belong here too.
 
 pub mod activations;
 pub mod logistic;
 pub mod paper_report;
 pub mod patched;
 pub mod plots;
+pub mod probing;
+pub mod probing_tasks;
 pub mod report;
 
 use anyhow::{bail, Result};
 use cache_format::Cache;
 use cache_format::Side;
 use extractor::source::ModelSource;
-use report::{CoderEval, LinearEval, Report};
+use report::{CoderEval, LinearEval, ProbingSummary, Report};
 use std::path::PathBuf;
 use trainer::checkpoint::{find_coders, load_for_cache};
 use trainer::regression;
@@ -48,6 +52,8 @@ pub struct EvalConfig {
     pub batch_seqs: usize,
     /// Also fit and evaluate the linear baseline (ridge regression mlp_in → mlp_out on the training shards).
     pub linear_baseline: bool,
+    /// Also sparse probing on these tasks.
+    pub probing: Option<probing::ProbingConfig>,
 }
 
 /// A finished evaluation: the report, and each coder's firing counts and mean activations (for the density
@@ -56,6 +62,8 @@ pub struct Evaluation {
     pub report: Report,
     pub fired: Vec<Vec<u64>>,
     pub mean_activation: Vec<Vec<f64>>,
+    /// Sparse probing's examples and scores in full (probing.json), when it ran.
+    pub probing: Option<probing::ProbingResult>,
 }
 
 /// Evaluates every coder under `cfg.checkpoints` on the cache's held-out shards and sequences.
@@ -115,11 +123,25 @@ pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
         )),
         None => None,
     };
+    let probed = match &cfg.probing {
+        Some(p) => Some(probing::run(
+            model.as_ref(),
+            &source.tokenizer()?,
+            spec.layer as usize,
+            &coders,
+            &encoders,
+            p,
+            cfg.batch_seqs,
+        )?),
+        None => None,
+    };
     let mut rows = Vec::new();
     let (mut fired, mut mean_activation) = (Vec::new(), Vec::new());
     for (j, c) in coders.iter().enumerate() {
         let a = activations::stats(&cache, &held, &c.coder, &encoders[j], &c.meta)?;
-        rows.push(CoderEval::new(c, &a, &losses, j));
+        let mut row = CoderEval::new(c, &a, &losses, j);
+        row.sparse_probing = probed.as_ref().map(|p| p.coders[j].summary());
+        rows.push(row);
         mean_activation.push(a.mean_activation());
         fired.push(a.fired);
     }
@@ -132,10 +154,12 @@ pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
         ce_zero_ablated: losses.ce_zero / losses.count as f64,
         coders: rows,
         linear_baseline,
+        probing: probed.as_ref().map(ProbingSummary::new),
     };
     Ok(Evaluation {
         report,
         fired,
         mean_activation,
+        probing: probed,
     })
 }

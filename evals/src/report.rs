@@ -2,6 +2,7 @@
 
 use crate::activations::ActivationStats;
 use crate::patched::PatchedLosses;
+use crate::probing::{ProbingResult, ProbingScores, KS};
 use anyhow::Result;
 use cache_format::fsutil::write_atomic;
 use cache_format::Side;
@@ -38,6 +39,9 @@ pub struct CoderEval {
     /// JumpReLU for an imported coder that uses it (then `k` is `num_latents`, a bound that never binds).
     #[serde(default, skip_serializing_if = "Activation::is_topk")]
     pub activation: Activation,
+    /// Sparse probing's test accuracies (with `--probing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_probing: Option<ProbingScores>,
 }
 
 impl CoderEval {
@@ -68,6 +72,7 @@ impl CoderEval {
             kl: losses.kl[j] / losses.positions as f64,
             imported: c.meta.imported.clone(),
             activation: c.meta.activation,
+            sparse_probing: None,
         }
     }
 }
@@ -116,10 +121,106 @@ pub struct Report {
     pub coders: Vec<CoderEval>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub linear_baseline: Option<LinearEval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probing: Option<ProbingSummary>,
+}
+
+/// What sparse probing ran on, and its baselines (eval.json; the examples themselves are in probing.json).
+#[derive(Serialize, Deserialize)]
+pub struct ProbingSummary {
+    pub ctx_len: usize,
+    pub seed: u64,
+    pub tasks: Vec<ProbingTaskSummary>,
+    /// The raw activations of each side.
+    pub baselines: Vec<ProbingScores>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ProbingTaskSummary {
+    pub name: String,
+    pub classes: Vec<String>,
+    /// Examples of each class the task had.
+    pub available: Vec<usize>,
+    pub train_per_class: usize,
+    pub test_per_class: usize,
+    /// The binary subtasks (one per class; one for a two-class task), each balanced: chance is 0.5.
+    pub subtasks: usize,
+}
+
+impl ProbingSummary {
+    pub fn new(p: &ProbingResult) -> ProbingSummary {
+        ProbingSummary {
+            ctx_len: p.ctx_len,
+            seed: p.seed,
+            tasks: p
+                .tasks
+                .iter()
+                .map(|t| ProbingTaskSummary {
+                    name: t.name.clone(),
+                    classes: t.classes.clone(),
+                    available: t.available.clone(),
+                    train_per_class: t.train_per_class,
+                    test_per_class: t.test_per_class,
+                    subtasks: t.subtasks.len(),
+                })
+                .collect(),
+            baselines: p.baselines.iter().map(ProbingScores::summary).collect(),
+        }
+    }
+
+    /// The sparse-probing table: mean test accuracy over tasks per k, and each task's at the largest k.
+    fn print(&self, coders: &[CoderEval]) {
+        let tasks: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+        let kmax = KS[KS.len() - 1];
+        println!(
+            "sparse probing: {} task(s) ({}), balanced binary subtasks (chance 0.5), {} tokens per example",
+            tasks.len(),
+            self.tasks
+                .iter()
+                .map(|t| format!("{}: {} classes, {}+{} per class", t.name, t.classes.len(), t.train_per_class, t.test_per_class))
+                .collect::<Vec<_>>()
+                .join("; "),
+            self.ctx_len
+        );
+        let mut header = format!("{:<26} {:>7}", "features", "side");
+        for k in KS {
+            header += &format!(" {:>6}", format!("k={k}"));
+        }
+        header += &format!(" {:>6}", "all");
+        for t in &tasks {
+            header += &format!(" {:>16}", format!("{t}@{kmax}"));
+        }
+        println!("{header}");
+        let rows = self
+            .baselines
+            .iter()
+            .chain(coders.iter().filter_map(|c| c.sparse_probing.as_ref()));
+        for s in rows {
+            let mut line = format!("{:<26} {:>7}", s.name, s.side.name());
+            for a in &s.accuracy {
+                line += &format!(" {a:>6.3}");
+            }
+            line += &match s.all_features {
+                Some(a) => format!(" {a:>6.3}"),
+                None => format!(" {:>6}", "-"),
+            };
+            for t in &tasks {
+                line += &format!(" {:>16.3}", s.tasks[*t][KS.len() - 1]);
+            }
+            println!("{line}");
+        }
+    }
+}
+
+/// Sparse probing's mean accuracy at the `i`-th k, or empty.
+fn probe(c: &CoderEval, i: usize) -> String {
+    c.sparse_probing
+        .as_ref()
+        .map_or(String::new(), |p| p.accuracy[i].to_string())
 }
 
 /// The columns of eval.csv, in order.
-const CSV_COLUMNS: [&str; 13] = [
+const CSV_COLUMNS: [&str; 16] = [
     "coder",
     "kind",
     "k",
@@ -133,6 +234,9 @@ const CSV_COLUMNS: [&str; 13] = [
     "ce_patched",
     "ce_increase_pct",
     "kl",
+    "probe_k1",
+    "probe_k2",
+    "probe_k5",
 ];
 
 impl Report {
@@ -189,6 +293,9 @@ impl Report {
                 l.ce_increase_pct, l.kl
             );
         }
+        if let Some(p) = &self.probing {
+            p.print(&self.coders);
+        }
         for c in &self.coders {
             if let Some(i) = &c.imported {
                 let jump = if c.activation.is_topk() {
@@ -227,6 +334,9 @@ impl Report {
                 c.ce_patched.to_string(),
                 c.ce_increase_pct.to_string(),
                 c.kl.to_string(),
+                probe(c, 0),
+                probe(c, 1),
+                probe(c, 2),
             ])?;
         }
         if let Some(l) = &self.linear_baseline {
@@ -244,6 +354,9 @@ impl Report {
                 l.ce_patched.to_string(),
                 l.ce_increase_pct.to_string(),
                 l.kl.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
             ])?;
         }
         Ok(w.into_inner()?)
