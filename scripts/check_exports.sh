@@ -3,22 +3,14 @@
 # SAE.load_from_disk, circuit-tracer's load_transcoder_from_hub and delphi's TensorBuffer/LatentDataset, run on the held-out rows each export
 # carries and compared with our coders' latents and outputs (scripts/check_exports.py --reader tools).
 #
-#   scripts/check_exports.sh WORK_DIR      (default /tmp/check-exports; the venv goes to $PEER_VENV)
+#   scripts/check_exports.sh WORK_DIR      (default /tmp/check-exports; the venv: scripts/peer_venv.sh)
 #
 # Makes the small two-layer cache of the embedded default, an SAE and a skip transcoder per layer, exports
 # them, and checks each export with both readers (the tools, and CI's numpy reader of their formulas).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-/tmp/check-exports}"
-venv="${PEER_VENV:-/work/venv-b}"
-if [ ! -x "$venv/bin/python" ]; then
-  # circuit-tracer needs transformers<=4.57.3; these versions resolve together (../shared/reference/peer-formats.md).
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet "circuit-tracer==0.5.0" "sae-lens==6.54.12" "nnsight==0.7.0" "beartype==0.17.2"
-  # delphi hard-requires vllm (a GPU stack); its latent loader needs only these.
-  "$venv/bin/pip" install --quiet --no-deps "eai-delphi==0.1.3"
-  "$venv/bin/pip" install --quiet orjson blobfile asyncer aiofiles tiktoken faiss-cpu fire "sentence-transformers==5.7.0"
-fi
+source scripts/peer_venv.sh
 "$venv/bin/python" -c "import sae_lens, circuit_tracer, torch; print('sae-lens', sae_lens.__version__, '| circuit-tracer', circuit_tracer.__version__, '| torch', torch.__version__)"
 cargo build --release -q
 sc=target/release/sparsecoder

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Sparse probing (`sparsecoder eval --probing`) against SAEBench's own code on the same examples.
 
-    check_probing.py EVAL_DIR MODEL_GGUF RUN_DIR
+    check_probing.py EVAL_DIR MODEL_GGUF RUN_DIR...
 
 EVAL_DIR holds our probing.json (the examples as token ids, the subtasks' train/test splits, our accuracies
-and chosen latents); RUN_DIR the coders it evaluated (sparsify's cfg.json + sae.safetensors). Independently
+and chosen latents); the RUN_DIRs the coders it evaluated (sparsify's cfg.json + sae.safetensors). Independently
 of our code, this script:
 
   1. runs the model with Hugging Face transformers from the same GGUF (f32) on our token ids, up to the
@@ -164,7 +164,7 @@ def check_tokens(tok, task):
 
 
 def main():
-    eval_dir, gguf, run_dir = sys.argv[1:4]
+    eval_dir, gguf, run_dirs = sys.argv[1], sys.argv[2], sys.argv[3:]
     ours = json.load(open(os.path.join(eval_dir, "probing.json")))
     layer = ours["layer"]
     print(f"SAEBench's sparse probing code on our examples: layer {layer}, {len(ours['tasks'])} task(s), "
@@ -174,7 +174,13 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     model.model.layers = model.model.layers[: layer + 1]
     model.eval()
-    coders = {c["name"]: SparsifyCoder(os.path.join(run_dir, c["name"])) for c in ours["coders"]}
+    def folder_of(name):
+        found = [os.path.join(r, name) for r in run_dirs if os.path.isdir(os.path.join(r, name))]
+        if not found:
+            sys.exit(f"coder {name} is in none of {run_dirs}")
+        return found[0]
+
+    coders = {c["name"]: SparsifyCoder(folder_of(c["name"])) for c in ours["coders"]}
     for task in ours["tasks"]:
         check_tokens(tok, task)
         acts = hook_activations(model, layer, task["token_ids"], ours["masked_token_ids"])

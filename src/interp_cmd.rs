@@ -14,7 +14,9 @@ use interp::chat::{
 };
 use interp::records::{RecordConfig, Recorder};
 use interp::report::{write_html, write_latents, write_summary};
-use interp::run::{interpret, sample_latents, summarize, Explainer, InterpConfig, SCORE_COLUMNS};
+use interp::run::{
+    interpret, sample_latents, summarize, Explainer, InterpConfig, Scorer, SCORE_COLUMNS,
+};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,6 +118,13 @@ pub struct InterpCli {
     /// probabilities they need, and cost 60 % more scoring calls.
     #[arg(long)]
     no_calibration: bool,
+    /// The scorers to run: detection (with its shuffled-explanation control), fuzzing, simulation (each
+    /// token's activation predicted from the explanation, correlated with the true one, and its control).
+    #[arg(long, value_delimiter = ',', default_values = ["detection", "fuzzing"])]
+    scorers: Vec<Scorer>,
+    /// Simulation: activating windows simulated per latent (spread over the quantiles), and as many silent.
+    #[arg(long, default_value_t = 5)]
+    simulation_windows: usize,
     #[arg(long)]
     quiet: bool,
 }
@@ -150,6 +159,15 @@ impl ChatModel for Local {
                 Completion {
                     text,
                     yes_probability: Some(p),
+                    ..Default::default()
+                }
+            }
+            Answer::DigitList { n } => {
+                let (text, expected) = self.chat.digit_list(messages, n, &self.sampling)?;
+                Completion {
+                    text,
+                    expected_digits: Some(expected),
+                    ..Default::default()
                 }
             }
         })
@@ -299,6 +317,8 @@ pub fn interp(cli: InterpCli) -> Result<ExitCode> {
         seed: cli.seed,
         calibrate: cli.llm == Llm::Local && !cli.no_calibration,
         explainer: cli.explainer,
+        scorers: cli.scorers.clone(),
+        simulation_windows: cli.simulation_windows,
         ..Default::default()
     };
     let text = |ids: &[u32]| -> Vec<String> {

@@ -28,6 +28,10 @@ fn interp_explains_and_scores_latents_offline() {
         "1",
         "--non-activating",
         "5",
+        "--scorers",
+        "detection,fuzzing,simulation",
+        "--simulation-windows",
+        "1",
         "--out",
         &out,
         "--quiet",
@@ -108,6 +112,23 @@ fn interp_explains_and_scores_latents_offline() {
                         .any(|j| base(j) != j["p_yes"].as_f64().unwrap()),
                     "the baseline prompt is not the explanation's"
                 );
+                // Simulation: one activating and one silent window, each answer a digit list decoded under
+                // its format, predictions the expected digits.
+                let sim = &l["simulation"];
+                assert_eq!(
+                    (sim["windows"].as_u64(), sim["unparsed"].as_u64()),
+                    (Some(2), Some(0)),
+                    "{sim}"
+                );
+                assert_eq!(
+                    (sim["tokens"].as_u64(), &sim["expected_values"]),
+                    (Some(64), &true.into())
+                );
+                assert!(sim["correlation"].is_number() || sim["correlation"].is_null());
+                assert!(
+                    l["control_simulation"].is_object(),
+                    "the other latent's explanation"
+                );
                 let fuzz = &l["fuzzing"];
                 assert!(fuzz["calibrated_auroc"].as_f64().is_some());
                 assert_eq!(
@@ -142,8 +163,9 @@ fn interp_explains_and_scores_latents_offline() {
     let (ok, stdout, err) = sc(&top);
     assert!(ok, "{err}");
     assert!(
-        stdout.contains("\n50 model calls"),
-        "1 latent x 2 coders x (15 + 10), batch 1, no shuffled control with one latent: {stdout}"
+        stdout.contains("\n54 model calls"),
+        "1 latent x 2 coders x (15 + 10 + 2 simulated windows), batch 1, no shuffled control with one latent: \
+         {stdout}"
     );
     let lines = std::fs::read_to_string(
         tmp.path()

@@ -86,3 +86,175 @@ fn logistic_probe_equals_scikit_learn() {
         assert!((acc - theirs["accuracy"].as_f64().unwrap()).abs() < 1e-9);
     }
 }
+
+/// A user's probing task: paragraphs of two tutorial chapters, labelled by chapter.
+fn write_chapter_task(path: &std::path::Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for (chapter, label) in [("classes.rst", "classes"), ("errors.rst", "errors")] {
+        let text =
+            std::fs::read_to_string(std::path::Path::new(&common::tutorial_text()).join(chapter))
+                .unwrap();
+        for para in text.split("\n\n").filter(|p| p.len() >= 80) {
+            let line = serde_json::json!({"text": para, "label": label});
+            writeln!(f, "{line}").unwrap();
+        }
+    }
+}
+
+/// `eval --probing`: a built-in task and a user's file on the small sweep, the table, eval.json, eval.csv and
+/// probing.json; and bad input refused with one line each.
+#[test]
+fn eval_probing_end_to_end() {
+    let model = common::model();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, run) = common::small_cache_and_sweep(tmp.path(), "sae,skip-transcoder");
+    let user = tmp.path().join("chapters.jsonl");
+    write_chapter_task(&user);
+    let corpus = common::root().join("data/python-3.11-docs");
+    let (corpus, user) = (corpus.display().to_string(), user.display().to_string());
+    let out = tmp.path().join("eval").display().to_string();
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            &model,
+            "--cache",
+            &cache,
+            "--checkpoints",
+            &run,
+            "--tokens",
+            "128",
+            "--out",
+            &out,
+            "--probing-corpus",
+            &corpus,
+        ];
+        args.extend_from_slice(extra);
+        common::sc(&args)
+    };
+    let (ok, stdout, err) = eval(&[
+        "--probing",
+        "code-vs-prose",
+        &user,
+        "--probing-train",
+        "30",
+        "--probing-test",
+        "15",
+    ]);
+    assert!(ok, "{err}");
+    println!("{stdout}");
+    assert!(stdout.contains("sparse probing: 2 task(s)"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("eval/eval.json")).unwrap()).unwrap();
+    let summary = &report["probing"];
+    assert_eq!(summary["tasks"][1]["name"], "chapters");
+    assert_eq!(
+        summary["tasks"][1]["classes"],
+        serde_json::json!(["classes", "errors"])
+    );
+    let baselines = summary["baselines"].as_array().unwrap();
+    assert_eq!(baselines.len(), 2, "raw mlp_in and raw mlp_out");
+    for s in baselines.iter().chain(
+        report["coders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| &c["sparse_probing"]),
+    ) {
+        let acc: Vec<f64> = s["accuracy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_f64().unwrap())
+            .collect();
+        assert_eq!(acc.len(), 3, "{s}");
+        // Code against prose at k = 5: well above chance (0.5, the subtasks are balanced).
+        let at5 = s["tasks"]["code-vs-prose"][2].as_f64().unwrap();
+        assert!(
+            at5 >= 0.7,
+            "{}: code-vs-prose accuracy at k = 5 is {at5}",
+            s["name"]
+        );
+        assert!(acc.iter().all(|a| (0.0..=1.0).contains(a)), "{s}");
+    }
+    let csv = std::fs::read_to_string(tmp.path().join("eval/eval.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("probe_k1,probe_k2,probe_k5"),
+        "{csv}"
+    );
+    assert!(!csv.lines().nth(1).unwrap().ends_with(",,"), "{csv}");
+    let detail: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("eval/probing.json")).unwrap())
+            .unwrap();
+    let task = &detail["tasks"][1];
+    assert_eq!(task["texts"].as_array().unwrap().len(), 2 * 45);
+    let sub = &task["subtasks"][0];
+    let positives = sub["train_labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.as_bool().unwrap())
+        .count();
+    assert_eq!(
+        (positives, sub["train"].as_array().unwrap().len()),
+        (30, 60),
+        "balanced"
+    );
+    assert!(task["token_ids"][0].as_array().unwrap().len() <= 128);
+
+    // Bad input: each a one-line error naming what is wrong, before the model runs.
+    let one_class = tmp.path().join("one.jsonl");
+    std::fs::write(
+        &one_class,
+        "{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\": 1}\n",
+    )
+    .unwrap();
+    let no_label = tmp.path().join("nolabel.jsonl");
+    std::fs::write(&no_label, "{\"text\": \"a\", \"class\": 1}\n").unwrap();
+    let cases = [
+        (
+            vec!["--probing", no_label.to_str().unwrap()],
+            "no label field \"label\"",
+        ),
+        (
+            vec!["--probing", one_class.to_str().unwrap()],
+            "one class only",
+        ),
+        (
+            vec!["--probing", &user, "--probing-train", "5000"],
+            "expected at least 5050",
+        ),
+        (
+            vec!["--probing", "code-vs-prose", "--probing-test", "0"],
+            "--probing-test must be at least 1",
+        ),
+    ];
+    for (args, want) in cases {
+        let (ok, _, err) = eval(&args);
+        assert!(
+            !ok && err.contains(want) && err.trim().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    // A coder trained on another layer than the cache's.
+    let two = tmp.path().join("two");
+    common::extract_small_cache_of_layers(&two.display().to_string(), 0, "0,1");
+    let (ok, _, err) = common::sc(&[
+        "eval",
+        "--model",
+        &model,
+        "--cache",
+        &two.join("layer-0").display().to_string(),
+        "--checkpoints",
+        &run,
+        "--probing",
+        "code-vs-prose",
+    ]);
+    assert!(
+        !ok && err.contains("trained on layer 1") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}

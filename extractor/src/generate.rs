@@ -121,6 +121,19 @@ pub struct Sampling {
     pub seed: u64,
 }
 
+/// Probabilities from logits (in f64, shifted by the largest).
+pub fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f64> = logits.iter().map(|&v| ((v - max) as f64).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
+
+/// Σ i · p[i]: the expected index under the probabilities `p` (the expected digit when p[d] is digit d's).
+pub fn expected_index(p: &[f64]) -> f64 {
+    p.iter().enumerate().map(|(i, p)| i as f64 * p).sum()
+}
+
 fn choose(logits: &[f32], sampling: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
     let argmax = || {
         logits
@@ -219,50 +232,81 @@ impl LocalChat {
         *self.last.lock().unwrap() = Some((tokens, cache));
     }
 
-    /// Answers `messages` with a list of `n` zeros and ones, `[1, 0, …]`, decoding under that format: the
-    /// brackets and separators are given, and at each entry the model chooses between the tokens `0` and `1`
-    /// (greedily, or sampled from those two at `sampling.temperature`). Also returns, per entry, the model's
-    /// probability of `1` against `0` (softmax over the two logits).
+    /// Answers `messages` with a list of `n` zeros and ones, `[1, 0, …]`, decoding under that format (see
+    /// [`LocalChat::choice_list`]). Also returns, per entry, the model's probability of `1` against `0`.
     pub fn binary_list<M: Serialize>(
         &self,
         messages: &[M],
         n: usize,
         sampling: &Sampling,
     ) -> Result<(String, Vec<f64>)> {
+        let (text, p) = self.choice_list(messages, n, &["0", "1"], sampling)?;
+        Ok((text, p.into_iter().map(|p| p[1]).collect()))
+    }
+
+    /// Answers `messages` with a list of `n` digits 0–9, `[3, 0, …]` (simulation's predicted activations).
+    /// Also returns, per entry, the expected digit under the model's probabilities of the ten digit tokens
+    /// (softmax over their logits): Σ d · p(d).
+    pub fn digit_list<M: Serialize>(
+        &self,
+        messages: &[M],
+        n: usize,
+        sampling: &Sampling,
+    ) -> Result<(String, Vec<f64>)> {
+        const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+        let (text, p) = self.choice_list(messages, n, &DIGITS, sampling)?;
+        Ok((text, p.iter().map(|p| expected_index(p)).collect()))
+    }
+
+    /// Answers `messages` with a list of `n` entries, each one of `choices` (single-token strings, the first
+    /// being `"0"`), decoding under that format: the brackets and separators are given, and at each entry the
+    /// model chooses among the choices' tokens (greedily, or sampled from them at `sampling.temperature`).
+    /// Also returns, per entry, the model's probability of each choice (softmax over their logits).
+    pub fn choice_list<M: Serialize>(
+        &self,
+        messages: &[M],
+        n: usize,
+        choices: &[&str],
+        sampling: &Sampling,
+    ) -> Result<(String, Vec<Vec<f64>>)> {
         if n == 0 {
             bail!("a list of no entries");
         }
-        let digit = |s: &str| -> Result<u32> {
+        let token = |s: &str| -> Result<u32> {
             match self.tokenizer.encode(s)?.as_slice() {
                 [id] => Ok(*id),
                 other => bail!("the tokenizer splits {s:?} into {} tokens", other.len()),
             }
         };
-        let (zero, one) = (digit("0")?, digit("1")?);
-        // The format's tokens, with every entry a `0`; digits are single tokens, so any entry may become `1`.
-        let template = format!("[{}0]", "0, ".repeat(n - 1));
+        let ids = choices
+            .iter()
+            .map(|c| token(c))
+            .collect::<Result<Vec<u32>>>()?;
+        let zero = ids[0];
+        // The format's tokens, with every entry the first choice; each choice is one token, so any entry may
+        // become any choice.
+        let template = format!(
+            "[{}{}]",
+            format!("{}, ", choices[0]).repeat(n - 1),
+            choices[0]
+        );
         let format_ids = self.tokenizer.encode(&template)?;
         let slots: Vec<usize> = (0..format_ids.len())
             .filter(|&i| format_ids[i] == zero)
             .collect();
         if slots.len() != n {
-            bail!("the tokenizer does not keep the digits of {template:?} apart");
+            bail!("the tokenizer does not keep the entries of {template:?} apart");
         }
         let mut prompt = self.prompt_ids(messages)?;
         prompt.extend_from_slice(&format_ids[..slots[0]]);
         let (mut cache, mut tokens, mut logits) = self.prefill(&prompt);
         let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
         let mut answer = format_ids.clone();
-        let mut p_one = Vec::with_capacity(n);
+        let mut probabilities = Vec::with_capacity(n);
         for (j, &slot) in slots.iter().enumerate() {
-            let pair = [logits[zero as usize], logits[one as usize]];
-            p_one.push(1.0 / (1.0 + ((pair[0] - pair[1]) as f64).exp()));
-            let pick = if choose(&pair, sampling, &mut rng) == 1 {
-                one
-            } else {
-                zero
-            };
-            answer[slot] = pick;
+            let at: Vec<f32> = ids.iter().map(|&t| logits[t as usize]).collect();
+            probabilities.push(softmax(&at));
+            answer[slot] = ids[choose(&at, sampling, &mut rng) as usize];
             if j + 1 < n {
                 let next = &answer[slot..slots[j + 1]];
                 logits = self.model.extend(&mut cache, next);
@@ -275,7 +319,7 @@ impl LocalChat {
             .inner
             .decode(&answer, false)
             .map_err(|e| anyhow!("decoding the answer: {e}"))?;
-        Ok((text, p_one))
+        Ok((text, probabilities))
     }
 
     /// The token ids of the prompt for `messages`.

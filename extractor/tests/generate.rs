@@ -198,3 +198,56 @@ fn binary_lists_choose_the_likelier_digit() {
         assert_eq!(again.0, answer, "again, from the kept cache");
     }
 }
+
+/// Simulation's digit lists: each entry is the likeliest of the ten digit tokens given everything before it,
+/// and its expected value Σ d · p(d) is the one computed by hand from a plain forward pass's logits.
+#[test]
+fn digit_lists_give_each_entrys_expected_digit() {
+    let chat = chat();
+    let n = 4;
+    let content = format!(
+        "Rate how much each token is about loops, from 0 to 9.\n1. \"for\"\n2. \" the\"\n3. \" while\"\n\
+         4. \" list\"\nAnswer with a list of {n} digits."
+    );
+    let messages = vec![serde_json::json!({"role": "user", "content": content})];
+    let greedy = Sampling {
+        temperature: 0.0,
+        seed: 0,
+    };
+    let (answer, expected) = chat.digit_list(&messages, n, &greedy).unwrap();
+    assert_eq!(expected.len(), n);
+    let digit_ids: Vec<u32> = (0..10)
+        .map(|d| chat.tokenizer.encode(&d.to_string()).unwrap()[0])
+        .collect();
+    let prompt = chat.prompt_ids(&messages).unwrap();
+    let answer_ids = chat.tokenizer.encode(&answer).unwrap();
+    let vocab = chat.model.info().vocab_size;
+    let all: Vec<u32> = prompt.iter().chain(&answer_ids).cloned().collect();
+    let logits = chat
+        .model
+        .forward(&all, all.len(), Stop::Logits, &mut |_, _, _| {})
+        .unwrap();
+    let mut entry = 0;
+    for (j, &id) in answer_ids.iter().enumerate() {
+        let Some(d) = digit_ids.iter().position(|&t| t == id) else {
+            continue;
+        };
+        let row = &logits[(prompt.len() + j - 1) * vocab..][..vocab];
+        let l: Vec<f64> = digit_ids.iter().map(|&t| row[t as usize] as f64).collect();
+        let best = (0..10).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap();
+        assert_eq!(d, best, "entry {entry} of {answer} is the likeliest digit");
+        let z: f64 = l.iter().map(|v| v.exp()).sum();
+        let by_hand: f64 = l
+            .iter()
+            .enumerate()
+            .map(|(d, v)| d as f64 * v.exp() / z)
+            .sum();
+        assert!(
+            (by_hand - expected[entry]).abs() < 1e-3,
+            "entry {entry}: expected digit {} vs {by_hand} by hand",
+            expected[entry]
+        );
+        entry += 1;
+    }
+    assert_eq!(entry, n, "{answer}");
+}

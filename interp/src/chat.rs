@@ -36,6 +36,10 @@ pub enum Answer {
     /// A list of `n` zeros and ones, `[1, 0, …]`. A model may decode under that format (the local one does);
     /// a server generates freely and the answer is parsed.
     BinaryList { n: usize },
+    /// A list of `n` digits 0–9, `[3, 0, …]`: simulation's predicted activation of each token. The local
+    /// model decodes under that format and gives each entry's expected digit; a server asked for `logprobs`
+    /// gives them too where its answer's digit tokens can be read off.
+    DigitList { n: usize },
 }
 
 impl Answer {
@@ -43,7 +47,7 @@ impl Answer {
     pub fn max_tokens(self) -> usize {
         match self {
             Answer::Text { max_tokens } => max_tokens,
-            Answer::BinaryList { n } => 4 * n + 16,
+            Answer::BinaryList { n } | Answer::DigitList { n } => 4 * n + 16,
         }
     }
 }
@@ -55,13 +59,16 @@ pub struct Completion {
     pub text: String,
     #[serde(default)]
     pub yes_probability: Option<Vec<f64>>,
+    /// For digit lists, each entry's expected digit Σ d · p(d) under the model's probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_digits: Option<Vec<f64>>,
 }
 
 impl Completion {
     pub fn text(text: String) -> Completion {
         Completion {
             text,
-            yes_probability: None,
+            ..Default::default()
         }
     }
 }
@@ -91,11 +98,12 @@ pub enum ResponseFormat {
 }
 
 impl ResponseFormat {
-    /// The request's `response_format` for a list of `n` zeros and ones, as `{"answers": [...]}`.
-    fn for_list(self, n: usize) -> Option<serde_json::Value> {
+    /// The request's `response_format` for a list of `n` integers from 0 to `max`, as `{"answers": [...]}`.
+    fn for_list(self, n: usize, max: u32) -> Option<serde_json::Value> {
+        let values: Vec<u32> = (0..=max).collect();
         let schema = serde_json::json!({
             "type": "object",
-            "properties": {"answers": {"type": "array", "items": {"type": "integer", "enum": [0, 1]},
+            "properties": {"answers": {"type": "array", "items": {"type": "integer", "enum": values},
                                        "minItems": n, "maxItems": n}},
             "required": ["answers"],
             "additionalProperties": false,
@@ -161,8 +169,12 @@ impl HttpChat {
         format!("{}/chat/completions", self.base_url)
     }
 
-    /// One request: Ok(answer), or Err((retryable, why)).
-    fn attempt(&self, body: &serde_json::Value) -> std::result::Result<String, (bool, String)> {
+    /// One request: Ok(the answer's text, and its `choices[0].logprobs` where the server gave them), or
+    /// Err((retryable, why)).
+    fn attempt(
+        &self,
+        body: &serde_json::Value,
+    ) -> std::result::Result<(String, serde_json::Value), (bool, String)> {
         let mut req = self
             .agent
             .post(&self.url())
@@ -191,7 +203,7 @@ impl HttpChat {
         })?;
         v["choices"][0]["message"]["content"]
             .as_str()
-            .map(str::to_string)
+            .map(|t| (t.to_string(), v["choices"][0]["logprobs"].clone()))
             .ok_or_else(|| {
                 (
                     false,
@@ -217,15 +229,33 @@ impl ChatModel for HttpChat {
             "temperature": self.temperature,
             "seed": self.seed,
         });
-        if let Answer::BinaryList { n } = answer {
-            if let Some(format) = self.response_format.for_list(n) {
-                body["response_format"] = format;
-            }
+        let list = match answer {
+            Answer::BinaryList { n } => Some((n, 1)),
+            Answer::DigitList { n } => Some((n, 9)),
+            Answer::Text { .. } => None,
+        };
+        if let Some(format) = list.and_then(|(n, max)| self.response_format.for_list(n, max)) {
+            body["response_format"] = format;
+        }
+        if let Answer::DigitList { .. } = answer {
+            // The ten digits' log-probabilities at each answer token (OpenAI's, vLLM's and llama.cpp's field).
+            body["logprobs"] = true.into();
+            body["top_logprobs"] = 10.into();
         }
         let mut delay = Duration::from_millis(500);
         for attempt in 0..=self.retries {
             match self.attempt(&body) {
-                Ok(text) => return Ok(Completion::text(text)),
+                Ok((text, logprobs)) => {
+                    let expected_digits = match answer {
+                        Answer::DigitList { n } => expected_digits(&logprobs, n),
+                        _ => None,
+                    };
+                    return Ok(Completion {
+                        text,
+                        expected_digits,
+                        ..Default::default()
+                    });
+                }
                 Err((true, why)) if attempt < self.retries => {
                     eprintln!("{why}; retrying in {:.1} s", delay.as_secs_f64());
                     std::thread::sleep(delay);
@@ -240,6 +270,36 @@ impl ChatModel for HttpChat {
     fn concurrency(&self) -> usize {
         self.concurrency
     }
+}
+
+/// Each list entry's expected digit from a server's `logprobs` (`{"content": [{"token", "logprob",
+/// "top_logprobs": [{"token", "logprob"}…]}…]}`): the answer's tokens that are one digit are its entries, in
+/// order; at each, the digits among its top log-probabilities, renormalised, give Σ d · p(d) (the chosen digit
+/// alone when there are none). `None` unless exactly `n` entries are found.
+pub fn expected_digits(logprobs: &serde_json::Value, n: usize) -> Option<Vec<f64>> {
+    let digit = |t: &serde_json::Value| -> Option<u32> {
+        let s = t.as_str()?.trim();
+        (s.len() == 1).then(|| s.chars().next()?.to_digit(10))?
+    };
+    let mut out = Vec::new();
+    for entry in logprobs.get("content")?.as_array()? {
+        let Some(chosen) = digit(&entry["token"]) else {
+            continue;
+        };
+        let (mut sum, mut weight) = (0.0, 0.0);
+        for alt in entry["top_logprobs"].as_array().into_iter().flatten() {
+            if let (Some(d), Some(lp)) = (digit(&alt["token"]), alt["logprob"].as_f64()) {
+                sum += d as f64 * lp.exp();
+                weight += lp.exp();
+            }
+        }
+        out.push(if weight > 0.0 {
+            sum / weight
+        } else {
+            chosen as f64
+        });
+    }
+    (out.len() == n).then_some(out)
 }
 
 /// What the cache stores per prompt.

@@ -4,10 +4,11 @@
 //! each token's top-k latents, token text, and a chat model.
 //!
 //! - [`records`]: per latent, sampled activating windows (with quantiles) and silent windows, in bounded memory;
-//! - [`prompts`]: the explainer, detection and fuzzing prompts, and the parsers of their answers;
+//! - [`prompts`]: the explainer, detection, fuzzing and simulation prompts, and the parsers of their answers;
 //! - [`chat`]: the language model behind them (an OpenAI-compatible server, or one the caller supplies) behind
 //!   an on-disk answer cache;
 //! - [`score`]: accuracy, balanced accuracy, false-positive rate, per-quantile accuracy;
+//! - [`simulation`]: simulation scoring (Bills et al.), the correlation of predicted with true activations;
 //! - [`run`]: explain then score one coder's latents, with the shuffled-explanation sanity floor;
 //! - [`report`]: JSONL per latent, summary JSON/CSV, the static HTML report.
 
@@ -17,3 +18,4 @@ pub mod records;
 pub mod report;
 pub mod run;
 pub mod score;
+pub mod simulation;

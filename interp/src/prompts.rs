@@ -1,4 +1,4 @@
-//! The three prompts of the method (explain, detect, fuzz) and the parsers of their answers. Windows are shown
+//! The prompts of the method (explain, detect, fuzz, simulate) and the parsers of their answers. Windows are shown
 //! as text, with the tokens to point at wrapped in `<<` `>>`; every prompt is a system and a user message.
 //! Answers that do not parse give `None` and are counted by the caller, never fatal.
 
@@ -157,17 +157,52 @@ pub fn fuzzing_prompt(explanation: &str, texts: &[String]) -> Vec<ChatMessage> {
     scoring_prompt(FUZZ_SYSTEM, explanation, texts)
 }
 
+const SIMULATE_SYSTEM: &str = "You check an explanation of a feature of a neural network that reads text. You \
+get the explanation and a text split into numbered tokens. Predict how strongly the feature, as explained, is \
+active on each token, from 0 (not active) to 9 (most active); on most tokens of most texts it is not active. \
+Reply with a list in square brackets holding one digit per token, in order.";
+
+/// Simulation: the explanation and one window's tokens, numbered; the answer predicts each token's activation
+/// on a 0–9 scale (one digit each, so that every value is one token for the models that read the digits).
+pub fn simulation_prompt(explanation: &str, tokens: &[String]) -> Vec<ChatMessage> {
+    let mut user = format!("Explanation: {explanation}\n\nTokens:\n");
+    for (i, t) in tokens.iter().enumerate() {
+        user.push_str(&format!("{}. {:?}\n", i + 1, t));
+    }
+    user.push_str(&format!("\nAnswer with a list of {} digits.", tokens.len()));
+    vec![
+        ChatMessage::new("system", SIMULATE_SYSTEM),
+        ChatMessage::new("user", user),
+    ]
+}
+
+/// The answer's list of `n` digits 0–9 (as [`parse_binary_list`] reads lists, with every digit allowed).
+pub fn parse_digit_list(answer: &str, n: usize) -> Option<Vec<u8>> {
+    parse_list(answer, n, 9)
+}
+
 /// The answer's list of `n` zeros and ones: the last bracketed list made only of 0s and 1s, else the 0/1
 /// digits standing alone in the answer. `None` unless exactly `n` are found.
 pub fn parse_binary_list(answer: &str, n: usize) -> Option<Vec<bool>> {
-    let as_bits = |s: &str| -> Option<Vec<bool>> {
+    Some(
+        parse_list(answer, n, 1)?
+            .into_iter()
+            .map(|d| d == 1)
+            .collect(),
+    )
+}
+
+/// The answer's list of `n` single digits from 0 to `max`: the last bracketed list made only of them, else
+/// such digits standing alone in the answer. `None` unless exactly `n` are found.
+fn parse_list(answer: &str, n: usize, max: u8) -> Option<Vec<u8>> {
+    let entry = |t: &str| -> Option<u8> {
+        let d: u8 = (t.len() == 1).then(|| t.parse().ok())??;
+        (d <= max).then_some(d)
+    };
+    let as_bits = |s: &str| -> Option<Vec<u8>> {
         s.split(|c: char| c == ',' || c.is_whitespace())
             .filter(|t| !t.is_empty())
-            .map(|t| match t {
-                "0" => Some(false),
-                "1" => Some(true),
-                _ => None,
-            })
+            .map(entry)
             .collect()
     };
     let mut lists = Vec::new();
@@ -182,13 +217,9 @@ pub fn parse_binary_list(answer: &str, n: usize) -> Option<Vec<bool>> {
     if let Some(bits) = lists.iter().rev().find_map(|l| as_bits(l)) {
         return (bits.len() == n).then_some(bits);
     }
-    let bits: Vec<bool> = answer
+    let bits: Vec<u8> = answer
         .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|t| match t {
-            "0" => Some(false),
-            "1" => Some(true),
-            _ => None,
-        })
+        .filter_map(entry)
         .collect();
     (bits.len() == n).then_some(bits)
 }
@@ -260,6 +291,13 @@ mod tests {
         );
         assert_eq!(parse_explanation("  \n [EXPLANATION]:   \n"), None);
         assert_eq!(parse_explanation(""), None);
+    }
+
+    #[test]
+    fn digit_lists_parse_or_are_refused() {
+        assert_eq!(parse_digit_list("[0, 3, 9]", 3), Some(vec![0, 3, 9]));
+        assert_eq!(parse_digit_list("[0, 10, 9]", 3), None, "10 is not a digit");
+        assert_eq!(parse_digit_list("[0, 3]", 3), None);
     }
 
     #[test]

@@ -148,7 +148,9 @@ pub fn write_html(
          (detection) or wrongly marked (fuzzing) examples; 0.5 is chance. AUROC (models that expose their \
          probability of a yes): the chance that a true example gets a higher one than a false example; calibrated: \
          of the log-odds of a yes minus those for the same example under the content-free explanation \"N/A\", so \
-         only what the explanation adds counts. Quantiles q1 (weakest tenth of a \
+         only what the explanation adds counts. Simulation: the correlation of the activations the scorer predicts \
+         for every token (0–9; the expected digit where the model gives probabilities) with the true ones, over a \
+         latent's activating and silent windows together; 0 is chance. Quantiles q1 (weakest tenth of a \
          latent's sampled activations) to q10 (strongest).</p>",
     );
     for (summary, _) in coders {
@@ -226,6 +228,23 @@ pub fn write_html(
                     num(control.0),
                     num(control.1),
                     num(control.2)
+                );
+            }
+            if let Some(sim) = &r.simulation {
+                let control = r
+                    .control_simulation
+                    .as_ref()
+                    .map_or(f64::NAN, |c| c.correlation);
+                let _ = write!(
+                    body,
+                    "<p>simulation: correlation {} over {} tokens of {} windows ({}{} unparsed) · with a shuffled \
+                     explanation: {}</p>",
+                    num(sim.correlation),
+                    sim.tokens,
+                    sim.windows,
+                    if sim.expected_values { "expected values, " } else { "written digits, " },
+                    sim.unparsed,
+                    num(control)
                 );
             }
             body.push_str("<details open><summary>activating examples (the explainer's)</summary>");

@@ -2,7 +2,7 @@
 //! quantile), then score the explanation by detection (50 activating + 50 silent windows, unmarked: which
 //! activate?) and fuzzing (50 activating windows, half with the truly active tokens marked and half with as
 //! many other tokens marked: does the marking fit?), and, as a sanity floor, detection with another latent's
-//! explanation. With `calibrate`, every detection and fuzzing prompt is asked once more with a content-free
+//! explanation; with [`Scorer::Simulation`], simulation ([`crate::simulation`]). With `calibrate`, every detection and fuzzing prompt is asked once more with a content-free
 //! explanation, so that the scorer's leaning on each example alone can be taken out of its yes probability.
 //! All prompts of a phase go to the model together, so an HTTP server sees them concurrently.
 
@@ -13,6 +13,7 @@ use crate::prompts::{
 };
 use crate::records::{shuffle, split_examples, Example, ExampleSets, LatentRecord, Window};
 use crate::score::{mean, score, Judgement, Scores};
+use crate::simulation::{simulate, SimulationScore};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,34 @@ pub struct InterpConfig {
     /// calibrated AUROC (only useful with models that give yes probabilities: the local one).
     pub calibrate: bool,
     pub explainer: Explainer,
+    /// The scorers that run (detection also runs its shuffled-explanation control; simulation its own).
+    #[serde(default = "default_scorers")]
+    pub scorers: Vec<Scorer>,
+    /// Simulation: activating windows simulated per latent, and as many silent ones.
+    #[serde(default = "default_simulation_windows")]
+    pub simulation_windows: usize,
+}
+
+/// A way of scoring an explanation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Scorer {
+    /// Which windows activate (50 activating, 50 silent, unmarked).
+    Detection,
+    /// Whether the marked tokens are the active ones.
+    Fuzzing,
+    /// The activation of every token predicted from the explanation (Bills et al. 2023), correlated with the
+    /// true one.
+    Simulation,
+}
+
+fn default_scorers() -> Vec<Scorer> {
+    vec![Scorer::Detection, Scorer::Fuzzing]
+}
+
+fn default_simulation_windows() -> usize {
+    5
 }
 
 /// Who writes the explanations.
@@ -60,6 +89,8 @@ impl Default for InterpConfig {
             explain_max_tokens: 120,
             calibrate: false,
             explainer: Explainer::Llm,
+            scorers: default_scorers(),
+            simulation_windows: default_simulation_windows(),
         }
     }
 }
@@ -87,6 +118,11 @@ pub struct LatentResult {
     pub control_detection: Option<Scores>,
     pub detection_judgements: Vec<Judgement>,
     pub fuzzing_judgements: Vec<Judgement>,
+    /// Simulation with the latent's explanation, and with another latent's (the control).
+    #[serde(default)]
+    pub simulation: Option<SimulationScore>,
+    #[serde(default)]
+    pub control_simulation: Option<SimulationScore>,
     pub explain_examples: Vec<ShownWindow>,
     pub non_activating_examples: Vec<ShownWindow>,
     /// Why nothing was scored, when nothing was.
@@ -117,6 +153,16 @@ pub struct CoderSummary {
     pub unparsed_judgements: usize,
     /// (quantile, detection accuracy on its activating examples, examples), pooled over latents.
     pub detection_per_quantile: Vec<(u32, f64, usize)>,
+    /// Simulation: mean over latents of the correlation of predicted with true activations, with the
+    /// latent's explanation and with another's (NaN when simulation did not run).
+    #[serde(default = "nan")]
+    pub simulation_correlation: f64,
+    #[serde(default = "nan")]
+    pub control_simulation_correlation: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// A score column of the summary table: its name in summary.csv (the field's), its short label for the
@@ -129,7 +175,7 @@ pub struct ScoreColumn {
 }
 
 /// The score columns, in the order every table (CSV, HTML, terminal) shows them.
-pub const SCORE_COLUMNS: [ScoreColumn; 12] = [
+pub const SCORE_COLUMNS: [ScoreColumn; 14] = [
     ScoreColumn {
         name: "detection_accuracy",
         short: "det.acc",
@@ -201,6 +247,18 @@ pub const SCORE_COLUMNS: [ScoreColumn; 12] = [
         short: "shuf.cAUC",
         header: "calibrated detection AUROC, shuffled explanations",
         value: |s| s.control_detection_calibrated_auroc,
+    },
+    ScoreColumn {
+        name: "simulation_correlation",
+        short: "sim.r",
+        header: "simulation correlation",
+        value: |s| s.simulation_correlation,
+    },
+    ScoreColumn {
+        name: "control_simulation_correlation",
+        short: "shuf.sim.r",
+        header: "simulation correlation, shuffled explanations",
+        value: |s| s.control_simulation_correlation,
     },
 ];
 
@@ -293,6 +351,11 @@ pub fn interpret(
     for &i in &explained {
         record_scores(&mut results[i], std::mem::take(&mut judged[i]));
     }
+    if cfg.scorers.contains(&Scorer::Simulation) {
+        done.store(0, std::sync::atomic::Ordering::Relaxed);
+        let windows = cfg.simulation_windows;
+        simulate(&sets, &mut results, &explained, windows, text, chat, &tick);
+    }
     results
 }
 
@@ -340,6 +403,8 @@ fn explain(
             control_detection: None,
             detection_judgements: Vec::new(),
             fuzzing_judgements: Vec::new(),
+            simulation: None,
+            control_simulation: None,
             explain_examples: s
                 .explain
                 .iter()
@@ -425,21 +490,27 @@ fn scoring_batches(
                 .collect()
         };
         let detection = render(detection_items);
-        batches.extend(chunks(&detection, Task::Detection, &explanation));
         let fuzz = render(fuzzing_items(&sets_i.score, rng));
-        batches.extend(chunks(&fuzz, Task::Fuzzing, &explanation));
-        if explained.len() > 1 {
-            let other = explained[(pos + 1) % explained.len()];
-            let theirs = results[other].explanation.clone().unwrap();
-            batches.extend(chunks(&detection, Task::Control, &theirs));
+        if cfg.scorers.contains(&Scorer::Detection) {
+            batches.extend(chunks(&detection, Task::Detection, &explanation));
+            if explained.len() > 1 {
+                let other = explained[(pos + 1) % explained.len()];
+                let theirs = results[other].explanation.clone().unwrap();
+                batches.extend(chunks(&detection, Task::Control, &theirs));
+            }
+            if cfg.calibrate {
+                batches.extend(chunks(
+                    &detection,
+                    Task::DetectionBaseline,
+                    BASELINE_EXPLANATION,
+                ));
+            }
         }
-        if cfg.calibrate {
-            batches.extend(chunks(
-                &detection,
-                Task::DetectionBaseline,
-                BASELINE_EXPLANATION,
-            ));
-            batches.extend(chunks(&fuzz, Task::FuzzingBaseline, BASELINE_EXPLANATION));
+        if cfg.scorers.contains(&Scorer::Fuzzing) {
+            batches.extend(chunks(&fuzz, Task::Fuzzing, &explanation));
+            if cfg.calibrate {
+                batches.extend(chunks(&fuzz, Task::FuzzingBaseline, BASELINE_EXPLANATION));
+            }
         }
     }
     batches
@@ -460,8 +531,8 @@ fn record_scores(result: &mut LatentResult, judged: [Vec<Judgement>; 5]) {
     with_base(&mut det, &det_base);
     with_base(&mut control, &det_base);
     with_base(&mut fuzz, &fuzz_base);
-    result.detection = Some(score(&det));
-    result.fuzzing = Some(score(&fuzz));
+    result.detection = (!det.is_empty()).then(|| score(&det));
+    result.fuzzing = (!fuzz.is_empty()).then(|| score(&fuzz));
     result.control_detection = (!control.is_empty()).then(|| score(&control));
     result.detection_judgements = det;
     result.fuzzing_judgements = fuzz;
@@ -558,7 +629,10 @@ fn fuzzing_items(
 }
 
 pub fn summarize(coder: &str, results: &[LatentResult]) -> CoderSummary {
-    let scored: Vec<&LatentResult> = results.iter().filter(|r| r.detection.is_some()).collect();
+    let scored: Vec<&LatentResult> = results
+        .iter()
+        .filter(|r| r.detection.is_some() || r.fuzzing.is_some() || r.simulation.is_some())
+        .collect();
     let m = |f: &dyn Fn(&LatentResult) -> Option<f64>| mean(scored.iter().filter_map(|r| f(r)));
     let pooled: Vec<Judgement> = scored
         .iter()
@@ -597,6 +671,10 @@ pub fn summarize(coder: &str, results: &[LatentResult]) -> CoderSummary {
             .count(),
         unparsed_judgements: unparsed,
         detection_per_quantile: score(&pooled).per_quantile,
+        simulation_correlation: m(&|r| r.simulation.as_ref().map(|s| s.correlation)),
+        control_simulation_correlation: m(&|r| {
+            r.control_simulation.as_ref().map(|s| s.correlation)
+        }),
     }
 }
 

@@ -242,3 +242,52 @@ fn a_real_server_answers() {
     eprintln!("{url} ({model}): {a:?}");
     assert!(a.contains("Paris"), "{a}");
 }
+
+/// Simulation's digit lists: `logprobs` asked for; with a server's log-probabilities each entry is its expected
+/// digit (hand-computed below), without them the digits written.
+#[test]
+fn digit_lists_use_the_servers_logprobs_when_given() {
+    let entry = |token: &str, tops: &[(&str, f64)]| {
+        serde_json::json!({
+            "token": token,
+            "logprob": tops[0].1.ln(),
+            "top_logprobs": tops.iter().map(|(t, p)| serde_json::json!({"token": t, "logprob": p.ln()}))
+                .collect::<Vec<_>>(),
+        })
+    };
+    // The answer "[0, 7]" as tokens: `[`, `0`, `,`, ` 7`, `]`; the two entries' top alternatives include a
+    // non-digit, which is left out and the digits renormalised.
+    let content = vec![
+        entry("[", &[("[", 1.0)]),
+        entry("0", &[("0", 0.6), ("2", 0.2), ("x", 0.2)]),
+        entry(",", &[(",", 1.0)]),
+        entry(" 7", &[(" 7", 0.5), ("9", 0.25), (" 1", 0.25)]),
+        entry("]", &[("]", 1.0)]),
+    ];
+    let with =
+        serde_json::json!({"choices": [{"message": {"role": "assistant", "content": "[0, 7]"},
+                                                "logprobs": {"content": content}}]})
+        .to_string();
+    let (url, seen) = serve(vec![(200, with), (200, answer("[0, 7]"))]);
+    let chat = client(&url, 0, 1);
+    let q = [ChatMessage::new("user", "predict")];
+    let a = chat.complete(&q, Answer::DigitList { n: 2 }).unwrap();
+    // (0·0.6 + 2·0.2) / 0.8 = 0.5; (7·0.5 + 9·0.25 + 1·0.25) / 1.0 = 6.0.
+    let e = a.expected_digits.clone().unwrap();
+    assert!(
+        (e[0] - 0.5).abs() < 1e-12 && (e[1] - 6.0).abs() < 1e-12,
+        "{e:?}"
+    );
+    assert_eq!(interp::simulation::predictions(&a, 2), Some((e, true)));
+    let body = seen.lock().unwrap()[0].1.clone();
+    assert_eq!(
+        (body["logprobs"].clone(), body["top_logprobs"].clone()),
+        (true.into(), 10.into())
+    );
+    let plain = chat.complete(&q, Answer::DigitList { n: 2 }).unwrap();
+    assert_eq!(plain.expected_digits, None, "no logprobs in the answer");
+    assert_eq!(
+        interp::simulation::predictions(&plain, 2),
+        Some((vec![0.0, 7.0], false))
+    );
+}

@@ -83,6 +83,17 @@ fn marked(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The last word of the prompt's explanation (its first line).
+fn explanation_word(user: &str) -> String {
+    let first = user.lines().next().unwrap();
+    first
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches('.')
+        .to_string()
+}
+
 impl ChatModel for Reader {
     fn identity(&self) -> String {
         "reader".into()
@@ -148,6 +159,30 @@ impl ChatModel for Reader {
                 Ok(Completion {
                     text: format!("[{}]", bits.join(", ")),
                     yes_probability: Some(p),
+                    ..Default::default()
+                })
+            }
+            Answer::DigitList { n } => {
+                // Simulation: 9 on each token that is the explanation's word, 0 elsewhere.
+                let word = explanation_word(user);
+                let tokens: Vec<String> = user
+                    .lines()
+                    .filter_map(|l| {
+                        l.split_once(". ")
+                            .filter(|(h, _)| h.parse::<usize>().is_ok())
+                    })
+                    .map(|(_, t)| t.trim_matches('"').trim().to_string())
+                    .collect();
+                assert_eq!(tokens.len(), n, "{user}");
+                let digits: Vec<f64> = tokens
+                    .iter()
+                    .map(|t| if *t == word { 9.0 } else { 0.0 })
+                    .collect();
+                let text: Vec<String> = digits.iter().map(|d| d.to_string()).collect();
+                Ok(Completion {
+                    text: format!("[{}]", text.join(", ")),
+                    expected_digits: Some(digits),
+                    ..Default::default()
                 })
             }
         }
@@ -209,4 +244,39 @@ fn a_reading_scorer_scores_right_explanations_perfectly_and_shuffled_ones_low() 
         assert_eq!(summary.control_detection_balanced, 0.0);
         assert_eq!(summary.control_detection_calibrated_auroc, 0.0);
     }
+}
+
+/// Simulation through the whole method: the reading simulator predicts the latent's word, so its predictions
+/// follow the true activations, and the control's (the next latent's word, found only in the silent windows)
+/// run against them; with simulation alone, detection and fuzzing are not asked.
+#[test]
+fn simulation_follows_the_explanation_and_the_control_does_not() {
+    let records = records(&mut ChaCha8Rng::seed_from_u64(3));
+    let tmp = tempfile::tempdir().unwrap();
+    let chat = CachedChat::new(&Reader, tmp.path().to_path_buf());
+    let cfg = InterpConfig {
+        scorers: vec![interp::run::Scorer::Simulation],
+        simulation_windows: 6,
+        ..Default::default()
+    };
+    let results = interpret(&records, 10_000, &token_text, &chat, &cfg, &|_, _, _| {});
+    for r in &results {
+        let (own, control) = (
+            r.simulation.as_ref().unwrap(),
+            r.control_simulation.as_ref().unwrap(),
+        );
+        assert_eq!(
+            (own.windows, own.tokens, own.unparsed),
+            (12, 12 * 32, 0),
+            "{own:?}"
+        );
+        assert!(own.expected_values);
+        // Predictions 9 exactly where the latent fires (activations 0.5–10), 0 elsewhere.
+        assert!(own.correlation > 0.8, "{own:?}");
+        assert!(control.correlation < 0.0, "{control:?}");
+        assert!(r.detection.is_none() && r.fuzzing.is_none(), "not asked");
+    }
+    let summary = summarize("reader", &results);
+    assert!(summary.simulation_correlation > 0.8 && summary.control_simulation_correlation < 0.0);
+    assert!(summary.detection_balanced.is_nan());
 }
