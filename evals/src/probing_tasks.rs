@@ -408,10 +408,10 @@ mod tests {
 
     #[test]
     fn literal_blocks_and_prose_paragraphs_are_told_apart() {
-        let rst = "Title\n=====\n\nThis paragraph explains what the loop below does, at some length, so \
-                   that it counts as prose for the task::\n\n    for i in range(10):\n        print(i)\n\n    \
+        let rst = "Title\n=====\n\nThis paragraph explains what the loop below does, at some length and \
+                   with enough words, so that it counts as prose for the task::\n\n    for i in range(10):\n        print(i)\n\n    \
                    print('done')\n\nAnother paragraph of plain prose that is long enough to count, talking \
-                   about the example shown above in detail.\n\n>>> sorted({'b': 1, 'a': 2}.items())\n[('a', 2), ('b', 1)]\n\n.. code-block:: python\n\n   \
+                   about the example shown above in some detail and at some length.\n\n>>> sorted({'b': 1, 'a': 2}.items())\n[('a', 2), ('b', 1)]\n\n.. code-block:: python\n\n   \
                    import os\n   os.getcwd()\n";
         let got = code_and_prose(rst);
         let kinds: Vec<bool> = got.iter().map(|(_, c)| *c).collect();
@@ -422,6 +422,56 @@ mod tests {
         );
         // The doctest paragraph is kept whole; the last block is dropped (shorter than CODE_CHARS).
         assert!(got[3].0.starts_with(">>> sorted"));
+    }
+
+    /// A parquet task with a string text column and an int64 or boolean label column reads as the same
+    /// examples and classes as its .jsonl twin; a missing label column is refused naming it.
+    #[test]
+    fn parquet_and_jsonl_tasks_read_alike() {
+        use arrow_array::{ArrayRef, RecordBatch};
+        use std::sync::Arc;
+        let tmp = tempfile::tempdir().unwrap();
+        let texts = ["one text", "another", "a third", "and a fourth"];
+        let write = |name: &str, label: ArrayRef| {
+            let path = tmp.path().join(name);
+            let text: ArrayRef = Arc::new(StringArray::from(texts.to_vec()));
+            let batch = RecordBatch::try_from_iter(vec![("body", text), ("y", label)]).unwrap();
+            let file = std::fs::File::create(&path).unwrap();
+            let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            path
+        };
+        let ints = write("ints.parquet", Arc::new(Int64Array::from(vec![3, 1, 3, 1])));
+        let bools = write(
+            "bools.parquet",
+            Arc::new(BooleanArray::from(vec![true, false, true, false])),
+        );
+        let jsonl = tmp.path().join("t.jsonl");
+        let lines: Vec<String> = texts
+            .iter()
+            .zip([3, 1, 3, 1])
+            .map(|(t, y)| serde_json::json!({"body": t, "y": y}).to_string())
+            .collect();
+        std::fs::write(&jsonl, lines.join("\n")).unwrap();
+        let a = from_file(&ints, "body", "y").unwrap();
+        let b = from_file(&jsonl, "body", "y").unwrap();
+        assert_eq!(
+            (&a.texts, &a.labels, &a.classes),
+            (&b.texts, &b.labels, &b.classes)
+        );
+        assert_eq!(a.classes, ["1", "3"]);
+        assert_eq!(a.labels, [1, 0, 1, 0]);
+        let c = from_file(&bools, "body", "y").unwrap();
+        assert_eq!(
+            (c.classes, c.labels),
+            (
+                vec!["false".to_string(), "true".to_string()],
+                vec![1, 0, 1, 0]
+            )
+        );
+        let err = from_file(&ints, "body", "label").unwrap_err().to_string();
+        assert!(err.contains("ints.parquet: no column \"label\""), "{err}");
     }
 
     #[test]
