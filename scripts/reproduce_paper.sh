@@ -36,6 +36,11 @@ case "$scale" in
          batch=32768 epochs=1 warmup=1000 every=2000 erows=65536 ce=262144 ;;
   *) echo "reproduce_paper.sh: --scale must be smoke, cpu or paper, found '${scale}'" >&2; exit 2 ;;
 esac
+# Sparse probing in eval (SAEBench's method): the built-in tasks, examples per class (train, test).
+case "$scale" in
+  smoke) probing=(--probing code-vs-prose --probing-train 20 --probing-test 10) ;;
+  *) probing=(--probing builtin --probing-train 200 --probing-test 50) ;;
+esac
 [ "$scale" = smoke ] && [ -n "$tokens" ] && max=$tokens
 out=${out:-runs/reproduce-$scale}
 [ -x "$SC" ] || { echo "reproduce_paper.sh: $SC: no binary (cargo build --release first)" >&2; exit 1; }
@@ -77,7 +82,7 @@ for layer in "${layer_list[@]}"; do
   fi
   if [ ! -f "$run/eval.json" ] || [ "$run/summary.json" -nt "$run/eval.json" ]; then
     "$SC" eval --model "$model" --cache "$(cache_of "$layer")" --checkpoints "$run" --tokens "$ce" \
-      --linear-baseline
+      --linear-baseline "${probing[@]}"
   fi
 done
 "$SC" report "${sweeps[@]}" --out "$out/report"

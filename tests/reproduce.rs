@@ -73,6 +73,14 @@ fn reproduce_smoke_writes_the_whole_report() {
             .all(|r| r.len() == 8 && r.iter().all(|c| c != "-")),
         "{t3:?}"
     );
+    // Sparse probing at each layer: the two raw sides and the 4 coders, accuracies in [0, 1].
+    let probing = rows(section(&md, "## Sparse probing"));
+    assert_eq!(probing.len(), 2 * 6, "{md}");
+    for r in &probing {
+        for a in &r[2..5] {
+            assert!((0.0..=1.0).contains(&a.parse::<f64>().unwrap()), "{r:?}");
+        }
+    }
     // Each ordering is judged, with its numbers.
     let orderings = rows(section(&md, "## The paper's orderings"));
     assert_eq!(orderings.len(), 2 * 8, "{md}");

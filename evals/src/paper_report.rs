@@ -134,6 +134,7 @@ pub fn write(layers: &[LayerResults], out: &Path) -> Result<()> {
     header(&mut md, layers);
     table_1(&mut md, layers);
     table_3(&mut md, layers);
+    sparse_probing(&mut md, layers);
     orderings(&mut md, layers);
     time_to_quality(&mut md, layers);
     trends(&mut md, layers);
@@ -223,6 +224,52 @@ fn ve(c: Option<&CoderEval>) -> String {
     c.map_or("-".to_string(), |c| {
         format!("{:.2}", 100.0 * c.variance_explained)
     })
+}
+
+/// Sparse probing per layer (the paper's Table 3 column, SAEBench's method), where `eval --probing` ran: each
+/// coder's and each raw side's mean test accuracy at k = 1, 2, 5.
+fn sparse_probing(md: &mut String, layers: &[LayerResults]) {
+    let probed: Vec<&LayerResults> = layers.iter().filter(|l| l.eval.probing.is_some()).collect();
+    if probed.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Sparse probing: test accuracy, mean over tasks (SAEBench's method; balanced subtasks, chance 0.5)\n"
+    );
+    let _ = writeln!(md, "| layer | features | k = 1 | k = 2 | k = 5 | tasks |");
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+    for l in probed {
+        let p = l.eval.probing.as_ref().unwrap();
+        let tasks: Vec<String> = p
+            .tasks
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} ({}+{} per class)",
+                    t.name, t.train_per_class, t.test_per_class
+                )
+            })
+            .collect();
+        let rows = p.baselines.iter().chain(
+            l.eval
+                .coders
+                .iter()
+                .filter_map(|c| c.sparse_probing.as_ref()),
+        );
+        for s in rows {
+            let acc: Vec<String> = s.accuracy.iter().map(|a| format!("{a:.3}")).collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                l.eval.layer,
+                s.name,
+                acc.join(" | "),
+                tasks.join(", ")
+            );
+        }
+    }
+    md.push('\n');
 }
 
 /// The layout of the paper's Table 3: variance explained per layer, one column per coder kind.
