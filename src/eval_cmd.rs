@@ -1,7 +1,7 @@
 //! `sparsecoder eval`: flags → `evals::evaluate`, then the table, eval.json/eval.csv and the plots; and
 //! `sparsecoder report`, several layers' evaluations in one report.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use evals::paper_report::{self, LayerResults};
 use evals::plots::{density_histograms, fvu_vs_ce, Density};
@@ -112,19 +112,10 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The probing tasks `--probing` names, loaded (before the model runs, so that bad input fails at once).
+/// The probing tasks `--probing` names, loaded (`evaluate` checks them before the model runs).
 fn probing_config(cli: &EvalCli) -> Result<Option<ProbingConfig>> {
     if cli.probing.is_empty() {
         return Ok(None);
-    }
-    for (flag, v) in [
-        ("--probing-train", cli.probing_train),
-        ("--probing-test", cli.probing_test),
-        ("--probing-ctx", cli.probing_ctx),
-    ] {
-        if v == 0 {
-            bail!("{flag} must be at least 1, found 0");
-        }
     }
     let mut specs: Vec<&str> = Vec::new();
     for spec in &cli.probing {
@@ -144,17 +135,13 @@ fn probing_config(cli: &EvalCli) -> Result<Option<ProbingConfig>> {
             )
         })
         .collect::<Result<Vec<_>>>()?;
-    let cfg = ProbingConfig {
+    Ok(Some(ProbingConfig {
         tasks,
         train_per_class: cli.probing_train,
         test_per_class: cli.probing_test,
         ctx_len: cli.probing_ctx,
         seed: cli.probing_seed,
-    };
-    for task in &cfg.tasks {
-        evals::probing::check_task(task, &cfg)?;
-    }
-    Ok(Some(cfg))
+    }))
 }
 
 /// `sparsecoder report`: several layers' evaluated sweeps in one report.

@@ -68,13 +68,27 @@ pub struct Evaluation {
 
 /// Evaluates every coder under `cfg.checkpoints` on the cache's held-out shards and sequences.
 pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
-    for (flag, v) in [
+    let mut counts = vec![
         ("--tokens", cfg.ce_tokens as usize),
         ("--batch-seqs", cfg.batch_seqs),
         ("--holdout-shards", cfg.holdout_shards),
-    ] {
+    ];
+    if let Some(p) = &cfg.probing {
+        counts.extend([
+            ("--probing-train", p.train_per_class),
+            ("--probing-test", p.test_per_class),
+            ("--probing-ctx", p.ctx_len),
+        ]);
+    }
+    for (flag, v) in counts {
         if v == 0 {
             bail!("{flag} must be at least 1, found 0");
+        }
+    }
+    // Bad probing tasks fail here, before the model is loaded.
+    if let Some(p) = &cfg.probing {
+        for task in &p.tasks {
+            probing::check_task(task, p)?;
         }
     }
     let cache = Cache::open(&cfg.cache)?;

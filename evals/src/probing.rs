@@ -321,28 +321,29 @@ pub fn pool(
                 chunk[b]
             );
         }
-        for (&side, pooled) in raw.iter_mut() {
-            let acts = if side == Side::MlpIn {
+        let of_side = |side: Side| {
+            if side == Side::MlpIn {
                 &mlp_in
             } else {
                 &mlp_out
-            };
+            }
+        };
+        for (&side, pooled) in raw.iter_mut() {
             for (b, &i) in chunk.iter().enumerate() {
-                pooled[i] = mean_rows(acts, d, &rows[b]);
+                pooled[i] = mean_rows(of_side(side), d, &rows[b]);
             }
         }
+        // Each side's unmasked rows, gathered once for every coder that reads it.
+        let all: Vec<usize> = rows.iter().flatten().copied().collect();
+        let mut gathered: BTreeMap<Side, Vec<f32>> = BTreeMap::new();
         for (j, encoder) in encoders.iter().enumerate() {
-            let acts = if sides[j] == Side::MlpIn {
-                &mlp_in
-            } else {
-                &mlp_out
-            };
-            let all: Vec<usize> = rows.iter().flatten().copied().collect();
-            let x: Vec<f32> = all
-                .iter()
-                .flat_map(|&r| acts[r * d..(r + 1) * d].to_vec())
-                .collect();
-            let enc = encoder.encode(&x, all.len());
+            let x = gathered.entry(sides[j]).or_insert_with(|| {
+                let acts = of_side(sides[j]);
+                all.iter()
+                    .flat_map(|&r| acts[r * d..(r + 1) * d].iter().copied())
+                    .collect()
+            });
+            let enc = encoder.encode(x, all.len());
             let mut at = 0;
             for (b, &i) in chunk.iter().enumerate() {
                 let m = rows[b].len();

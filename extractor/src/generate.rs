@@ -122,7 +122,7 @@ pub struct Sampling {
 }
 
 /// Probabilities from logits (in f64, shifted by the largest).
-pub fn softmax(logits: &[f32]) -> Vec<f64> {
+fn softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f64> = logits.iter().map(|&v| ((v - max) as f64).exp()).collect();
     let sum: f64 = e.iter().sum();
@@ -130,7 +130,7 @@ pub fn softmax(logits: &[f32]) -> Vec<f64> {
 }
 
 /// Σ i · p[i]: the expected index under the probabilities `p` (the expected digit when p[d] is digit d's).
-pub fn expected_index(p: &[f64]) -> f64 {
+fn expected_index(p: &[f64]) -> f64 {
     p.iter().enumerate().map(|(i, p)| i as f64 * p).sum()
 }
 
