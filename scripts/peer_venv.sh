@@ -13,3 +13,7 @@ fi
 # SAEBench pins an older sae-lens; its probing and pooling modules import with the one above (beartype 0.17.2:
 # 0.18+ breaks its jaxtyping hints).
 "$venv/bin/python" -c "import sae_bench" 2>/dev/null || "$venv/bin/pip" install --quiet --no-deps "sae-bench==0.6.0"
+# transformers reads the GGUF through the gguf package (check_probing.py, check_absorption.py).
+"$venv/bin/python" -c "import gguf" 2>/dev/null || "$venv/bin/pip" install --quiet "gguf==0.19.0"
+# SAEBench's absorption main module imports tabulate (check_absorption.py calls its aggregation).
+"$venv/bin/python" -c "import tabulate" 2>/dev/null || "$venv/bin/pip" install --quiet "tabulate==0.9.0"

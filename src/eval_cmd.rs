@@ -3,8 +3,9 @@
 
 use anyhow::Result;
 use clap::Args;
+use evals::absorption::{AbsorptionConfig, LatentDirection};
 use evals::paper_report::{self, LayerResults};
-use evals::plots::{density_histograms, fvu_vs_ce, Density};
+use evals::plots::{absorption_by_letter, density_histograms, fvu_vs_ce, Density};
 use evals::probing::ProbingConfig;
 use evals::{evaluate, probing_tasks, EvalConfig};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,28 @@ pub struct EvalCli {
     /// Seed of the probing examples' draw.
     #[arg(long, default_value_t = 42)]
     probing_seed: u64,
+    /// Also feature absorption (SAEBench's first-letter method): letter probes on the hook each coder reads,
+    /// k-sparse probes on its latents, absorption fraction and full-absorption rate. Writes absorption.json
+    /// and absorption.png too.
+    #[arg(long)]
+    absorption: bool,
+    /// Use this many of the tokenizer's alphabetic words (a seeded draw; default: all, as SAEBench).
+    #[arg(long)]
+    absorption_words: Option<usize>,
+    /// A letter counts when its probe's test F1 exceeds this (SAEBench: 0.6).
+    #[arg(long, default_value_t = 0.6)]
+    absorption_min_f1: f64,
+    /// Absorption needs at least this many letters that count (SAEBench: 20).
+    #[arg(long, default_value_t = 20)]
+    absorption_min_letters: usize,
+    /// The latent vector compared with the probe: `auto` (decoder row for an SAE, as SAEBench; encoder row
+    /// for a transcoder, whose decoder writes the MLP output, not the input the probe reads), `encoder`,
+    /// `decoder`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "encoder", "decoder"])]
+    absorption_direction: String,
+    /// Seed of the words' draw, the prompts' examples and the probes' training.
+    #[arg(long, default_value_t = 42)]
+    absorption_seed: u64,
     /// Where eval.json and eval.csv go (default: the first checkpoints folder).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -72,6 +95,17 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| cli.checkpoints[0].clone());
     let probing = probing_config(&cli)?;
+    let absorption = cli.absorption.then_some(AbsorptionConfig {
+        max_words: cli.absorption_words,
+        min_probe_f1: cli.absorption_min_f1,
+        min_letters: cli.absorption_min_letters,
+        direction: match cli.absorption_direction.as_str() {
+            "encoder" => LatentDirection::Encoder,
+            "decoder" => LatentDirection::Decoder,
+            _ => LatentDirection::Auto,
+        },
+        seed: cli.absorption_seed,
+    });
     let done = evaluate(&EvalConfig {
         model: cli.model,
         cache: cli.cache,
@@ -81,12 +115,21 @@ pub fn eval(cli: EvalCli) -> Result<ExitCode> {
         batch_seqs: cli.batch_seqs,
         linear_baseline: cli.linear_baseline,
         probing,
+        absorption,
     })?;
     let report = &done.report;
     report.print();
     report.save(&out)?;
     if let Some(p) = &done.probing {
         p.save(&out)?;
+    }
+    if let Some(a) = &done.absorption {
+        a.save(&out)?;
+        let png = out.join("absorption.png");
+        match absorption_by_letter(&png, a) {
+            Ok(()) => println!("wrote {}", png.display()),
+            Err(e) => eprintln!("warning: no absorption plot: {e:#}"),
+        }
     }
     let densities: Vec<Density> = report
         .coders

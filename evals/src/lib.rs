@@ -16,10 +16,14 @@
 //! - [`paper_report`]: several layers' sweeps in the layout of the paper's Tables 1 and 3, with its orderings
 //!   checked, time to quality and the held-out FVU curves (`sparsecoder report`).
 //!
-//! New evaluations (absorption) belong here too.
+//! - [`absorption`] (with `absorption`): SAEBench's feature absorption on the first-letter task of
+//!   [`first_letter`], its probes trained as SAEBench trains them ([`multi_probe`]).
 
+pub mod absorption;
 pub mod activations;
+pub mod first_letter;
 pub mod logistic;
+pub mod multi_probe;
 pub mod paper_report;
 pub mod patched;
 pub mod plots;
@@ -31,7 +35,7 @@ use anyhow::{bail, Result};
 use cache_format::Cache;
 use cache_format::Side;
 use extractor::source::ModelSource;
-use report::{CoderEval, LinearEval, ProbingSummary, Report};
+use report::{AbsorptionSummary, CoderEval, LinearEval, ProbingSummary, Report};
 use std::path::PathBuf;
 use trainer::checkpoint::{find_coders, load_for_cache};
 use trainer::regression;
@@ -54,6 +58,8 @@ pub struct EvalConfig {
     pub linear_baseline: bool,
     /// Also sparse probing on these tasks.
     pub probing: Option<probing::ProbingConfig>,
+    /// Also feature absorption (SAEBench's first-letter method).
+    pub absorption: Option<absorption::AbsorptionConfig>,
 }
 
 /// A finished evaluation: the report, and each coder's firing counts and mean activations (for the density
@@ -64,6 +70,8 @@ pub struct Evaluation {
     pub mean_activation: Vec<Vec<f64>>,
     /// Sparse probing's examples and scores in full (probing.json), when it ran.
     pub probing: Option<probing::ProbingResult>,
+    /// Absorption's words, probes and per-word results (absorption.json), when it ran.
+    pub absorption: Option<absorption::AbsorptionResult>,
 }
 
 /// Evaluates every coder under `cfg.checkpoints` on the cache's held-out shards and sequences.
@@ -79,6 +87,18 @@ pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
             ("--probing-test", p.test_per_class),
             ("--probing-ctx", p.ctx_len),
         ]);
+    }
+    if let Some(a) = &cfg.absorption {
+        counts.push(("--absorption-min-letters", a.min_letters));
+        if let Some(n) = a.max_words {
+            counts.push(("--absorption-words", n));
+        }
+        if !(0.0..1.0).contains(&a.min_probe_f1) {
+            bail!(
+                "--absorption-min-f1 must be in [0, 1), found {}",
+                a.min_probe_f1
+            );
+        }
     }
     for (flag, v) in counts {
         if v == 0 {
@@ -149,12 +169,24 @@ pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
         )?),
         None => None,
     };
+    let absorbed = match &cfg.absorption {
+        Some(a) => Some(absorption::run(
+            model.as_ref(),
+            &source.tokenizer()?,
+            spec.layer as usize,
+            &coders,
+            &encoders,
+            a,
+        )?),
+        None => None,
+    };
     let mut rows = Vec::new();
     let (mut fired, mut mean_activation) = (Vec::new(), Vec::new());
     for (j, c) in coders.iter().enumerate() {
         let a = activations::stats(&cache, &held, &c.coder, &encoders[j], &c.meta)?;
         let mut row = CoderEval::new(c, &a, &losses, j);
         row.sparse_probing = probed.as_ref().map(|p| p.coders[j].summary());
+        row.absorption = absorbed.as_ref().map(|a| a.coders[j].summary());
         rows.push(row);
         mean_activation.push(a.mean_activation());
         fired.push(a.fired);
@@ -169,11 +201,13 @@ pub fn evaluate(cfg: &EvalConfig) -> Result<Evaluation> {
         coders: rows,
         linear_baseline,
         probing: probed.as_ref().map(ProbingSummary::new),
+        absorption: absorbed.as_ref().map(AbsorptionSummary::new),
     };
     Ok(Evaluation {
         report,
         fired,
         mean_activation,
         probing: probed,
+        absorption: absorbed,
     })
 }

@@ -168,6 +168,36 @@ fn draw_lines(area: &Area, axes: &Axes, series: &[(String, Vec<(f64, f64)>)]) ->
     Ok(())
 }
 
+/// Each coder's absorption fraction per letter (x: a = 0 … z = 25; letters that do not count are left out).
+pub fn absorption_by_letter(path: &Path, a: &crate::absorption::AbsorptionResult) -> Result<()> {
+    let series: Vec<(String, Vec<(f64, f64)>)> = a
+        .coders
+        .iter()
+        .map(|c| {
+            let pts = c
+                .letters
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.counted)
+                .map(|(i, l)| (i as f64, l.absorption_fraction))
+                .collect();
+            (c.name.clone(), pts)
+        })
+        .collect();
+    let top = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold(0.05f64, f64::max);
+    let axes = Axes {
+        caption: "Absorption fraction per first letter (letters whose probe counts)",
+        x_desc: "letter (a = 0 … z = 25)",
+        y_desc: "mean absorption fraction",
+        x: 0.0..25.0,
+        y: 0.0..top * 1.1,
+    };
+    lines(path, &axes, &series)
+}
+
 /// FVU (x) against CE-loss increase in % (y), one labelled point per coder.
 pub fn fvu_vs_ce(path: &Path, points: &[(String, f64, f64)]) -> Result<()> {
     let (xmax, ymax) = points

@@ -1,5 +1,6 @@
 //! The evaluation's results: one row per coder, printed as a table and written as eval.json and eval.csv.
 
+use crate::absorption::{AbsorptionResult, AbsorptionScores};
 use crate::activations::ActivationStats;
 use crate::patched::PatchedLosses;
 use crate::probing::{ProbingResult, ProbingScores, KS};
@@ -42,6 +43,9 @@ pub struct CoderEval {
     /// Sparse probing's test accuracies (with `--probing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparse_probing: Option<ProbingScores>,
+    /// Feature absorption per letter and its means (with `--absorption`; the words are in absorption.json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absorption: Option<AbsorptionScores>,
 }
 
 impl CoderEval {
@@ -73,6 +77,7 @@ impl CoderEval {
             imported: c.meta.imported.clone(),
             activation: c.meta.activation,
             sparse_probing: None,
+            absorption: None,
         }
     }
 }
@@ -123,6 +128,98 @@ pub struct Report {
     pub linear_baseline: Option<LinearEval>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probing: Option<ProbingSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absorption: Option<AbsorptionSummary>,
+}
+
+/// What absorption ran on: the first-letter words and each side's letter probes (eval.json).
+#[derive(Serialize, Deserialize)]
+pub struct AbsorptionSummary {
+    pub seed: u64,
+    /// Alphabetic tokens of the tokenizer, and how many of them made prompts.
+    pub vocabulary: usize,
+    pub words_used: usize,
+    pub train_words: usize,
+    pub test_words: usize,
+    pub min_probe_f1: f64,
+    pub min_letters: usize,
+    /// Per side a coder reads: each letter probe's test F1.
+    pub probe_f1: BTreeMap<String, Vec<f64>>,
+}
+
+impl AbsorptionSummary {
+    pub fn new(a: &AbsorptionResult) -> AbsorptionSummary {
+        AbsorptionSummary {
+            seed: a.seed,
+            vocabulary: a.dataset.vocabulary,
+            words_used: a.dataset.used,
+            train_words: a.dataset.train.len(),
+            test_words: a.dataset.test.len(),
+            min_probe_f1: a.min_probe_f1,
+            min_letters: a.min_letters,
+            probe_f1: a
+                .probes
+                .iter()
+                .map(|p| (p.side.name().to_string(), p.f1.clone()))
+                .collect(),
+        }
+    }
+
+    /// The absorption table: per coder, letters counted and the means over them.
+    fn print(&self, coders: &[CoderEval]) {
+        println!(
+            "absorption: {} of {} alphabetic tokens ({} train, {} test); letters count where the probe's F1 > {} \
+             (at least {} needed)",
+            self.words_used, self.vocabulary, self.train_words, self.test_words, self.min_probe_f1, self.min_letters
+        );
+        for (side, f1) in &self.probe_f1 {
+            let above = f1.iter().filter(|&&f| f > self.min_probe_f1).count();
+            let mean = f1.iter().sum::<f64>() / f1.len().max(1) as f64;
+            println!(
+                "  letter probes on {side}: mean F1 {mean:.3}, {above} letters above {}",
+                self.min_probe_f1
+            );
+        }
+        println!(
+            "{:<26} {:>7} {:>8} {:>7} {:>10} {:>9} {:>6} {:>7} {:>7}",
+            "coder",
+            "side",
+            "latent",
+            "letters",
+            "absorption",
+            "full abs.",
+            "main",
+            "F1 k=1",
+            "F1 k=10"
+        );
+        let opt =
+            |v: Option<f64>, w: usize| v.map_or(format!("{:>w$}", "-"), |x| format!("{x:>w$.3}"));
+        for c in coders {
+            let Some(a) = &c.absorption else { continue };
+            let f1k = |k: usize| opt(a.mean_k_sparse_f1.get(k - 1).copied(), 7);
+            println!(
+                "{:<26} {:>7} {:>8} {:>7} {} {} {} {} {}",
+                a.name,
+                a.side.name(),
+                format!("{:?}", a.direction).to_lowercase(),
+                a.letters_counted,
+                opt(a.mean_absorption_fraction, 10),
+                opt(a.mean_full_absorption, 9),
+                opt(a.mean_main_latents, 6),
+                f1k(1),
+                f1k(crate::absorption::MAX_K)
+            );
+        }
+        if coders.iter().any(|c| {
+            c.absorption
+                .as_ref()
+                .is_some_and(|a| a.mean_absorption_fraction.is_none())
+        }) {
+            println!(
+                "  -: fewer letters than the minimum count, so no absorption mean (as SAEBench)"
+            );
+        }
+    }
 }
 
 /// What sparse probing ran on, and its baselines (eval.json; the examples themselves are in probing.json).
@@ -219,8 +316,22 @@ fn probe(c: &CoderEval, i: usize) -> String {
         .map_or(String::new(), |p| p.accuracy[i].to_string())
 }
 
+/// Absorption's mean fraction, full-absorption rate, main latents and k=1 F1, or empty.
+fn absorbed(c: &CoderEval) -> [String; 4] {
+    let s = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+    match &c.absorption {
+        None => Default::default(),
+        Some(a) => [
+            s(a.mean_absorption_fraction),
+            s(a.mean_full_absorption),
+            s(a.mean_main_latents),
+            s(a.mean_k_sparse_f1.first().copied()),
+        ],
+    }
+}
+
 /// The columns of eval.csv, in order.
-const CSV_COLUMNS: [&str; 16] = [
+const CSV_COLUMNS: [&str; 20] = [
     "coder",
     "kind",
     "k",
@@ -237,6 +348,10 @@ const CSV_COLUMNS: [&str; 16] = [
     "probe_k1",
     "probe_k2",
     "probe_k5",
+    "absorption_fraction",
+    "full_absorption",
+    "absorption_main_latents",
+    "absorption_f1_k1",
 ];
 
 impl Report {
@@ -296,6 +411,9 @@ impl Report {
         if let Some(p) = &self.probing {
             p.print(&self.coders);
         }
+        if let Some(a) = &self.absorption {
+            a.print(&self.coders);
+        }
         for c in &self.coders {
             if let Some(i) = &c.imported {
                 let jump = if c.activation.is_topk() {
@@ -320,6 +438,7 @@ impl Report {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(CSV_COLUMNS)?;
         for c in &self.coders {
+            let [fraction, full, main, f1] = absorbed(c);
             w.write_record([
                 c.name.clone(),
                 c.kind.short().to_string(),
@@ -337,6 +456,10 @@ impl Report {
                 probe(c, 0),
                 probe(c, 1),
                 probe(c, 2),
+                fraction,
+                full,
+                main,
+                f1,
             ])?;
         }
         if let Some(l) = &self.linear_baseline {
@@ -354,6 +477,10 @@ impl Report {
                 l.ce_patched.to_string(),
                 l.ce_increase_pct.to_string(),
                 l.kl.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
                 String::new(),
                 String::new(),
                 String::new(),
