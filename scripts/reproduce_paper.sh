@@ -41,6 +41,12 @@ case "$scale" in
   smoke) probing=(--probing code-vs-prose --probing-train 20 --probing-test 10) ;;
   *) probing=(--probing builtin --probing-train 200 --probing-test 50) ;;
 esac
+# Feature absorption in eval (SAEBench's method): all of the tokenizer's words but at smoke scale, where a few
+# hundred keep it quick (too few for SAEBench's 20 letters, so 2 count there).
+case "$scale" in
+  smoke) absorption=(--absorption --absorption-words 600 --absorption-min-letters 2) ;;
+  *) absorption=(--absorption) ;;
+esac
 [ "$scale" = smoke ] && [ -n "$tokens" ] && max=$tokens
 out=${out:-runs/reproduce-$scale}
 [ -x "$SC" ] || { echo "reproduce_paper.sh: $SC: no binary (cargo build --release first)" >&2; exit 1; }
@@ -82,7 +88,7 @@ for layer in "${layer_list[@]}"; do
   fi
   if [ ! -f "$run/eval.json" ] || [ "$run/summary.json" -nt "$run/eval.json" ]; then
     "$SC" eval --model "$model" --cache "$(cache_of "$layer")" --checkpoints "$run" --tokens "$ce" \
-      --linear-baseline "${probing[@]}"
+      --linear-baseline "${probing[@]}" "${absorption[@]}"
   fi
 done
 "$SC" report "${sweeps[@]}" --out "$out/report"

@@ -81,6 +81,15 @@ fn reproduce_smoke_writes_the_whole_report() {
             assert!((0.0..=1.0).contains(&a.parse::<f64>().unwrap()), "{r:?}");
         }
     }
+    // Absorption at each layer: the 4 coders, fractions in [0, 1] where enough letters count.
+    let absorbed = rows(section(&md, "## Feature absorption"));
+    assert_eq!(absorbed.len(), 2 * 4, "{md}");
+    for r in &absorbed {
+        assert!(["decoder", "encoder"].contains(&r[3].as_str()), "{r:?}");
+        for a in r[5..7].iter().filter(|a| *a != "-") {
+            assert!((0.0..=1.0).contains(&a.parse::<f64>().unwrap()), "{r:?}");
+        }
+    }
     // Each ordering is judged, with its numbers.
     let orderings = rows(section(&md, "## The paper's orderings"));
     assert_eq!(orderings.len(), 2 * 8, "{md}");

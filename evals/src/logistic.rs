@@ -59,7 +59,7 @@ fn sigmoid(z: f64) -> f64 {
 }
 
 /// Each row's weight sᵢ.
-fn sample_weights(y: &[bool], balanced: bool) -> Vec<f64> {
+pub fn sample_weights(y: &[bool], balanced: bool) -> Vec<f64> {
     let pos = y.iter().filter(|&&t| t).count() as f64;
     let n = y.len() as f64;
     y.iter()
@@ -72,13 +72,19 @@ fn sample_weights(y: &[bool], balanced: bool) -> Vec<f64> {
 
 /// Fits the probe on `x` (`y.len() × d`, row-major) and labels `y`, with inverse regularisation `c`.
 pub fn fit(x: &[f32], d: usize, y: &[bool], c: f64, balanced: bool) -> Probe {
+    fit_weighted(x, d, y, &sample_weights(y, balanced), c)
+}
+
+/// [`fit`] with each row's weight sᵢ given: rows that are equal may be given once, with their weights summed
+/// (the objective is the same).
+pub fn fit_weighted(x: &[f32], d: usize, y: &[bool], s: &[f64], c: f64) -> Probe {
     assert_eq!(x.len(), y.len() * d);
-    let s = sample_weights(y, balanced);
+    assert_eq!(s.len(), y.len());
     let objective = |p: &Probe| {
         let loss: f64 = x
             .chunks(d)
             .zip(y)
-            .zip(&s)
+            .zip(s)
             .map(|((r, &t), si)| si * log1p_exp(if t { -p.score(r) } else { p.score(r) }))
             .sum();
         0.5 * p.w.iter().map(|w| w * w).sum::<f64>() + c * loss
@@ -89,7 +95,7 @@ pub fn fit(x: &[f32], d: usize, y: &[bool], c: f64, balanced: bool) -> Probe {
     };
     let mut first = None;
     for _ in 0..100 {
-        let (g, mut h) = gradient_and_hessian(&p, x, d, y, &s, c);
+        let (g, mut h) = gradient_and_hessian(&p, x, d, y, s, c);
         let gmax = g.iter().fold(0f64, |m, v| m.max(v.abs()));
         let start = *first.get_or_insert(gmax);
         if gmax <= 1e-9 * start.max(1e-300) {

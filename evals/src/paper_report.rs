@@ -135,6 +135,7 @@ pub fn write(layers: &[LayerResults], out: &Path) -> Result<()> {
     table_1(&mut md, layers);
     table_3(&mut md, layers);
     sparse_probing(&mut md, layers);
+    absorption(&mut md, layers);
     orderings(&mut md, layers);
     time_to_quality(&mut md, layers);
     trends(&mut md, layers);
@@ -270,6 +271,50 @@ fn sparse_probing(md: &mut String, layers: &[LayerResults]) {
         }
     }
     md.push('\n');
+}
+
+/// Feature absorption per layer (the paper's Table 3 column, SAEBench's method), where `eval --absorption`
+/// ran: each coder's letters counted, mean absorption fraction, full-absorption rate, main latents, k=1 F1.
+fn absorption(md: &mut String, layers: &[LayerResults]) {
+    let measured: Vec<&LayerResults> = layers
+        .iter()
+        .filter(|l| l.eval.absorption.is_some())
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Feature absorption (SAEBench's first-letter method; means over the letters whose probe has F1 > {})\n",
+        measured[0].eval.absorption.as_ref().unwrap().min_probe_f1
+    );
+    let _ = writeln!(md, "| layer | coder | side | latent direction | letters | absorption fraction | full absorption | main latents | k-sparse F1, k = 1 |");
+    let _ = writeln!(
+        md,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
+    for l in measured {
+        for a in l.eval.coders.iter().filter_map(|c| c.absorption.as_ref()) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                l.eval.layer,
+                a.name,
+                a.side.name(),
+                format!("{:?}", a.direction).to_lowercase(),
+                a.letters_counted,
+                opt(a.mean_absorption_fraction),
+                opt(a.mean_full_absorption),
+                opt(a.mean_main_latents),
+                opt(a.mean_k_sparse_f1.first().copied())
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n`-`: fewer letters counted than the minimum (eval.json `absorption.min_letters`), as SAEBench reports none.\n"
+    );
 }
 
 /// The layout of the paper's Table 3: variance explained per layer, one column per coder kind.

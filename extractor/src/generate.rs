@@ -3,8 +3,8 @@
 //! chat template from the model's own metadata (GGUF `tokenizer.chat_template`, or `tokenizer_config.json`'s
 //! `chat_template`), rendered with minijinja as transformers renders it with Jinja.
 
-use crate::llama::Llama;
-use crate::ops::{cached_attention, Rope};
+use crate::llama::{LayerRopes, Llama};
+use crate::ops::cached_attention;
 use crate::source::ModelSource;
 use crate::tokenizer::TextTokenizer;
 use anyhow::{anyhow, bail, Context, Result};
@@ -62,9 +62,10 @@ impl Llama {
             "generation needs every layer"
         );
         let past = cache.len;
-        let rope = Rope::new(&c.rope, past + tokens.len());
+        let ropes = LayerRopes::new(c, past + tokens.len());
         let mut x = self.embed_tokens(tokens);
         for l in 0..c.num_layers {
+            let rope = ropes.of(c, l);
             let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
             self.layer(l, &mut x, &mut |_, _, _| {}, &mut |q, k, v, spec| {
                 rope.apply_from(q, c.heads, c.head_dim, past);

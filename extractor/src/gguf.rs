@@ -63,8 +63,9 @@ impl Value {
     }
 }
 
-/// The `general.architecture` values the forward pass runs from GGUF: Llama, and Qwen2 (Llama with Q/K/V biases).
-pub const GGUF_ARCHITECTURES: [&str; 2] = ["llama", "qwen2"];
+/// The `general.architecture` values the forward pass runs from GGUF: Llama, Qwen2 (Llama with Q/K/V biases)
+/// and Gemma 3 (the Llama block with Gemma's switches, QK-norm and local/global layers).
+pub const GGUF_ARCHITECTURES: [&str; 3] = ["llama", "qwen2", "gemma3"];
 
 /// Tensor element types this reader can dequantise (GGML type codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -374,6 +375,20 @@ impl GgufFile {
                 .map(|v| {
                     v.as_str().ok_or_else(|| {
                         anyhow!("{}: metadata {key} holds a non-string", self.path.display())
+                    })
+                })
+                .collect(),
+            _ => bail!("{}: metadata {key} is not an array", self.path.display()),
+        }
+    }
+
+    pub fn get_f32s(&self, key: &str) -> Result<Vec<f32>> {
+        match self.get(key)? {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| {
+                    v.as_f64().map(|x| x as f32).ok_or_else(|| {
+                        anyhow!("{}: metadata {key} holds a non-number", self.path.display())
                     })
                 })
                 .collect(),

@@ -1,6 +1,8 @@
 //! The Llama family (RMSNorm, rotary embeddings, grouped-query attention, gated MLP), loaded from GGUF or from
 //! a Hugging Face folder ([`crate::hf`]). Gemma 2 is this family with switches: embeddings scaled by √d, norms
-//! after attention and after the MLP too, GeGLU, soft-capped scores and logits, sliding-window layers.
+//! after attention and after the MLP too, GeGLU, soft-capped scores and logits, sliding-window layers. Gemma 3
+//! (from GGUF) drops the soft caps and adds an RMSNorm of each head's q and k before rotary, and its
+//! sliding-window ("local") layers rotate with their own base (10,000; the global layers' is the file's).
 //!
 //! Hookpoints follow sparsify's hooks on `model.layers.L.mlp`: the MLP input is what that module receives (the
 //! output of the norm before it: Llama's `post_attention_layernorm`, GGUF `ffn_norm`, Gemma 2's
@@ -38,6 +40,8 @@ pub struct LlamaConfig {
     /// Gemma: embeddings multiplied by √d.
     pub embed_scale: Option<f32>,
     pub mlp_activation: GateActivation,
+    /// Gemma 3: the sliding-window layers' rotary, when it differs from `rope`.
+    pub local_rope: Option<RopeSpec>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +95,31 @@ pub struct Layer {
     pub w_down: Vec<f32>,
     /// Gemma 2's `post_feedforward_layernorm`.
     pub post_ffn_norm: Option<Vec<f32>>,
+    /// Gemma 3's RMSNorms of each head's q and of each head's k (`head_dim` weights each), before rotary.
+    pub qk_norm: Option<[Vec<f32>; 2]>,
+}
+
+/// The rotary tables of a forward pass: the global layers', and the sliding-window layers' when they differ.
+pub struct LayerRopes {
+    global: Rope,
+    local: Option<Rope>,
+}
+
+impl LayerRopes {
+    pub fn new(c: &LlamaConfig, max_pos: usize) -> LayerRopes {
+        LayerRopes {
+            global: Rope::new(&c.rope, max_pos),
+            local: c.local_rope.as_ref().map(|r| Rope::new(r, max_pos)),
+        }
+    }
+
+    /// Layer `l`'s table.
+    pub fn of(&self, c: &LlamaConfig, l: usize) -> &Rope {
+        match &self.local {
+            Some(local) if c.sliding_layers[l] => local,
+            _ => &self.global,
+        }
+    }
 }
 
 pub struct Llama {
@@ -151,6 +180,7 @@ impl Llama {
     pub fn from_gguf(g: &GgufFile, max_layer: Option<usize>, with_head: bool) -> Result<Llama> {
         let arch = g.architecture()?.to_string();
         let qwen2 = arch == "qwen2";
+        let gemma3 = arch == "gemma3";
         let key = |k: &str| format!("{arch}.{k}");
         let num = |k: &str| g.get_u64(&key(k)).map(|v| v as usize);
         let d_model = num("embedding_length")?;
@@ -163,8 +193,16 @@ impl Llama {
                 g.path().display()
             );
         }
-        let head_dim = d_model / heads;
+        // Gemma 3's heads are wider than d / heads (270M: 4 × 256 over 640).
+        let head_dim = num("attention.key_length").unwrap_or(d_model / heads);
         let num_layers = num("block_count")?;
+        if g.get(&key("rope.scaling.type")).is_ok() {
+            bail!(
+                "{}: {} is set; rotary scaling is not supported from GGUF",
+                g.path().display(),
+                key("rope.scaling.type")
+            );
+        }
         let config = LlamaConfig {
             architecture: arch.clone(),
             num_layers,
@@ -180,13 +218,31 @@ impl Llama {
             },
             rms_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon"))? as f32,
             vocab_size,
-            attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            // llama.cpp's Gemma 3 scale: 1/√head_dim, except the 27B (62 layers): 1/√(d / heads).
+            attn_scale: match gemma3 && num_layers == 62 {
+                true => 1.0 / ((d_model / heads) as f32).sqrt(),
+                false => 1.0 / (head_dim as f32).sqrt(),
+            },
             attn_softcap: None,
             final_softcap: None,
-            sliding_window: None,
-            sliding_layers: vec![false; num_layers],
-            embed_scale: None,
-            mlp_activation: GateActivation::Silu,
+            sliding_window: match gemma3 {
+                true => Some(num("attention.sliding_window")?),
+                false => None,
+            },
+            // Gemma 3: five local layers, then one global.
+            sliding_layers: (0..num_layers)
+                .map(|l| gemma3 && (l + 1) % 6 != 0)
+                .collect(),
+            embed_scale: gemma3.then(|| (d_model as f64).sqrt() as f32),
+            mlp_activation: match gemma3 {
+                true => GateActivation::GeluTanh,
+                false => GateActivation::Silu,
+            },
+            local_rope: gemma3.then_some(RopeSpec {
+                rotary_dims: head_dim,
+                base: 10000.0,
+                scaling: RopeScaling::None,
+            }),
         };
         config.check(&g.path().display().to_string())?;
         let last = max_layer.unwrap_or(config.num_layers - 1);
@@ -197,10 +253,11 @@ impl Llama {
                 config.num_layers - 1
             );
         }
-        let (d, f, hd, kvd) = (
+        let (d, f, hd, qd, kvd) = (
             d_model as u64,
             config.d_ffn as u64,
             config.head_dim,
+            (heads * config.head_dim) as u64,
             (kv_heads * config.head_dim) as u64,
         );
         let layers = (0..=last)
@@ -219,34 +276,46 @@ impl Llama {
                     g.expect_dims(&full, &[len])?;
                     g.tensor_f32(&full).map(Some)
                 };
+                // Only Llama's rows are stored permuted; Qwen2 and Gemma rotate NeoX-style in llama.cpp.
                 let qk = |name: &str, dims: &[u64], heads: usize| -> Result<Vec<f32>> {
                     let w = t(name, dims)?;
-                    Ok(if qwen2 {
+                    Ok(if qwen2 || gemma3 {
                         w
                     } else {
                         unpermute_qk(&w, heads, hd, d_model)
                     })
                 };
+                let gemma_norm = |name: &str, len: u64| -> Result<Option<Vec<f32>>> {
+                    // Stored with Gemma's 1 + already added (llama.cpp's converter adds it).
+                    gemma3.then(|| t(name, &[len])).transpose()
+                };
                 Ok(Layer {
                     attn_norm: t("attn_norm", &[d])?,
-                    wq: qk("attn_q", &[d, d], heads)?,
+                    wq: qk("attn_q", &[d, qd], heads)?,
                     wk: qk("attn_k", &[d, kvd], kv_heads)?,
                     wv: t("attn_v", &[d, kvd])?,
                     qkv_bias: match (
-                        bias("attn_q", d)?,
+                        bias("attn_q", qd)?,
                         bias("attn_k", kvd)?,
                         bias("attn_v", kvd)?,
                     ) {
                         (Some(q), Some(k), Some(v)) => Some([q, k, v]),
                         _ => None,
                     },
-                    wo: t("attn_output", &[d, d])?,
-                    post_attn_norm: None,
+                    wo: t("attn_output", &[qd, d])?,
+                    post_attn_norm: gemma_norm("post_attention_norm", d)?,
                     ffn_norm: t("ffn_norm", &[d])?,
                     w_gate: t("ffn_gate", &[d, f])?,
                     w_up: t("ffn_up", &[d, f])?,
                     w_down: t("ffn_down", &[f, d])?,
-                    post_ffn_norm: None,
+                    post_ffn_norm: gemma_norm("post_ffw_norm", d)?,
+                    qk_norm: match (
+                        gemma_norm("attn_q_norm", hd as u64)?,
+                        gemma_norm("attn_k_norm", hd as u64)?,
+                    ) {
+                        (Some(q), Some(k)) => Some([q, k]),
+                        _ => None,
+                    },
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -303,6 +372,10 @@ impl Llama {
                     row.iter_mut().zip(b).for_each(|(a, b)| *a += b);
                 }
             }
+        }
+        if let Some([nq, nk]) = &w.qk_norm {
+            q = rms_norm(&q, c.head_dim, nq, c.rms_eps);
+            k = rms_norm(&k, c.head_dim, nk, c.rms_eps);
         }
         let spec = AttentionSpec {
             heads: c.heads,
@@ -386,9 +459,10 @@ impl LanguageModel for Llama {
             Stop::Logits => c.num_layers - 1,
         };
         assert!(last < self.layers.len(), "layer {last} was not loaded");
-        let rope = Rope::new(&c.rope, seq_len);
+        let ropes = LayerRopes::new(c, seq_len);
         let mut x = self.embed_tokens(tokens);
         for l in 0..=last {
+            let rope = ropes.of(c, l);
             self.layer(l, &mut x, hook, &mut |q, k, v, spec| {
                 rope.apply(q, c.heads, c.head_dim, seq_len);
                 rope.apply(k, c.kv_heads, c.head_dim, seq_len);

@@ -113,6 +113,13 @@ impl ModelSource {
     /// What the MLP input and output hookpoints of `layer` are, in the model's own module names.
     pub fn hookpoints(&self, layer: usize) -> (String, String) {
         match self {
+            // Gemma 3's names are Gemma 2's (transformers' Gemma3DecoderLayer has the same norms).
+            ModelSource::Gguf(g)
+                if g.get_str("general.architecture")
+                    .is_ok_and(|a| a == "gemma3") =>
+            {
+                crate::arch::gemma2::hookpoints(layer)
+            }
             ModelSource::Gguf(_) => crate::arch::llama::hookpoints(layer),
             ModelSource::HfFolder(h) => (h.architecture.hookpoints)(layer),
         }

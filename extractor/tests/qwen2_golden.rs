@@ -102,26 +102,3 @@ fn qwen2_chat_template_and_greedy_generation_match_transformers() {
     );
     assert_eq!(got, want, "greedy continuation, token for token");
 }
-
-#[test]
-fn a_gguf_of_an_architecture_we_do_not_run_is_refused_naming_it() {
-    let p = root().join("models/gemma-3-270m-q4_k_m.gguf");
-    if !p.exists() {
-        println!(
-            "skipped: {} is missing (scripts/fetch_models.sh gemma)",
-            p.display()
-        );
-        return;
-    }
-    let source = ModelSource::open(&p).unwrap();
-    let err = source.num_layers().unwrap_err().to_string();
-    assert!(
-        err.contains("general.architecture is \"gemma3\", which sparsecoder does not run from GGUF (it runs llama, qwen2)"),
-        "{err}"
-    );
-    let err = Llama::from_gguf(&GgufFile::open(&p).unwrap(), None, false)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("general.architecture is \"gemma3\""), "{err}");
-}

@@ -96,6 +96,7 @@ pub fn config(folder: &HfFolder, v: &Variant) -> Result<LlamaConfig> {
         sliding_layers,
         embed_scale: gemma.then(|| (d_model as f64).sqrt() as f32),
         mlp_activation,
+        local_rope: None,
     };
     config.check(&c.path.display().to_string())?;
     Ok(config)
@@ -150,6 +151,7 @@ pub fn load(folder: &HfFolder, v: &Variant, last: usize, with_head: bool) -> Res
                 } else {
                     None
                 },
+                qk_norm: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;

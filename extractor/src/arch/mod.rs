@@ -7,7 +7,8 @@
 //! - [`llama_family`]: the config parsing and weight loading the Llama-block architectures share, driven by
 //!   each one's [`llama_family::Variant`].
 //!
-//! GGUF files hold the Llama architecture ([`crate::llama::Llama::from_gguf`], hookpoints of [`llama`]).
+//! GGUF files hold the Llama, Qwen2 or Gemma 3 architecture ([`crate::llama::Llama::from_gguf`], hookpoints of
+//! [`llama`]; Gemma 3's MLP input is its `ffn_norm` output and its output is taken before `post_ffw_norm`).
 //!
 //! To add an architecture: a file here with its [`Descriptor`], one entry in [`ALL`], and a fixture made by
 //! `scripts/make_hf_fixtures.py` for the golden test; a block that no existing forward pass computes also
