@@ -107,7 +107,8 @@ def word_activations(model, layer, prompts):
             model.model(input_ids=ids)
             for b, i in enumerate(chunk):
                 n = len(prompts[i]["token_ids"])
-                rows[i] = {side: got[side][b, n - 6:n] for side in out}
+                # A copy: a view would keep the whole batch's activations alive.
+                rows[i] = {side: got[side][b, n - 6:n].clone() for side in out}
     handle.remove()
     return {side: torch.stack([rows[i][side] for i in range(len(prompts))]) for side in out}
 
