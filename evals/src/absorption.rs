@@ -185,12 +185,7 @@ pub struct AbsorptionResult {
 impl AbsorptionResult {
     /// Writes `out`/absorption.json atomically.
     pub fn save(&self, out: &std::path::Path) -> Result<()> {
-        let path = out.join("absorption.json");
-        cache_format::fsutil::write_atomic(&path, |w| {
-            w.write_all(serde_json::to_string(self)?.as_bytes())
-        })?;
-        println!("wrote {}", path.display());
-        Ok(())
+        crate::save_json(out, "absorption.json", self)
     }
 }
 
@@ -241,7 +236,7 @@ fn letter_probes(
     words: &[String],
     tokenizer: &TextTokenizer,
     rng: &mut ChaCha8Rng,
-) -> Result<(LetterProbes, MultiProbe)> {
+) -> Result<LetterProbes> {
     let d = train.len() / data.train.len().max(1);
     let y: Vec<usize> = data.train.iter().map(|p| p.letter).collect();
     let probe = multi_probe::train(&Dense(train, d), &y, 26, &LETTER_PROBE);
@@ -264,14 +259,13 @@ fn letter_probes(
             .collect::<Result<Vec<_>>>()?;
         true_positives.push(tp);
     }
-    let probes = LetterProbes {
+    Ok(LetterProbes {
         side,
         f1: f1s,
         weights: (0..26).map(|l| probe.class_weights(l)).collect(),
         bias: probe.b.clone(),
         true_positives,
-    };
-    Ok((probes, probe))
+    })
 }
 
 /// The `rows × cols` matrix of the chosen latents.
@@ -577,7 +571,7 @@ pub fn run(
     let mut probes = Vec::new();
     let mut positives: BTreeMap<Side, Vec<Vec<f32>>> = BTreeMap::new();
     for &side in &sides {
-        let (p, _) = letter_probes(
+        let p = letter_probes(
             side,
             &data,
             &train[&side],

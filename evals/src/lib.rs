@@ -40,6 +40,16 @@ use std::path::PathBuf;
 use trainer::checkpoint::{find_coders, load_for_cache};
 use trainer::regression;
 
+/// Writes `value` as compact JSON to `out`/`name` atomically, and says where.
+fn save_json<T: serde::Serialize>(out: &std::path::Path, name: &str, value: &T) -> Result<()> {
+    let path = out.join(name);
+    cache_format::fsutil::write_atomic(&path, |w| {
+        w.write_all(serde_json::to_string(value)?.as_bytes())
+    })?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
 /// What to evaluate and on how much data.
 #[derive(Clone, Debug)]
 pub struct EvalConfig {

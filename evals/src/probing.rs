@@ -118,12 +118,7 @@ pub struct ProbingResult {
 impl ProbingResult {
     /// Writes `out`/probing.json atomically.
     pub fn save(&self, out: &std::path::Path) -> Result<()> {
-        let path = out.join("probing.json");
-        cache_format::fsutil::write_atomic(&path, |w| {
-            w.write_all(serde_json::to_string(self)?.as_bytes())
-        })?;
-        println!("wrote {}", path.display());
-        Ok(())
+        crate::save_json(out, "probing.json", self)
     }
 }
 
