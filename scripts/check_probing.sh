@@ -16,15 +16,9 @@ model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ $# -ge 3 ]; then
   eval_dir="$2"; runs=("${@:3}")
 else
-  cargo build --release -q
-  sc=target/release/sparsecoder
-  rm -rf "$work" && mkdir -p "$work"
-  $sc extract --model $model --text data/python-3.11-docs/tutorial --layers 2 --ctx-len 128 --max-tokens 32768 \
-    --shard-rows 8192 --out "$work/cache" --quiet
-  $sc train --cache "$work/cache" --sweep kind=sae,transcoder,skip-transcoder --latents 1152 --k 16 --batch 512 \
-    --out "$work/run" --quiet --device cpu > /dev/null
-  $sc eval --model $model --cache "$work/cache" --checkpoints "$work/run" --tokens 256 --probing builtin \
-    --probing-train 40 --probing-test 20 --out "$work/eval" > "$work/eval.log"
+  source scripts/small_sweep.sh
+  small_sweep "$work" --probing builtin \
+    --probing-train 40 --probing-test 20
   eval_dir="$work/eval"; runs=("$work/run")
 fi
 HF_HUB_OFFLINE=1 "$venv/bin/python" scripts/check_probing.py "$eval_dir" $model "${runs[@]}" 2>&1 | grep -E "^(ok|FAIL|SAEBench)"

@@ -14,9 +14,8 @@ use interp::chat::{
 };
 use interp::records::{RecordConfig, Recorder};
 use interp::report::{write_html, write_latents, write_summary};
-use interp::run::{
-    interpret, sample_latents, summarize, Explainer, InterpConfig, Scorer, SCORE_COLUMNS,
-};
+use interp::run::{interpret, sample_latents, Explainer, InterpConfig, Scorer};
+use interp::summary::{summarize, CoderSummary, SCORE_COLUMNS};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -480,8 +479,9 @@ fn latent_records(
     Ok((records, tokens))
 }
 
-/// The per-coder score table on standard output.
-fn print_table(summaries: &[interp::run::CoderSummary]) {
+/// The per-coder score table on standard output: each coder's means, the spread over its latents below them,
+/// then the sanity floor (own explanation against a shuffled one, paired by latent).
+fn print_table(summaries: &[CoderSummary]) {
     let f = |v: f64| {
         if v.is_finite() {
             format!("{v:.3}")
@@ -496,9 +496,17 @@ fn print_table(summaries: &[interp::run::CoderSummary]) {
     println!("{header}");
     for s in summaries {
         let mut line = format!("{:<24} {:>7} {:>9}", s.coder, s.latents, s.explained);
+        let mut spread = format!("{:<24} {:>7} {:>9}", "  sd over latents", "", "");
         for c in &SCORE_COLUMNS {
             line.push_str(&format!(" {:>8}", f((c.value)(s))));
+            let sd = s.sd.get(c.name).copied().unwrap_or(f64::NAN);
+            spread.push_str(&format!(" {:>8}", f(sd)));
         }
-        println!("{line}");
+        println!("{line}\n{spread}");
+    }
+    for s in summaries {
+        for fl in &s.floor {
+            println!("{}", fl.describe(&s.coder));
+        }
     }
 }

@@ -137,6 +137,7 @@ fn interp_explains_and_scores_latents_offline() {
                 );
             }
         }
+        check_spread_and_floor(s, &latents);
         let page =
             std::fs::read_to_string(tmp.path().join("interp").join(format!("{c}.html"))).unwrap();
         assert!(
@@ -146,6 +147,20 @@ fn interp_explains_and_scores_latents_offline() {
     }
     let index = std::fs::read_to_string(tmp.path().join("interp/index.html")).unwrap();
     assert!(index.contains("sst-k16-l1152.html"));
+    let csv = std::fs::read_to_string(tmp.path().join("interp/summary.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    for column in [
+        "detection_auroc",
+        "detection_auroc_sd",
+        "detection_auroc_gap",
+        "detection_auroc_wins",
+    ] {
+        assert!(header.contains(&column), "{column} in {header:?}");
+    }
+    assert!(csv
+        .lines()
+        .skip(1)
+        .all(|l| l.split(',').count() == header.len()));
 
     // A re-run asks the model nothing: every prompt's answer is in the cache.
     let (ok, stdout, err) = sc(&interp);
@@ -186,4 +201,39 @@ fn interp_explains_and_scores_latents_offline() {
         .unwrap()
         .iter()
         .all(|j| j["p_base"].is_null() && j["p_yes"].is_f64()));
+}
+
+/// The summary's spread and sanity floor, recomputed from the latents' own scores in latents.jsonl: the
+/// standard deviation of the detection AUROC over latents, and own − shuffled explanation paired by latent.
+fn check_spread_and_floor(summary: &serde_json::Value, latents: &[serde_json::Value]) {
+    let auroc = |l: &serde_json::Value, key: &str| l[key]["auroc"].as_f64();
+    let own: Vec<f64> = latents
+        .iter()
+        .filter_map(|l| auroc(l, "detection"))
+        .collect();
+    if own.len() >= 2 {
+        let m = own.iter().sum::<f64>() / own.len() as f64;
+        let sd = (own.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (own.len() - 1) as f64).sqrt();
+        let got = summary["sd"]["detection_auroc"].as_f64().unwrap();
+        assert!((got - sd).abs() < 1e-9, "sd {got} against {sd}");
+    }
+    let gaps: Vec<f64> = latents
+        .iter()
+        .filter_map(|l| Some(auroc(l, "detection")? - auroc(l, "control_detection")?))
+        .collect();
+    let floor = summary["floor"].as_array().unwrap();
+    let fl = floor.iter().find(|f| f["score"] == "detection_auroc");
+    match fl {
+        None => assert!(gaps.is_empty(), "{summary}"),
+        Some(fl) => {
+            assert_eq!(fl["latents"].as_u64().unwrap() as usize, gaps.len());
+            let wins = gaps.iter().filter(|&&g| g > 0.0).count();
+            assert_eq!(fl["wins"].as_u64().unwrap() as usize, wins);
+            let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+            assert!(
+                (fl["mean_gap"].as_f64().unwrap() - mean).abs() < 1e-9,
+                "{fl}"
+            );
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! - [`score`]: accuracy, balanced accuracy, false-positive rate, per-quantile accuracy;
 //! - [`simulation`]: simulation scoring (Bills et al.), the correlation of predicted with true activations;
 //! - [`run`]: explain then score one coder's latents, with the shuffled-explanation sanity floor;
+//! - [`summary`]: a coder's means, their spread over latents, the sanity floor, the score columns;
 //! - [`report`]: JSONL per latent, summary JSON/CSV, the static HTML report.
 
 pub mod chat;
@@ -19,3 +20,4 @@ pub mod report;
 pub mod run;
 pub mod score;
 pub mod simulation;
+pub mod summary;

@@ -3,7 +3,8 @@
 //! report readable offline: `index.html` with the summary, one page per coder listing its latents with their
 //! explanation, scores and examples, each token shaded by the latent's activation.
 
-use crate::run::{CoderSummary, LatentResult, ShownWindow, SCORE_COLUMNS};
+use crate::run::{LatentResult, ShownWindow};
+use crate::summary::{CoderSummary, FLOOR_PAIRS, SCORE_COLUMNS};
 use anyhow::Result;
 use cache_format::fsutil::write_atomic;
 use std::fmt::Write as _;
@@ -33,31 +34,49 @@ pub fn write_summary(out: &Path, summaries: &[CoderSummary]) -> Result<()> {
         w.write_all(serde_json::to_string_pretty(summaries)?.as_bytes())
     })?;
     write_atomic(&out.join("summary.csv"), |w| {
-        let names: Vec<&str> = SCORE_COLUMNS.iter().map(|c| c.name).collect();
-        writeln!(
-            w,
-            "coder,latents,explained,{},unparsed_explanations,unparsed_judgements",
-            names.join(",")
-        )?;
+        // The means, then (appended, so the older columns keep their places) each score's spread over
+        // latents and the floor checks: own − shuffled per latent, its mean, SE and wins.
+        let mut names: Vec<String> = SCORE_COLUMNS.iter().map(|c| c.name.to_string()).collect();
+        names.extend(["unparsed_explanations".into(), "unparsed_judgements".into()]);
+        names.extend(SCORE_COLUMNS.iter().map(|c| format!("{}_sd", c.name)));
+        for (own, _) in FLOOR_PAIRS {
+            names.extend(["gap", "gap_se", "wins", "paired"].map(|x| format!("{own}_{x}")));
+        }
+        writeln!(w, "coder,latents,explained,{}", names.join(","))?;
         for s in summaries {
-            let values: Vec<String> = SCORE_COLUMNS
+            let mut values: Vec<String> = SCORE_COLUMNS
                 .iter()
                 .map(|c| (c.value)(s).to_string())
                 .collect();
+            values.extend([s.unparsed_explanations, s.unparsed_judgements].map(|n| n.to_string()));
+            values.extend(SCORE_COLUMNS.iter().map(|c| sd_of(s, c.name).to_string()));
+            for (own, _) in FLOOR_PAIRS {
+                let fl = s.floor.iter().find(|f| f.score == own);
+                values.extend(
+                    match fl {
+                        Some(f) => [f.mean_gap, f.gap_se, f.wins as f64, f.latents as f64],
+                        None => [f64::NAN, f64::NAN, 0.0, 0.0],
+                    }
+                    .map(|v| v.to_string()),
+                );
+            }
             writeln!(
                 w,
-                "{},{},{},{},{},{}",
+                "{},{},{},{}",
                 s.coder,
                 s.latents,
                 s.explained,
-                values.join(","),
-                s.unparsed_explanations,
-                s.unparsed_judgements
+                values.join(",")
             )?;
         }
         Ok(())
     })?;
     Ok(())
+}
+
+/// A score's standard deviation over the coder's latents (NaN when under two latents have it).
+fn sd_of(s: &CoderSummary, name: &str) -> f64 {
+    s.sd.get(name).copied().unwrap_or(f64::NAN)
 }
 
 pub fn escape(s: &str) -> String {
@@ -122,7 +141,13 @@ fn summary_rows(summaries: &[CoderSummary], link: bool) -> String {
             c.latents, c.explained
         );
         for col in &SCORE_COLUMNS {
-            let _ = write!(s, "<td>{}</td>", num((col.value)(c)));
+            let sd = sd_of(c, col.name);
+            let spread = if sd.is_finite() {
+                format!("<br><span class=\"muted\">± {}</span>", num(sd))
+            } else {
+                String::new()
+            };
+            let _ = write!(s, "<td>{}{spread}</td>", num((col.value)(c)));
         }
         let _ = write!(
             s,
@@ -131,6 +156,11 @@ fn summary_rows(summaries: &[CoderSummary], link: bool) -> String {
         );
     }
     s.push_str("</table>");
+    for c in summaries {
+        for fl in &c.floor {
+            let _ = write!(s, "<p>{}</p>", escape(&fl.describe(&c.coder)));
+        }
+    }
     s
 }
 
@@ -151,7 +181,8 @@ pub fn write_html(
          only what the explanation adds counts. Simulation: the correlation of the activations the scorer predicts \
          for every token (0–9; the expected digit where the model gives probabilities) with the true ones, over a \
          latent's activating and silent windows together; 0 is chance. Quantiles q1 (weakest tenth of a \
-         latent's sampled activations) to q10 (strongest).</p>",
+         latent's sampled activations) to q10 (strongest). Below each mean: its standard deviation over \
+         the coder's latents.</p>",
     );
     for (summary, _) in coders {
         let _ = write!(

@@ -12,7 +12,7 @@ use crate::prompts::{
     render_window, top_tokens_explanation, ExplainerExample,
 };
 use crate::records::{shuffle, split_examples, Example, ExampleSets, LatentRecord, Window};
-use crate::score::{mean, score, Judgement, Scores};
+use crate::score::{score, Judgement, Scores};
 use crate::simulation::{simulate, SimulationScore};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -128,139 +128,6 @@ pub struct LatentResult {
     /// Why nothing was scored, when nothing was.
     pub note: Option<String>,
 }
-
-/// The coder's line of the summary table: means over latents with scores.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CoderSummary {
-    pub coder: String,
-    pub latents: usize,
-    pub explained: usize,
-    pub detection_accuracy: f64,
-    pub detection_balanced: f64,
-    pub detection_fpr: f64,
-    pub fuzzing_accuracy: f64,
-    pub fuzzing_balanced: f64,
-    pub control_detection_balanced: f64,
-    /// Threshold-free: AUROC of the yes probabilities (NaN for models that give none).
-    pub detection_auroc: f64,
-    pub fuzzing_auroc: f64,
-    pub control_detection_auroc: f64,
-    /// The same, calibrated against the content-free explanation (NaN without `calibrate`).
-    pub detection_calibrated_auroc: f64,
-    pub fuzzing_calibrated_auroc: f64,
-    pub control_detection_calibrated_auroc: f64,
-    pub unparsed_explanations: usize,
-    pub unparsed_judgements: usize,
-    /// (quantile, detection accuracy on its activating examples, examples), pooled over latents.
-    pub detection_per_quantile: Vec<(u32, f64, usize)>,
-    /// Simulation: mean over latents of the correlation of predicted with true activations, with the
-    /// latent's explanation and with another's (NaN when simulation did not run).
-    #[serde(default = "nan")]
-    pub simulation_correlation: f64,
-    #[serde(default = "nan")]
-    pub control_simulation_correlation: f64,
-}
-
-fn nan() -> f64 {
-    f64::NAN
-}
-
-/// A score column of the summary table: its name in summary.csv (the field's), its short label for the
-/// terminal, its header in the HTML report, and where a coder's value is.
-pub struct ScoreColumn {
-    pub name: &'static str,
-    pub short: &'static str,
-    pub header: &'static str,
-    pub value: fn(&CoderSummary) -> f64,
-}
-
-/// The score columns, in the order every table (CSV, HTML, terminal) shows them.
-pub const SCORE_COLUMNS: [ScoreColumn; 14] = [
-    ScoreColumn {
-        name: "detection_accuracy",
-        short: "det.acc",
-        header: "detection acc.",
-        value: |s| s.detection_accuracy,
-    },
-    ScoreColumn {
-        name: "detection_balanced",
-        short: "det.bal",
-        header: "detection bal. acc.",
-        value: |s| s.detection_balanced,
-    },
-    ScoreColumn {
-        name: "detection_fpr",
-        short: "det.FPR",
-        header: "detection FPR",
-        value: |s| s.detection_fpr,
-    },
-    ScoreColumn {
-        name: "fuzzing_accuracy",
-        short: "fuzz.acc",
-        header: "fuzzing acc.",
-        value: |s| s.fuzzing_accuracy,
-    },
-    ScoreColumn {
-        name: "fuzzing_balanced",
-        short: "fuzz.bal",
-        header: "fuzzing bal. acc.",
-        value: |s| s.fuzzing_balanced,
-    },
-    ScoreColumn {
-        name: "control_detection_balanced",
-        short: "shuf.bal",
-        header: "detection bal. acc., shuffled explanations",
-        value: |s| s.control_detection_balanced,
-    },
-    ScoreColumn {
-        name: "detection_auroc",
-        short: "det.AUC",
-        header: "detection AUROC",
-        value: |s| s.detection_auroc,
-    },
-    ScoreColumn {
-        name: "fuzzing_auroc",
-        short: "fuzz.AUC",
-        header: "fuzzing AUROC",
-        value: |s| s.fuzzing_auroc,
-    },
-    ScoreColumn {
-        name: "control_detection_auroc",
-        short: "shuf.AUC",
-        header: "detection AUROC, shuffled explanations",
-        value: |s| s.control_detection_auroc,
-    },
-    ScoreColumn {
-        name: "detection_calibrated_auroc",
-        short: "det.cAUC",
-        header: "calibrated detection AUROC",
-        value: |s| s.detection_calibrated_auroc,
-    },
-    ScoreColumn {
-        name: "fuzzing_calibrated_auroc",
-        short: "fuzz.cAUC",
-        header: "calibrated fuzzing AUROC",
-        value: |s| s.fuzzing_calibrated_auroc,
-    },
-    ScoreColumn {
-        name: "control_detection_calibrated_auroc",
-        short: "shuf.cAUC",
-        header: "calibrated detection AUROC, shuffled explanations",
-        value: |s| s.control_detection_calibrated_auroc,
-    },
-    ScoreColumn {
-        name: "simulation_correlation",
-        short: "sim.r",
-        header: "simulation correlation",
-        value: |s| s.simulation_correlation,
-    },
-    ScoreColumn {
-        name: "control_simulation_correlation",
-        short: "shuf.sim.r",
-        header: "simulation correlation, shuffled explanations",
-        value: |s| s.control_simulation_correlation,
-    },
-];
 
 /// One scoring prompt's items, to map the parsed answer back.
 struct Batch {
@@ -626,56 +493,6 @@ fn fuzzing_items(
             (j, e.window.clone(), marks)
         })
         .collect()
-}
-
-pub fn summarize(coder: &str, results: &[LatentResult]) -> CoderSummary {
-    let scored: Vec<&LatentResult> = results
-        .iter()
-        .filter(|r| r.detection.is_some() || r.fuzzing.is_some() || r.simulation.is_some())
-        .collect();
-    let m = |f: &dyn Fn(&LatentResult) -> Option<f64>| mean(scored.iter().filter_map(|r| f(r)));
-    let pooled: Vec<Judgement> = scored
-        .iter()
-        .flat_map(|r| r.detection_judgements.iter().cloned())
-        .collect();
-    let unparsed = scored
-        .iter()
-        .map(|r| {
-            let u = |s: &Option<Scores>| s.as_ref().map_or(0, |s| s.unparsed);
-            u(&r.detection) + u(&r.fuzzing) + u(&r.control_detection)
-        })
-        .sum();
-    CoderSummary {
-        coder: coder.to_string(),
-        latents: results.len(),
-        explained: scored.len(),
-        detection_accuracy: m(&|r| r.detection.as_ref().map(|s| s.accuracy)),
-        detection_balanced: m(&|r| r.detection.as_ref().map(|s| s.balanced_accuracy)),
-        detection_fpr: m(&|r| r.detection.as_ref().map(|s| s.false_positive_rate)),
-        fuzzing_accuracy: m(&|r| r.fuzzing.as_ref().map(|s| s.accuracy)),
-        fuzzing_balanced: m(&|r| r.fuzzing.as_ref().map(|s| s.balanced_accuracy)),
-        detection_auroc: m(&|r| r.detection.as_ref().map(|s| s.auroc)),
-        fuzzing_auroc: m(&|r| r.fuzzing.as_ref().map(|s| s.auroc)),
-        control_detection_auroc: m(&|r| r.control_detection.as_ref().map(|s| s.auroc)),
-        detection_calibrated_auroc: m(&|r| r.detection.as_ref().map(|s| s.calibrated_auroc)),
-        fuzzing_calibrated_auroc: m(&|r| r.fuzzing.as_ref().map(|s| s.calibrated_auroc)),
-        control_detection_calibrated_auroc: m(&|r| {
-            r.control_detection.as_ref().map(|s| s.calibrated_auroc)
-        }),
-        control_detection_balanced: m(&|r| {
-            r.control_detection.as_ref().map(|s| s.balanced_accuracy)
-        }),
-        unparsed_explanations: results
-            .iter()
-            .filter(|r| r.explainer_answer.is_some() && r.explanation.is_none())
-            .count(),
-        unparsed_judgements: unparsed,
-        detection_per_quantile: score(&pooled).per_quantile,
-        simulation_correlation: m(&|r| r.simulation.as_ref().map(|s| s.correlation)),
-        control_simulation_correlation: m(&|r| {
-            r.control_simulation.as_ref().map(|s| s.correlation)
-        }),
-    }
 }
 
 /// A random sample of `n` latents among those with at least `min_firings` firings (all of them if fewer).

@@ -152,9 +152,31 @@ pub fn mean(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// The sample standard deviation (n − 1) of the finite values: the spread over latents of a score whose
+/// mean [`mean`] gives (NaN with fewer than two).
+pub fn sd(values: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.len() < 2 {
+        return f64::NAN;
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sd_is_the_sample_standard_deviation_of_the_finite_values() {
+        // 2, 4, 4, 4, 5, 5, 7, 9: mean 5, squared deviations sum to 32, so sd = sqrt(32 / 7).
+        let v = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0, f64::NAN];
+        assert!((sd(v.into_iter()) - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
+        assert!(
+            sd([1.0, f64::NAN].into_iter()).is_nan(),
+            "one value has no spread"
+        );
+    }
 
     fn j(truth: bool, predicted: Option<bool>, quantile: Option<u32>) -> Judgement {
         Judgement {

@@ -8,7 +8,8 @@
 use anyhow::Result;
 use interp::chat::{Answer, CachedChat, ChatMessage, ChatModel, Completion};
 use interp::records::{LatentRecord, Window};
-use interp::run::{interpret, summarize, InterpConfig, BASELINE_EXPLANATION};
+use interp::run::{interpret, InterpConfig, BASELINE_EXPLANATION};
+use interp::summary::summarize;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
