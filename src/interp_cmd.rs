@@ -13,7 +13,7 @@ use interp::chat::{
     Answer, CachedChat, ChatMessage, ChatModel, Completion, HttpChat, ResponseFormat,
 };
 use interp::records::{RecordConfig, Recorder};
-use interp::report::{write_html, write_latents, write_summary};
+use interp::report::{num, write_html, write_latents, write_summary};
 use interp::run::{interpret, sample_latents, Explainer, InterpConfig, Scorer};
 use interp::summary::{summarize, CoderSummary, SCORE_COLUMNS};
 use std::io::Write;
@@ -482,13 +482,6 @@ fn latent_records(
 /// The per-coder score table on standard output: each coder's means, the spread over its latents below them,
 /// then the sanity floor (own explanation against a shuffled one, paired by latent).
 fn print_table(summaries: &[CoderSummary]) {
-    let f = |v: f64| {
-        if v.is_finite() {
-            format!("{v:.3}")
-        } else {
-            "–".into()
-        }
-    };
     let mut header = format!("{:<24} {:>7} {:>9}", "coder", "latents", "explained");
     for c in &SCORE_COLUMNS {
         header.push_str(&format!(" {:>8}", c.short));
@@ -498,9 +491,8 @@ fn print_table(summaries: &[CoderSummary]) {
         let mut line = format!("{:<24} {:>7} {:>9}", s.coder, s.latents, s.explained);
         let mut spread = format!("{:<24} {:>7} {:>9}", "  sd over latents", "", "");
         for c in &SCORE_COLUMNS {
-            line.push_str(&format!(" {:>8}", f((c.value)(s))));
-            let sd = s.sd.get(c.name).copied().unwrap_or(f64::NAN);
-            spread.push_str(&format!(" {:>8}", f(sd)));
+            line.push_str(&format!(" {:>8}", num((c.value)(s))));
+            spread.push_str(&format!(" {:>8}", num(s.sd_of(c.name))));
         }
         println!("{line}\n{spread}");
     }

@@ -21,7 +21,8 @@ pub fn write_latents(dir: &Path, results: &[LatentResult]) -> Result<()> {
     Ok(())
 }
 
-fn num(v: f64) -> String {
+/// A score as the tables show it: 3 decimals, "–" when missing.
+pub fn num(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.3}")
     } else {
@@ -49,7 +50,7 @@ pub fn write_summary(out: &Path, summaries: &[CoderSummary]) -> Result<()> {
                 .map(|c| (c.value)(s).to_string())
                 .collect();
             values.extend([s.unparsed_explanations, s.unparsed_judgements].map(|n| n.to_string()));
-            values.extend(SCORE_COLUMNS.iter().map(|c| sd_of(s, c.name).to_string()));
+            values.extend(SCORE_COLUMNS.iter().map(|c| s.sd_of(c.name).to_string()));
             for (own, _) in FLOOR_PAIRS {
                 let fl = s.floor.iter().find(|f| f.score == own);
                 values.extend(
@@ -72,11 +73,6 @@ pub fn write_summary(out: &Path, summaries: &[CoderSummary]) -> Result<()> {
         Ok(())
     })?;
     Ok(())
-}
-
-/// A score's standard deviation over the coder's latents (NaN when under two latents have it).
-fn sd_of(s: &CoderSummary, name: &str) -> f64 {
-    s.sd.get(name).copied().unwrap_or(f64::NAN)
 }
 
 pub fn escape(s: &str) -> String {
@@ -141,7 +137,7 @@ fn summary_rows(summaries: &[CoderSummary], link: bool) -> String {
             c.latents, c.explained
         );
         for col in &SCORE_COLUMNS {
-            let sd = sd_of(c, col.name);
+            let sd = c.sd_of(col.name);
             let spread = if sd.is_finite() {
                 format!("<br><span class=\"muted\">± {}</span>", num(sd))
             } else {

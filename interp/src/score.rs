@@ -42,7 +42,8 @@ pub struct Scores {
     pub calibrated_auroc: f64,
 }
 
-fn nan() -> f64 {
+/// NaN, the serde default of scores absent from older files.
+pub(crate) fn nan() -> f64 {
     f64::NAN
 }
 
@@ -159,7 +160,7 @@ pub fn sd(values: impl Iterator<Item = f64>) -> f64 {
     if v.len() < 2 {
         return f64::NAN;
     }
-    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let m = mean(v.iter().copied());
     (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
 }
 

@@ -3,7 +3,7 @@
 //! columns every table (CSV, HTML, terminal) shows, each reading one latent's score from its result.
 
 use crate::run::LatentResult;
-use crate::score::{mean, score, sd, Judgement, Scores};
+use crate::score::{mean, nan, score, sd, Judgement, Scores};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -62,6 +62,13 @@ pub struct FloorCheck {
     pub gap_se: f64,
 }
 
+impl CoderSummary {
+    /// A score's standard deviation over the coder's latents (NaN when under two latents have it).
+    pub fn sd_of(&self, name: &str) -> f64 {
+        self.sd.get(name).copied().unwrap_or(f64::NAN)
+    }
+}
+
 impl FloorCheck {
     /// One line for tables' readers, e.g. "sst: detection_auroc with the latent's own explanation minus a
     /// shuffled one: +0.038 (SE 0.030), higher on 12 of 20 latents (0 equal)".
@@ -72,10 +79,6 @@ impl FloorCheck {
             self.score, self.mean_gap, self.gap_se, self.wins, self.latents, self.ties
         )
     }
-}
-
-fn nan() -> f64 {
-    f64::NAN
 }
 
 /// A score column of the summary table: its name in summary.csv (the field's), its short label for the
